@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Command line of the speech emotion recognition pipeline: one command per stage.
+
+Each command parses options, builds the stage's config and calls one library function in
+``pipeline/``. Heavy libraries (torch, librosa) are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.errors import PipelineError
+
+
+class Context:
+    def __init__(self, data_dir: Path, artifacts_dir: Path, seed: int):
+        self.data_dir = data_dir
+        self.artifacts_dir = artifacts_dir
+        self.seed = seed
+
+
+def friendly_errors(command):
+    """Turn the project's exceptions into one clean line and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PipelineError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default="data",
+              envvar="SER_DATA_DIR", help="Corpus and index folder [env SER_DATA_DIR].")
+@click.option("--artifacts-dir", type=click.Path(file_okay=False, path_type=Path),
+              default="artifacts", envvar="SER_ARTIFACTS_DIR",
+              help="Features, runs, reports and bundles [env SER_ARTIFACTS_DIR].")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+              case_sensitive=False), default="INFO", envvar="SER_LOG_LEVEL",
+              help="Logging detail [env SER_LOG_LEVEL].")
+@click.option("-q", "--quiet", is_flag=True, envvar="SER_QUIET",
+              help="Only warnings and results; no progress bars [env SER_QUIET].")
+@click.option("--seed", type=int, default=0, envvar="SER_SEED",
+              help="Seed for folds, augmentation and training [env SER_SEED].")
+@click.pass_context
+def cli(ctx, data_dir, artifacts_dir, log_level, quiet, seed):
+    """Speech emotion recognition on RAVDESS: download -> index -> extract -> train ->
+    evaluate -> export -> predict. Each stage caches its output and can be rerun alone."""
+    from pipeline import progress
+
+    progress.configure(level=log_level, quiet=quiet)
+    ctx.obj = Context(data_dir, artifacts_dir, seed)
+
+
+@cli.command()
+@click.option("--source", envvar="SER_SOURCE",
+              help="A local zip, a folder of Actor_XX/ clips, or a URL (default: the official "
+                   "Zenodo archive) [env SER_SOURCE].")
+@click.option("--force", is_flag=True, help="Fetch / unpack again even if done.")
+@click.pass_obj
+@friendly_errors
+def download(obj: Context, source, force):
+    """Fetch the RAVDESS speech corpus (checksum, resume), or use a local copy."""
+    from pipeline.download import download as run
+
+    result = run(data_dir=obj.data_dir, source=source, force=force)
+    click.echo(f"corpus {'already ' if result.skipped else ''}at {result.root}")
+
+
+@cli.command()
+@click.option("--folds", type=click.IntRange(min=2), default=5,
+              help="Number of actor-disjoint cross-validation folds.")
+@click.option("--force", is_flag=True, help="Re-index even if the corpus is unchanged.")
+@click.pass_obj
+@friendly_errors
+def index(obj: Context, folds, force):
+    """Index every clip from its file name and assign actor-disjoint folds."""
+    from pipeline.index import IndexConfig, build_index, summary
+
+    result = build_index(data_dir=obj.data_dir, config=IndexConfig(folds=folds, seed=obj.seed),
+                         force=force)
+    click.echo(summary(result))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    cli()

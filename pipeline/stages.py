@@ -1,0 +1,84 @@
+"""The stage contract: atomic writes, content hashes and the ``stage.json``-style manifest
+that a stage writes last and a rerun compares against (DVC lock file, lhotse ``.completed``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from pipeline import __version__
+
+CODE_VERSION = __version__
+
+
+def stable_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the text that cache keys hash."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def hash_obj(obj: Any) -> str:
+    """Short sha256 of an object's stable JSON form."""
+    return hashlib.sha256(stable_json(obj).encode()).hexdigest()[:16]
+
+
+def hash_file(path: Path, *, algorithm: str = "sha256", chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; on success rename it into place.
+
+    The temporary file is removed if the block raises, so a crash never leaves a file
+    under the final name that a later run would trust.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object at ``path``, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def manifest(*, stage: str, key: str, **fields: Any) -> dict:
+    """A manifest dict with the fields every stage records."""
+    return {
+        "stage": stage,
+        "key": key,
+        "code_version": CODE_VERSION,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **fields,
+    }
