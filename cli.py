@@ -90,6 +90,40 @@ def index(obj: Context, folds, force):
     click.echo(summary(result))
 
 
+@cli.command()
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
+              show_default="all cores", help="Worker processes.")
+@click.option("--copies", type=click.IntRange(min=0), default=None,
+              help="Augmented copies per clip (default from the feature config).")
+@click.option("--window-seconds", type=click.FloatRange(min=0.5), default=None,
+              help="Length of the analysis window.")
+@click.option("--n-mels", type=click.IntRange(min=8), default=None, help="Mel bands (= MFCCs).")
+@click.option("--max-failure-share", type=click.FloatRange(0, 1), default=0.05,
+              help="Fail the stage if more than this share of clips cannot be read.")
+@click.option("--force", is_flag=True, help="Recompute every shard.")
+@click.pass_obj
+@friendly_errors
+def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_share, force):
+    """Compute clean + augmented MFCC/log-mel tensors into HDF5 shards (cached)."""
+    import dataclasses
+
+    from pipeline.extract import ExtractConfig, extract as run
+
+    config = ExtractConfig(seed=obj.seed, max_failure_share=max_failure_share)
+    if copies is not None:
+        config = dataclasses.replace(config, augment=dataclasses.replace(config.augment, copies=copies))
+    feature_changes = {k: v for k, v in (("window_seconds", window_seconds), ("n_mels", n_mels))
+                       if v is not None}
+    if feature_changes:
+        config = dataclasses.replace(
+            config, features=dataclasses.replace(config.features, **feature_changes))
+    result = run(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir, config=config,
+                 jobs=jobs, force=force)
+    state = "cache hit" if result.cached else f"{result.seconds:.1f} s"
+    click.echo(f"features: {result.rows} rows from {result.clips} clips in {result.features_dir} "
+               f"({state}; {len(result.failures)} clip(s) failed)")
+
+
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     cli()

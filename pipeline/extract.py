@@ -1,0 +1,241 @@
+"""The ``extract`` stage: every indexed clip -> a clean and K augmented feature tensors,
+computed in parallel (joblib process workers, one BLAS thread each) into HDF5 shards.
+
+Clips are split into fixed shards (by index order, ``shard_clips`` each). One worker
+builds one whole shard and writes it under a temporary name, then renames it: one
+writer per file, and a shard that exists is complete. The manifest
+``<artifacts>/features/manifest.json`` (config, index hash, shard list with row counts
+and checksums, failures) is written last. A rerun:
+
+- finds the manifest's key equal to the current one: cache hit, nothing recomputed;
+- otherwise keeps complete shards carrying the current key (an interrupted run resumes
+  where it stopped) and builds the rest; ``--force`` rebuilds everything.
+
+Every copy's randomness comes from (seed, clip id, copy index), so shards are identical
+whatever the number of workers or the order they finish in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import ravdess
+from pipeline.augment import AugmentConfig, AugmentParams, augmented_features, params_for
+from pipeline.audio import load_mono
+from pipeline.download import corpus_root
+from pipeline.errors import AudioError, PipelineError
+from pipeline.features import FEATURES_VERSION, FeatureConfig
+from pipeline.index import index_hash, load_index
+from pipeline.progress import bar, log
+from pipeline.stages import CODE_VERSION, hash_file, hash_obj, manifest, read_json, write_json_atomic
+from pipeline.store import shard_attrs, shard_name, write_shard
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    features: FeatureConfig = FeatureConfig()
+    augment: AugmentConfig = AugmentConfig()
+    seed: int = 0
+    shard_clips: int = 40
+    max_failure_share: float = 0.05  # not part of the cache key: it only decides failure
+
+    def to_dict(self) -> dict:
+        return {"features": self.features.to_dict(), "augment": self.augment.to_dict(),
+                "seed": self.seed, "shard_clips": self.shard_clips,
+                "max_failure_share": self.max_failure_share}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ExtractConfig":
+        return cls(features=FeatureConfig.from_dict(data["features"]),
+                   augment=AugmentConfig.from_dict(data["augment"]), seed=data["seed"],
+                   shard_clips=data["shard_clips"], max_failure_share=data["max_failure_share"])
+
+    def cache_key(self, index_hash: str) -> str:
+        keyed = {k: v for k, v in self.to_dict().items() if k != "max_failure_share"}
+        return hash_obj({"config": keyed, "index_hash": index_hash,
+                         "features_version": FEATURES_VERSION})
+
+
+@dataclass(frozen=True)
+class ClipTask:
+    path: str
+    clip_id: str
+    label: int
+    actor: int
+    fold: int
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything a worker needs to build one shard (picklable, no open handles)."""
+
+    number: int
+    clips: tuple[ClipTask, ...]
+    config: ExtractConfig
+    out_path: Path
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
+class ExtractResult:
+    features_dir: Path
+    rows: int
+    clips: int
+    failures: dict[str, str]
+    cached: bool
+    seconds: float
+
+
+def features_dir(artifacts_dir: Path) -> Path:
+    return Path(artifacts_dir) / "features"
+
+
+def build_shard(task: ShardTask) -> dict:
+    """Worker: compute every copy of every clip of the shard, write it, report."""
+    from threadpoolctl import threadpool_limits
+
+    started = time.perf_counter()
+    config = task.config
+    rows: dict[str, list] = {k: [] for k in ("features", "label", "actor", "fold", "copy",
+                                             "clip_id", "aug_params")}
+    failures: dict[str, str] = {}
+    with threadpool_limits(1):
+        for clip in task.clips:
+            try:
+                y = load_mono(Path(clip.path), sample_rate=config.features.sample_rate)
+            except AudioError as exc:
+                failures[clip.clip_id] = str(exc)
+                continue
+            for copy in range(config.augment.copies + 1):
+                params = params_for(config.augment, seed=config.seed, clip_id=clip.clip_id,
+                                    copy=copy)
+                rows["features"].append(augmented_features(y, params, config.features))
+                rows["aug_params"].append(params.to_row())
+                for name, value in (("label", clip.label), ("actor", clip.actor),
+                                    ("fold", clip.fold), ("copy", copy), ("clip_id", clip.clip_id)):
+                    rows[name].append(value)
+    shape = config.features.shape
+    arrays = {
+        "features": np.stack(rows["features"]) if rows["features"] else np.zeros((0, *shape)),
+        "aug_params": (np.stack(rows["aug_params"]) if rows["aug_params"]
+                       else np.zeros((0, len(AugmentParams.FIELDS)))),
+        **{k: np.asarray(rows[k]) for k in ("label", "actor", "fold", "copy")},
+        "clip_id": np.asarray(rows["clip_id"], dtype="S"),
+    }
+    write_shard(task.out_path, rows=arrays, attrs={**task.attrs, "failures": failures})
+    return {"number": task.number, "rows": len(rows["label"]), "clips": len(task.clips),
+            "failures": failures, "seconds": time.perf_counter() - started}
+
+
+def plan_shards(*, data_dir: Path, out_dir: Path, config: ExtractConfig, key: str) -> list[ShardTask]:
+    root = corpus_root(data_dir)
+    clips = [ClipTask(str(root / c.path), c.clip_id, c.label, c.actor, c.fold)
+             for c in load_index(data_dir)]
+    attrs_common = {"cache_key": key, "code_version": CODE_VERSION,
+                    "feature_config": config.features.to_dict(),
+                    "augment_config": config.augment.to_dict(), "seed": config.seed,
+                    "label_map": list(ravdess.EMOTIONS),
+                    "aug_param_fields": list(AugmentParams.FIELDS)}
+    tasks = []
+    for number, start in enumerate(range(0, len(clips), config.shard_clips)):
+        chunk = tuple(clips[start:start + config.shard_clips])
+        tasks.append(ShardTask(number, chunk, config, out_dir / shard_name(number),
+                               {**attrs_common, "clip_ids": [c.clip_id for c in chunk]}))
+    return tasks
+
+
+def _is_done(task: ShardTask) -> bool:
+    attrs = shard_attrs(task.out_path)
+    return bool(attrs) and attrs.get("cache_key") == task.attrs["cache_key"]
+
+
+def extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig = ExtractConfig(),
+            jobs: int = 1, force: bool = False) -> ExtractResult:
+    """Run the stage (see module docstring). Returns where the store is and its counts."""
+    started = time.perf_counter()
+    out_dir = features_dir(artifacts_dir)
+    current_index = index_hash(data_dir)
+    key = config.cache_key(current_index)
+    manifest_path = out_dir / "manifest.json"
+    done = read_json(manifest_path)
+    if not force and done and done.get("key") == key and all(
+            (out_dir / s["file"]).exists() and (out_dir / s["file"]).stat().st_size == s["bytes"]
+            for s in done["shards"]):
+        log.info("features are current (%d rows); nothing to do (--force recomputes)", done["rows"])
+        return ExtractResult(out_dir, done["rows"], done["clips"], done["failures"], True,
+                             time.perf_counter() - started)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path.unlink(missing_ok=True)  # from here on, the old store is not current
+    for leftover in out_dir.glob(".shard-*.tmp"):
+        leftover.unlink()
+    tasks = plan_shards(data_dir=data_dir, out_dir=out_dir, config=config, key=key)
+    planned = {t.out_path.name for t in tasks}
+    for stray in out_dir.glob("shard-*.h5"):
+        if stray.name not in planned:
+            stray.unlink()
+    pending = [t for t in tasks if force or not _is_done(t)]
+    n_clips = sum(len(t.clips) for t in tasks)
+    if len(pending) < len(tasks):
+        log.info("resuming: %d of %d shards already complete", len(tasks) - len(pending), len(tasks))
+    log.info("extracting %d clips x %d copies with %d worker(s)",
+             sum(len(t.clips) for t in pending), config.augment.copies + 1, jobs)
+    for report in _run(pending, jobs=jobs):
+        pass
+
+    shards, failures, rows = [], {}, 0
+    for task in tasks:
+        attrs = shard_attrs(task.out_path)
+        if attrs is None or attrs.get("cache_key") != key:
+            raise PipelineError(f"shard {task.out_path} was not written; rerun 'cli.py extract'")
+        shard_failures = _json_attr(attrs["failures"])
+        n_rows = (len(task.clips) - len(shard_failures)) * (config.augment.copies + 1)
+        failures.update(shard_failures)
+        rows += n_rows
+        shards.append({"file": task.out_path.name, "rows": n_rows, "clips": len(task.clips),
+                       "bytes": task.out_path.stat().st_size,
+                       "sha256": hash_file(task.out_path)})
+    share = len(failures) / max(1, n_clips)
+    for clip_id, reason in list(failures.items())[:5]:
+        log.warning("skipped %s: %s", clip_id, reason)
+    if share > config.max_failure_share:
+        raise PipelineError(f"{len(failures)} of {n_clips} clips failed ({share:.1%}, more than "
+                            f"the allowed {config.max_failure_share:.0%}); first: "
+                            f"{next(iter(failures.values()))}. Fix or remove those files, rerun "
+                            "'cli.py index' and 'cli.py extract' (or raise --max-failure-share)")
+    seconds = time.perf_counter() - started
+    write_json_atomic(manifest_path, manifest(
+        stage="extract", key=key, config=config.to_dict(), index_hash=current_index,
+        features_version=FEATURES_VERSION, shape=list(config.features.shape),
+        rows=rows, clips=n_clips, failures=failures, shards=shards, jobs=jobs,
+        seconds=round(seconds, 2), label_map=list(ravdess.EMOTIONS)))
+    return ExtractResult(out_dir, rows, n_clips, failures, False, seconds)
+
+
+def _json_attr(value) -> dict:
+    import json
+
+    return json.loads(value) if isinstance(value, (str, bytes)) else dict(value)
+
+
+def _run(tasks: list[ShardTask], *, jobs: int):
+    """Build shards, in this process (jobs=1) or in joblib process workers."""
+    total = sum(len(t.clips) for t in tasks)
+    with bar(total=total, desc="extract", unit="clip") as progress:
+        if jobs == 1:
+            for task in tasks:
+                report = build_shard(task)
+                progress.update(report["clips"])
+                yield report
+            return
+        from joblib import Parallel, delayed, parallel_config
+
+        with parallel_config(backend="loky", inner_max_num_threads=1):
+            runner = Parallel(n_jobs=jobs, return_as="generator_unordered")
+            for report in runner(delayed(build_shard)(task) for task in tasks):
+                progress.update(report["clips"])
+                yield report

@@ -1,0 +1,77 @@
+"""The CNN: two input channels (MFCC, log-mel), three conv blocks (conv, batch norm,
+ReLU, max pool), fully connected layers with dropout, one output per emotion.
+
+Normalisation (per channel and mel row, computed from training data) lives inside the
+model as buffers, so a saved model can never be used with the wrong statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_mels: int = 64
+    n_classes: int = 8
+    channels: tuple[int, ...] = (16, 32, 64)
+    hidden: int = 128
+    dropout: float = 0.3
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        return cls(**{k: tuple(v) if k == "channels" else v for k, v in data.items()})
+
+
+class EmotionCNN(nn.Module):
+    """Input ``(batch, 2, n_mels, n_frames)`` raw features; output logits ``(batch, n_classes)``.
+
+    After the conv blocks the map is averaged over time, keeping ``n_mels / 8`` frequency
+    rows, so the model takes any number of frames.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("feature_mean", torch.zeros(2, config.n_mels, 1))
+        self.register_buffer("feature_std", torch.ones(2, config.n_mels, 1))
+        blocks, in_channels = [], 2
+        for out_channels in config.channels:
+            blocks += [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            in_channels = out_channels
+        self.conv = nn.Sequential(*blocks)
+        rows = config.n_mels // 2 ** len(config.channels)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(config.dropout),
+            nn.Linear(in_channels * rows, config.hidden), nn.ReLU(inplace=True),
+            nn.Dropout(config.dropout), nn.Linear(config.hidden, config.n_classes))
+
+    def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """``mean``, ``std``: shape ``(2, n_mels, 1)``, from training rows only."""
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std.clamp_min(1e-3))
+
+    def normalise(self, features: torch.Tensor) -> torch.Tensor:
+        return (features.float() - self.feature_mean) / self.feature_std
+
+    def forward(self, features: torch.Tensor, *, normalised: bool = False) -> torch.Tensor:
+        x = features if normalised else self.normalise(features)
+        x = self.conv(x).mean(dim=3)  # average over time: (batch, channels, rows)
+        return self.head(x)
+
+
+def flops_per_sample(config: ModelConfig, *, n_frames: int) -> int:
+    """Multiply-adds x 2 of one forward pass (convolutions and linear layers)."""
+    total, rows, cols, in_channels = 0, config.n_mels, n_frames, 2
+    for out_channels in config.channels:
+        total += 2 * rows * cols * out_channels * in_channels * 9
+        rows, cols, in_channels = rows // 2, cols // 2, out_channels
+    total += 2 * (in_channels * rows * config.hidden + config.hidden * config.n_classes)
+    return total
