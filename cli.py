@@ -124,6 +124,49 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
                f"({state}; {len(result.failures)} clip(s) failed)")
 
 
+@cli.command()
+@click.option("--fold", default="0", show_default=True,
+              help="Test fold to hold out, or 'all' for every fold in turn.")
+@click.option("--final", is_flag=True, help="Train the model to ship, on every actor.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs.")
+@click.option("--device", default="auto", envvar="SER_DEVICE",
+              help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps [env SER_DEVICE].")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
+@click.option("--force", is_flag=True, help="Retrain even if a finished run matches.")
+@click.pass_obj
+@friendly_errors
+def train(obj: Context, fold, final, epochs, device, resume, force):
+    """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
+    import dataclasses
+
+    from pipeline.train import TrainConfig, train as run
+
+    config = TrainConfig(seed=obj.seed)
+    if epochs is not None:
+        config = dataclasses.replace(config, epochs=epochs)
+    for target in _folds(obj, fold, final):
+        result = run(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir, config=config,
+                     fold=target, resume=resume, force=force, device=device)
+        val = (f"validation UA {result.val['ua']:.1%}, WA {result.val['wa']:.1%}"
+               if result.val else "no validation actors (final model)")
+        click.echo(f"{result.run_dir.name}: best epoch {result.best_epoch} of "
+                   f"{result.epochs_run}, {val}" + (" (cached)" if result.cached else ""))
+
+
+def _folds(obj: Context, fold: str, final: bool) -> list:
+    """The runs a --fold / --final choice names: [k], every fold, or [None] (final)."""
+    if final:
+        return [None]
+    if fold == "all":
+        from pipeline.index import load_index
+
+        return sorted({clip.fold for clip in load_index(obj.data_dir)})
+    try:
+        return [int(fold)]
+    except ValueError:
+        raise click.BadParameter(f"{fold!r}: give a fold number or 'all'", param_hint="--fold")
+
+
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     cli()

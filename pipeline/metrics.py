@@ -1,0 +1,38 @@
+"""Classification metrics: confusion matrix, per-class recall / precision / F1, overall
+accuracy (WA), unweighted accuracy (UA: mean per-class recall) and macro-F1."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion(true: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """``(n_classes, n_classes)`` int counts, rows true, columns predicted."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(true, int), np.asarray(predicted, int)), 1)
+    return matrix
+
+
+def summarise(matrix: np.ndarray, labels: tuple[str, ...] | list[str]) -> dict:
+    """Every figure from a confusion matrix. Classes absent from the truth get recall NaN
+    and are left out of UA and macro-F1."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    hits = np.diag(matrix)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, hits / support, np.nan)
+        precision = np.where(predicted > 0, hits / predicted, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    present = support > 0
+    total = matrix.sum()
+    return {
+        "n": int(total),
+        "wa": float(hits.sum() / total) if total else float("nan"),
+        "ua": float(np.nanmean(recall[present])) if present.any() else float("nan"),
+        "macro_f1": float(np.mean(f1[present])) if present.any() else float("nan"),
+        "per_class": {label: {"recall": float(recall[i]), "precision": float(precision[i]),
+                              "f1": float(f1[i]), "support": int(support[i])}
+                      for i, label in enumerate(labels)},
+        "confusion": matrix.astype(int).tolist(),
+    }

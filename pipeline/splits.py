@@ -1,0 +1,50 @@
+"""Which rows of the feature store each role sees, for one cross-validation fold.
+
+- test: the held-out fold's actors, clean copies only;
+- validation: the actors of the next fold(s) (taken from the training folds), clean only;
+- training: every other actor, clean and augmented copies.
+
+No actor is ever in two roles, and no copy of a test or validation clip is trained on.
+``final`` trains on every actor and has neither validation nor test rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.errors import TrainingError
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray  # row indices
+    val: np.ndarray
+    test: np.ndarray
+    test_folds: tuple[int, ...]
+    val_folds: tuple[int, ...]
+
+    def actors(self, actor_column: np.ndarray) -> dict[str, list[int]]:
+        return {role: sorted({int(a) for a in actor_column[rows]})
+                for role, rows in (("train", self.train), ("val", self.val), ("test", self.test))}
+
+
+def fold_split(*, fold: np.ndarray, copy: np.ndarray, test_fold: int | None,
+               val_folds: int = 1) -> Split:
+    """Rows for holding out ``test_fold`` (None: the final model, trained on everything)."""
+    folds = sorted({int(f) for f in fold})
+    if test_fold is None:
+        return Split(np.flatnonzero(np.ones_like(fold, dtype=bool)), np.zeros(0, int),
+                     np.zeros(0, int), (), ())
+    if test_fold not in folds:
+        raise TrainingError(f"--fold {test_fold}: the index has folds {folds}; pick one of them")
+    if len(folds) < 2 + val_folds:
+        raise TrainingError(f"{len(folds)} folds leave no training actors beside the test fold and "
+                            f"{val_folds} validation fold(s): rerun 'cli.py index --folds' with more")
+    position = folds.index(test_fold)
+    val = tuple(folds[(position + step) % len(folds)] for step in range(1, val_folds + 1))
+    clean = copy == 0
+    is_test, is_val = fold == test_fold, np.isin(fold, val)
+    return Split(train=np.flatnonzero(~is_test & ~is_val), val=np.flatnonzero(is_val & clean),
+                 test=np.flatnonzero(is_test & clean), test_folds=(test_fold,), val_folds=val)

@@ -1,0 +1,343 @@
+"""The ``train`` stage: the CNN on one cross-validation fold (or all actors for the final
+model), from the in-memory feature store, on CUDA / MPS / CPU.
+
+Run folder ``<artifacts>/runs/fold-K`` (or ``final``):
+
+- ``checkpoint.pt``: written atomically after every epoch (weights, optimiser, schedule,
+  best weights, history); ``--resume`` continues from it and ends where an uninterrupted
+  run would, because every random draw of epoch e comes from generators seeded by
+  (seed, e);
+- ``metrics.jsonl``: one line per epoch;
+- ``model.pt``: the selected weights (best validation UA; last epoch for ``final``) with
+  the model and feature configs and the normalisation statistics (inside the model);
+- ``result.json``: the run's manifest, written last; a rerun with the same config and
+  features is a cache hit.
+"""
+
+from __future__ import annotations
+
+import copy as copying
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import ravdess
+from pipeline.errors import PipelineError, TrainingError
+from pipeline.extract import features_dir
+from pipeline.index import index_hash
+from pipeline.metrics import confusion, summarise
+from pipeline.model import ModelConfig
+from pipeline.progress import log
+from pipeline.splits import Split, fold_split
+from pipeline.stages import atomic_path, hash_obj, manifest, read_json, write_json_atomic, write_text_atomic
+from pipeline.store import FeatureStore, load_store
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.1
+    mixup_alpha: float = 0.0
+    time_masks: int = 2
+    time_mask_frames: int = 20
+    freq_masks: int = 2
+    freq_mask_bins: int = 8
+    patience: int = 0  # epochs without a better validation UA before stopping; 0: never
+    val_folds: int = 1
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "model": self.model.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return cls(**{**data, "model": ModelConfig.from_dict(data["model"])})
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_epoch: int
+    epochs_run: int
+    val: dict | None
+    seconds: float
+    cached: bool = False
+
+
+class TrainingInterrupted(PipelineError):
+    pass
+
+
+def run_name(fold: int | None) -> str:
+    return "final" if fold is None else f"fold-{fold}"
+
+
+def pick_device(requested: str = "auto") -> "torch.device":
+    import torch
+
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _derived_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def normalisation_stats(features: np.ndarray, rows: np.ndarray, *, chunk: int = 512):
+    """Mean and std per channel and mel row over ``rows`` (and all frames), float32
+    ``(2, n_mels, 1)`` each, accumulated in float64."""
+    total = np.zeros(features.shape[1:3])
+    squares = np.zeros(features.shape[1:3])
+    count = 0
+    for start in range(0, len(rows), chunk):
+        block = features[rows[start:start + chunk]].astype(np.float64)
+        total += block.sum(axis=(0, 3))
+        squares += np.square(block).sum(axis=(0, 3))
+        count += block.shape[0] * block.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
+    return mean[..., None].astype(np.float32), std[..., None].astype(np.float32)
+
+
+def logits_for(model, features, rows: np.ndarray, *, device, batch_size: int = 256) -> np.ndarray:
+    """Eval-mode logits for ``features[rows]`` (a torch tensor, any device), ``(n, classes)``."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            index = torch.as_tensor(rows[start:start + batch_size], device=features.device)
+            out.append(model(features[index].to(device)).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config.n_classes))
+
+
+def _spec_augment(x, config: TrainConfig, generator):
+    """Zero (after normalisation: the mean) random time and mel bands, per sample."""
+    import torch
+
+    batch, _, n_mels, n_frames = x.shape
+    keep = torch.ones(batch, 1, n_mels, n_frames, dtype=torch.bool)
+    for count, width, axis, size in ((config.time_masks, config.time_mask_frames, 3, n_frames),
+                                     (config.freq_masks, config.freq_mask_bins, 2, n_mels)):
+        for _ in range(count):
+            widths = torch.randint(0, width + 1, (batch,), generator=generator)
+            starts = (torch.rand(batch, generator=generator) * (size - widths)).long()
+            positions = torch.arange(size)
+            band = (positions[None] >= starts[:, None]) & (positions[None] < (starts + widths)[:, None])
+            shape = (batch, 1, size, 1) if axis == 2 else (batch, 1, 1, size)
+            keep &= ~band.view(shape)
+    return x * keep.to(x.device)
+
+
+def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainConfig(),
+          fold: int | None = 0, resume: bool = False, force: bool = False,
+          device: str = "auto") -> TrainResult:
+    """Train one run (see module docstring). ``fold=None`` trains the final model."""
+    import torch
+
+    started = time.perf_counter()
+    current_index = index_hash(data_dir)
+    store = load_store(features_dir(artifacts_dir), index_hash=current_index)
+    n_mels, n_frames = store.features.shape[2:]
+    config = replace(config, model=replace(config.model, n_mels=int(n_mels)))
+    run_dir = Path(artifacts_dir) / "runs" / run_name(fold)
+    key = hash_obj({"train": config.to_dict(), "features": store.manifest["key"], "fold": fold})
+    done = read_json(run_dir / "result.json")
+    if done and done.get("key") == key and (run_dir / "model.pt").exists() and not force:
+        log.info("%s is already trained with this config and features (--force retrains)", run_dir)
+        return TrainResult(run_dir, done["best_epoch"], done["epochs_run"], done.get("val"),
+                           0.0, cached=True)
+
+    split = fold_split(fold=store.fold, copy=store.copy, test_fold=fold, val_folds=config.val_folds)
+    if len(split.train) == 0:
+        raise TrainingError(f"no training rows for fold {fold}: check the index's folds")
+    dev = pick_device(device)
+    torch.manual_seed(config.seed)
+    from pipeline.model import EmotionCNN
+
+    model = EmotionCNN(config.model)
+    mean, std = normalisation_stats(store.features, split.train)
+    model.set_normalisation(torch.from_numpy(mean), torch.from_numpy(std))
+    model.to(dev)
+    features = torch.from_numpy(store.features)
+    if dev.type == "cuda":
+        features = features.to(dev)  # ~0.2 GB for RAVDESS x 3 copies: the data path stays on the GPU
+    labels = torch.from_numpy(store.label.astype(np.int64)).to(features.device)
+    steps_per_epoch = math.ceil(len(split.train) / config.batch_size)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr,
+                                                   total_steps=config.epochs * steps_per_epoch,
+                                                   pct_start=0.2)
+    state = {"epoch": 0, "history": [], "best_ua": -1.0, "best_epoch": 0, "best_state": None}
+    checkpoint_path = run_dir / "checkpoint.pt"
+    if resume and checkpoint_path.exists():
+        saved = torch.load(checkpoint_path, map_location=dev, weights_only=True)
+        if saved.get("key") != key:
+            raise TrainingError(f"{checkpoint_path} is from another config or feature store; "
+                                "drop --resume to start afresh")
+        model.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimiser"])
+        schedule.load_state_dict(saved["schedule"])
+        state = {k: saved[k] for k in state}
+        log.info("resuming %s after epoch %d", run_dir.name, state["epoch"])
+    elif resume:
+        log.warning("no checkpoint in %s; starting from epoch 1", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "result.json").unlink(missing_ok=True)
+    log.info("%s: %d training rows (%d actors), %d validation, %d test rows; device %s",
+             run_dir.name, len(split.train), len(split.actors(store.actor)["train"]),
+             len(split.val), len(split.test), dev)
+
+    epochs_without_gain = 0
+    try:
+        for epoch in range(state["epoch"] + 1, config.epochs + 1):
+            record = _train_epoch(model, optimiser, schedule, features, labels, split, config,
+                                  epoch=epoch, device=dev)
+            if len(split.val):
+                val = _evaluate_rows(model, features, store.label, split.val, device=dev)
+                record.update(val_wa=val["wa"], val_ua=val["ua"])
+                improved = val["ua"] > state["best_ua"]
+            else:
+                improved = True  # final model: the last epoch is the one kept
+            if improved:
+                state.update(best_ua=record.get("val_ua", -1.0), best_epoch=epoch,
+                             best_state=copying.deepcopy(model.state_dict()))
+                epochs_without_gain = 0
+            else:
+                epochs_without_gain += 1
+            state["epoch"] = epoch
+            state["history"].append(record)
+            _save_checkpoint(checkpoint_path, key, model, optimiser, schedule, state)
+            write_text_atomic(run_dir / "metrics.jsonl",
+                              "".join(json.dumps(r) + "\n" for r in state["history"]))
+            log.info("epoch %3d  loss %.4f  train acc %.3f%s  %.0f samples/s", epoch,
+                     record["train_loss"], record["train_acc"],
+                     f"  val UA {record['val_ua']:.3f} WA {record['val_wa']:.3f}"
+                     if "val_ua" in record else "", record["samples_per_s"])
+            if config.patience and epochs_without_gain >= config.patience:
+                log.info("no validation gain for %d epochs: stopping early", config.patience)
+                break
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(f"interrupted; epochs up to {state['epoch']} are saved in "
+                                  f"{checkpoint_path}: rerun with --resume to continue") from None
+
+    model.load_state_dict(state["best_state"])
+    val = (_evaluate_rows(model, features, store.label, split.val, device=dev)
+           if len(split.val) else None)
+    actors = split.actors(store.actor)
+    info = {"fold": fold, "test_folds": list(split.test_folds), "val_folds": list(split.val_folds),
+            "actors": actors, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+            "val": val, "seed": config.seed, "index_hash": current_index,
+            "features_key": store.manifest["key"]}
+    save_model(run_dir / "model.pt", model, train_config=config,
+               feature_config=store.manifest["config"]["features"], info=info)
+    seconds = time.perf_counter() - started
+    write_json_atomic(run_dir / "result.json", manifest(
+        stage="train", key=key, config=config.to_dict(), seconds=round(seconds, 1),
+        device=str(dev), **info))
+    return TrainResult(run_dir, state["best_epoch"], state["epoch"], val, seconds)
+
+
+def _train_epoch(model, optimiser, schedule, features, labels, split: Split, config: TrainConfig,
+                 *, epoch: int, device) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    model.train()
+    torch.manual_seed(_derived_seed(config.seed, epoch, 1))  # dropout
+    generator = torch.Generator().manual_seed(_derived_seed(config.seed, epoch, 2))
+    order = torch.from_numpy(split.train)[torch.randperm(len(split.train), generator=generator)]
+    use_amp = device.type == "cuda"
+    total_loss = correct = seen = 0
+    t0 = time.perf_counter()
+    for start in range(0, len(order), config.batch_size):
+        index = order[start:start + config.batch_size].to(features.device)
+        x = model.normalise(features[index].to(device, non_blocking=True))
+        y = labels[index].to(device)
+        x = _spec_augment(x, config, generator)
+        lam, partner = 1.0, None
+        if config.mixup_alpha > 0:
+            lam = float(np.random.default_rng(_derived_seed(config.seed, epoch, start)).beta(
+                config.mixup_alpha, config.mixup_alpha))
+            partner = torch.randperm(len(y), generator=generator).to(device)
+            x = lam * x + (1 - lam) * x[partner]
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(x, normalised=True)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            if partner is not None:
+                loss = lam * loss + (1 - lam) * F.cross_entropy(
+                    logits.float(), y[partner], label_smoothing=config.label_smoothing)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, batch "
+                                f"{start // config.batch_size}: lower --lr (now {config.lr}) "
+                                "or check the features for NaN / inf ('cli.py extract --force')")
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        total_loss += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    seconds = time.perf_counter() - t0
+    return {"epoch": epoch, "train_loss": total_loss / seen, "train_acc": correct / seen,
+            "lr": schedule.get_last_lr()[0], "seconds": round(seconds, 3),
+            "samples_per_s": seen / seconds}
+
+
+def _evaluate_rows(model, features, label_column: np.ndarray, rows: np.ndarray, *, device) -> dict:
+    predicted = logits_for(model, features, rows, device=device).argmax(1)
+    return summarise(confusion(label_column[rows], predicted, len(ravdess.EMOTIONS)),
+                     ravdess.EMOTIONS)
+
+
+def _save_checkpoint(path: Path, key: str, model, optimiser, schedule, state: dict) -> None:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                    "schedule": schedule.state_dict(), **state}, tmp)
+
+
+def save_model(path: Path, model, *, train_config: TrainConfig, feature_config: dict,
+               info: dict) -> None:
+    """The trained model: weights (with normalisation buffers) and the configs, as plain
+    tensors and JSON text (loadable with ``weights_only=True``)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "model_config": json.dumps(model.config.to_dict()),
+                    "train_config": json.dumps(train_config.to_dict()),
+                    "feature_config": json.dumps(feature_config),
+                    "label_map": json.dumps(list(ravdess.EMOTIONS)),
+                    "info": json.dumps(info, default=str)}, tmp)
+
+
+def load_model(path: Path):
+    """``(model in eval mode on CPU, saved dict with JSON fields decoded)``."""
+    import torch
+
+    from pipeline.model import EmotionCNN
+
+    if not Path(path).exists():
+        raise TrainingError(f"no trained model at {path}: run 'cli.py train' for it first")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    meta = {k: json.loads(v) for k, v in saved.items() if k != "state_dict"}
+    model = EmotionCNN(ModelConfig.from_dict(meta["model_config"]))
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    return model, meta
