@@ -167,6 +167,85 @@ def _folds(obj: Context, fold: str, final: bool) -> list:
         raise click.BadParameter(f"{fold!r}: give a fold number or 'all'", param_hint="--fold")
 
 
+@cli.command()
+@click.option("--fold", default=None, help="Fold to evaluate, or 'all' (cross-validation).")
+@click.option("--bundle", "bundle_path", default=None,
+              help="Evaluate this bundle ('latest', a path, or 'shipped') on --source.")
+@click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Folder of RAVDESS-named clips, with --bundle.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
+              show_default="all cores", help="Feature workers, with --bundle.")
+@click.pass_obj
+@friendly_errors
+def evaluate(obj: Context, fold, bundle_path, source, jobs):
+    """Per-emotion and summary metrics on held-out folds, or a bundle on a folder."""
+    from pipeline import evaluate as evaluation
+
+    if bundle_path or source:
+        if not (bundle_path and source):
+            raise click.UsageError("--bundle and --source go together")
+        from pipeline.bundle import resolve
+
+        path = resolve(None if bundle_path == "shipped" else bundle_path,
+                       artifacts_dir=obj.artifacts_dir)
+        report = evaluation.evaluate_bundle(bundle_path=path, source=source,
+                                            artifacts_dir=obj.artifacts_dir, jobs=jobs)
+    else:
+        report = evaluation.evaluate_folds(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir,
+                                           folds=_folds(obj, fold or "all", final=False))
+    click.echo(evaluation.format_report(report))
+    name = "cv" if report["kind"] == "cross-validation" and len(report["folds"]) > 1 else None
+    click.echo(f"report: {evaluation.reports_dir(obj.artifacts_dir)} "
+               f"({name or 'see the newest .json / .png'})")
+
+
+@cli.command()
+@click.option("--run", default="final", show_default=True,
+              help="Which trained run to bundle: 'final' or 'fold-K'.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Bundle file (default artifacts/bundles/ser-RUN.pt).")
+@click.pass_obj
+@friendly_errors
+def export(obj: Context, run, out):
+    """Write a self-contained model bundle (weights, configs, labels, provenance)."""
+    from pipeline.bundle import export as run_export
+
+    path = run_export(artifacts_dir=obj.artifacts_dir, run=run, out=out)
+    click.echo(f"bundle written to {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--bundle", "bundle_path", default=None, envvar="SER_BUNDLE",
+              help="Bundle file, or 'latest' export (default: the shipped RAVDESS model) "
+                   "[env SER_BUNDLE].")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write results to a .csv or .jsonl file instead of the terminal.")
+@click.option("--windows", is_flag=True, help="Also report each window of long recordings.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
+              show_default="all cores", help="Feature workers.")
+@click.pass_obj
+@friendly_errors
+def predict(obj: Context, inputs, bundle_path, output, windows, jobs):
+    """Predict the emotion of audio files or folders (WAV/FLAC/OGG/MP3, any rate)."""
+    from pipeline import bundle as bundles
+    from pipeline.predict import format_single, format_table, predict_files, write_results
+
+    loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
+    results = predict_files(list(inputs), loaded, jobs=jobs)
+    if output:
+        write_results(results, output, loaded.labels, windows=windows)
+        click.echo(f"{len(results)} file(s) scored into {output}")
+    elif len(results) == 1:
+        click.echo(format_single(results[0], loaded.labels, windows=windows))
+    else:
+        click.echo(format_table(results))
+    failed = [r for r in results if r.error]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(results)} file(s) could not be "
+                                   "scored (see the error column)")
+
+
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     cli()

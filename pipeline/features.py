@@ -122,18 +122,18 @@ def _warped_filterbank(config: FeatureConfig, pitch_factor: float) -> np.ndarray
     return (base @ warp).astype(np.float32)
 
 
-def trim_silence(y: np.ndarray, *, top_db: float, frame_length: int = 1024,
-                 hop_length: int = 256) -> np.ndarray:
-    """Cut leading and trailing frames whose RMS is more than ``top_db`` below the loudest
-    frame (librosa.effects.trim's rule). Returns a view of ``y``."""
+def trim_bounds(y: np.ndarray, *, top_db: float, frame_length: int = 1024,
+                hop_length: int = 256) -> tuple[int, int]:
+    """``(start, end)`` sample bounds after cutting leading and trailing frames whose RMS
+    is more than ``top_db`` below the loudest frame (librosa.effects.trim's rule)."""
     if y.size < frame_length:
-        return y
+        return 0, y.size
     frames = np.lib.stride_tricks.sliding_window_view(y, frame_length)[::hop_length]
     rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
     loud = np.flatnonzero(rms > rms.max() * 10.0 ** (-top_db / 20.0))
     if loud.size == 0:
-        return y
-    return y[loud[0] * hop_length: min(y.size, loud[-1] * hop_length + frame_length)]
+        return 0, y.size
+    return int(loud[0] * hop_length), int(min(y.size, loud[-1] * hop_length + frame_length))
 
 
 def place(y: np.ndarray, *, length: int, offset: int = 0) -> np.ndarray:
@@ -148,11 +148,16 @@ def place(y: np.ndarray, *, length: int, offset: int = 0) -> np.ndarray:
     return out
 
 
-def speech_region(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """The part of a clip the window is built around (trimmed or whole)."""
+def speech_bounds(y: np.ndarray, config: FeatureConfig) -> tuple[int, int]:
+    """Sample bounds of the part of a clip the window is built around (trimmed or whole)."""
     if config.window_mode == "trim":
-        return trim_silence(y, top_db=config.trim_top_db)
-    return y
+        return trim_bounds(y, top_db=config.trim_top_db)
+    return 0, y.size
+
+
+def speech_region(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    start, end = speech_bounds(y, config)
+    return y[start:end]
 
 
 def power_spectrogram(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:

@@ -1,0 +1,163 @@
+"""The ``export`` stage and bundle loading: one self-contained model file.
+
+A bundle is a ``torch.save`` file holding only tensors and strings, so it is loaded with
+``torch.load(weights_only=True)``: no code stored in it can run. It holds
+
+- ``format`` / ``format_version``: what this file is (a foreign file is refused);
+- ``state_dict``: the weights, normalisation statistics included (model buffers);
+- ``metadata`` (JSON): model config, the full feature config and its code version, label
+  order, provenance (index hash, folds and actors trained on, seed, validation and test
+  metrics, code version, date);
+- ``checksum``: sha256 over the metadata and every tensor; an edited file is refused.
+
+Loading needs only this package, torch and numpy: not ``data/`` nor ``artifacts/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import __version__, ravdess
+from pipeline.errors import BundleError
+from pipeline.features import FEATURES_VERSION, FeatureConfig
+from pipeline.stages import atomic_path, read_json
+
+FORMAT = "ser-pipeline-bundle"
+FORMAT_VERSION = 1
+SHIPPED = Path(__file__).parent / "shipped" / "ravdess-cnn.pt"
+
+
+@dataclass
+class Bundle:
+    model: "torch.nn.Module"  # eval mode, CPU
+    feature_config: FeatureConfig
+    labels: tuple[str, ...]
+    metadata: dict
+    path: Path
+
+
+def _checksum(metadata_text: str, state_dict: dict) -> str:
+    digest = hashlib.sha256(metadata_text.encode())
+    for name in sorted(state_dict):
+        tensor = state_dict[name].contiguous().cpu()
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def export(*, artifacts_dir: Path, run: str = "final", out: Path | None = None) -> Path:
+    """Bundle ``<artifacts>/runs/<run>/model.pt`` with its provenance; returns the path."""
+    from pipeline.train import load_model
+
+    run_dir = Path(artifacts_dir) / "runs" / run
+    model, saved = load_model(run_dir / "model.pt")
+    info = saved["info"]
+    cv_report = read_json(Path(artifacts_dir) / "reports" / "cv.json")
+    test = info.get("test") or (cv_report or {}).get("summary")
+    metadata = {
+        "model_config": saved["model_config"],
+        "feature_config": saved["feature_config"],
+        "features_version": FEATURES_VERSION,
+        "label_map": saved["label_map"],
+        "provenance": {
+            "run": run, "index_hash": info["index_hash"], "features_key": info["features_key"],
+            "fold": info["fold"], "actors": info["actors"], "seed": info["seed"],
+            "best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"],
+            "validation": _brief(info.get("val")),
+            "test": test if run == "final" else _brief(_run_test(artifacts_dir, run)),
+            "train_config": saved["train_config"],
+            "code_version": __version__,
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    }
+    out = Path(out) if out else Path(artifacts_dir) / "bundles" / f"ser-{run}.pt"
+    write_bundle(out, model.state_dict(), metadata)
+    return out
+
+
+def _brief(metrics: dict | None) -> dict | None:
+    if not metrics:
+        return None
+    return {k: metrics[k] for k in ("ua", "wa", "macro_f1", "n") if k in metrics} | {
+        "per_class_recall": {c: v["recall"] for c, v in metrics.get("per_class", {}).items()}}
+
+
+def _run_test(artifacts_dir: Path, run: str) -> dict | None:
+    report = read_json(Path(artifacts_dir) / "reports" / "cv.json") or {}
+    return next((f["metrics"] for f in report.get("folds", []) if f.get("run") == run), None)
+
+
+def write_bundle(path: Path, state_dict: dict, metadata: dict) -> None:
+    import torch
+
+    text = json.dumps(metadata, sort_keys=True, default=str)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": text,
+                    "state_dict": tensors, "checksum": _checksum(text, tensors)}, tmp)
+
+
+def resolve(bundle: str | Path | None, *, artifacts_dir: Path = Path("artifacts")) -> Path:
+    """``None`` -> the shipped bundle; ``latest`` -> the newest export; else a path."""
+    if bundle is None:
+        if not SHIPPED.exists():
+            raise BundleError(f"no shipped bundle at {SHIPPED}: pass --bundle PATH or run "
+                              "'cli.py export' and use --bundle latest")
+        return SHIPPED
+    if str(bundle) == "latest":
+        exports = sorted((Path(artifacts_dir) / "bundles").glob("*.pt"),
+                         key=lambda p: p.stat().st_mtime)
+        if not exports:
+            raise BundleError(f"no exported bundle in {Path(artifacts_dir) / 'bundles'}: "
+                              "run 'cli.py export' first")
+        return exports[-1]
+    return Path(bundle)
+
+
+def load(path: Path) -> Bundle:
+    """Load and verify a bundle; refuse foreign, tampered or incompatible files."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    from pipeline.model import EmotionCNN, ModelConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(f"no bundle at {path}: pass --bundle with an exported file "
+                          "('cli.py export' writes one)")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
+            ValueError, AttributeError, KeyError) as exc:
+        raise BundleError(f"{path} is not a model bundle of this tool (or carries code, which "
+                          f"is never loaded): {str(exc).splitlines()[0][:160]}") from exc
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise BundleError(f"{path} is not a model bundle of this tool: export one with "
+                          "'cli.py export'")
+    if saved.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{path} has bundle format {saved.get('format_version')}, this version "
+                          f"({__version__}) reads format {FORMAT_VERSION}: re-export it with this "
+                          "version or install the version that wrote it")
+    text, tensors = saved.get("metadata", ""), saved.get("state_dict", {})
+    if _checksum(text, tensors) != saved.get("checksum"):
+        raise BundleError(f"{path} fails its checksum: the file was altered or damaged; "
+                          "export it again")
+    metadata = json.loads(text)
+    if metadata.get("features_version") != FEATURES_VERSION:
+        raise BundleError(f"{path} was trained on features version {metadata.get('features_version')}; "
+                          f"this code computes version {FEATURES_VERSION}: retrain and export "
+                          "with this version")
+    if tuple(metadata["label_map"]) != ravdess.EMOTIONS:
+        raise BundleError(f"{path} has labels {metadata['label_map']}, expected {ravdess.EMOTIONS}")
+    model = EmotionCNN(ModelConfig.from_dict(metadata["model_config"]))
+    model.load_state_dict(tensors)
+    model.eval()
+    return Bundle(model, FeatureConfig.from_dict(metadata["feature_config"]),
+                  tuple(metadata["label_map"]), metadata, path)

@@ -1,0 +1,181 @@
+"""The ``evaluate`` stage: metrics on held-out actors, or on any folder through a bundle.
+
+- ``evaluate_folds``: each fold's model (``runs/fold-K/model.pt``) on its test fold,
+  clean copies only; per fold, mean and standard deviation across folds, and the pooled
+  confusion matrix. Report ``<artifacts>/reports/cv.json`` (+ ``cv.png``).
+- ``evaluate_bundle``: a bundle on a folder of RAVDESS-named clips (labels from the
+  names), through exactly the ``predict`` path. Report ``reports/bundle-<name>.json``.
+
+Every report states which model(s), folds, actors and config produced it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import ravdess
+from pipeline.errors import PipelineError, StaleInputError
+from pipeline.extract import features_dir
+from pipeline.index import index_hash
+from pipeline.metrics import confusion, summarise
+from pipeline.progress import log
+from pipeline.splits import fold_split
+from pipeline.stages import write_json_atomic
+from pipeline.store import load_store
+
+SUMMARY_KEYS = ("ua", "wa", "macro_f1")
+
+
+def reports_dir(artifacts_dir: Path) -> Path:
+    return Path(artifacts_dir) / "reports"
+
+
+def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int]) -> dict:
+    """Test-fold metrics of each fold's trained model (see module docstring)."""
+    import torch
+
+    from pipeline.train import load_model, logits_for, run_name
+
+    store = load_store(features_dir(artifacts_dir), index_hash=index_hash(data_dir))
+    features = torch.from_numpy(store.features)
+    per_fold, pooled = [], np.zeros((ravdess.N_CLASSES,) * 2, dtype=np.int64)
+    for fold in folds:
+        run = run_name(fold)
+        model, saved = load_model(Path(artifacts_dir) / "runs" / run / "model.pt")
+        info = saved["info"]
+        if info["features_key"] != store.manifest["key"]:
+            raise StaleInputError(f"runs/{run} was trained on other features than the current "
+                                  f"store: rerun 'cli.py train --fold {fold}'")
+        split = fold_split(fold=store.fold, copy=store.copy, test_fold=fold,
+                           val_folds=saved["train_config"]["val_folds"])
+        predicted = logits_for(model, features, split.test, device=torch.device("cpu")).argmax(1)
+        matrix = confusion(store.label[split.test], predicted, ravdess.N_CLASSES)
+        pooled += matrix
+        per_fold.append({"run": run, "fold": fold, "actors": info["actors"],
+                         "best_epoch": info["best_epoch"], "validation": _pick(info.get("val")),
+                         "metrics": summarise(matrix, ravdess.EMOTIONS)})
+    report = {
+        "kind": "cross-validation", "folds": folds, "fold_runs": per_fold,
+        "features": store.manifest["config"], "features_key": store.manifest["key"],
+        "index_hash": store.manifest["index_hash"],
+        "train_config": saved["train_config"], "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "summary": _mean_std([f["metrics"] for f in per_fold]),
+        "pooled": summarise(pooled, ravdess.EMOTIONS),
+    }
+    name = "cv" if len(folds) > 1 else f"fold-{folds[0]}"
+    write_report(report, reports_dir(artifacts_dir) / name)
+    return report
+
+
+def _pick(metrics: dict | None) -> dict | None:
+    return {k: metrics[k] for k in SUMMARY_KEYS} if metrics else None
+
+
+def _mean_std(metrics: list[dict]) -> dict:
+    summary = {}
+    for key in SUMMARY_KEYS:
+        values = np.array([m[key] for m in metrics])
+        summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+    summary["per_class_recall"] = {
+        label: {"mean": float(np.nanmean([m["per_class"][label]["recall"] for m in metrics]))}
+        for label in ravdess.EMOTIONS}
+    return summary
+
+
+def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, jobs: int = 1) -> dict:
+    """A bundle on every RAVDESS-named audio file under ``source`` (labels from names)."""
+    from pipeline import bundle as bundles
+    from pipeline.predict import expand_inputs, predict_files
+
+    loaded = bundles.load(bundle_path)
+    files = [p for p in expand_inputs([source]) if ravdess.label_of(p.stem) is not None
+             and ravdess.parse_name(p.stem).is_speech]
+    if not files:
+        raise PipelineError(f"no RAVDESS-named speech clips (03-01-EE-II-SS-RR-AA.wav) under "
+                            f"{source}: evaluation needs labels from the file names")
+    results = predict_files(files, loaded, jobs=jobs)
+    scored = [r for r in results if not r.error]
+    for r in results:
+        if r.error:
+            log.warning("not scored: %s: %s", r.path, r.error)
+    true = [ravdess.label_of(Path(r.path).stem) for r in scored]
+    predicted = [loaded.labels.index(r.emotion) for r in scored]
+    metrics = summarise(confusion(np.array(true), np.array(predicted), ravdess.N_CLASSES),
+                        ravdess.EMOTIONS)
+    actors = sorted({ravdess.parse_name(Path(r.path).stem).actor for r in scored})
+    report = {"kind": "bundle", "bundle": str(bundle_path), "source": str(Path(source).resolve()),
+              "actors": actors, "files": len(files), "failed": len(results) - len(scored),
+              "provenance": loaded.metadata["provenance"],
+              "features": loaded.metadata["feature_config"],
+              "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pooled": metrics}
+    write_report(report, reports_dir(artifacts_dir) / f"bundle-{Path(bundle_path).stem}")
+    return report
+
+
+def write_report(report: dict, stem: Path) -> None:
+    write_json_atomic(stem.with_suffix(".json"), report)
+    plot_confusion(np.array(report["pooled"]["confusion"]), stem.with_suffix(".png"),
+                   title=_title(report))
+
+
+def _title(report: dict) -> str:
+    m = report["pooled"]
+    if report["kind"] == "bundle":
+        return f"{Path(report['bundle']).name} on {report['files']} clips: UA {m['ua']:.1%}"
+    s = report["summary"]
+    return (f"{len(report['fold_runs'])}-fold actor-independent CV: UA {s['ua']['mean']:.1%}"
+            f" ± {s['ua']['std']:.1%}")
+
+
+def plot_confusion(matrix: np.ndarray, path: Path, *, title: str) -> None:
+    """A row-normalised confusion matrix with counts, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline.stages import atomic_path
+
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure, axes = plt.subplots(figsize=(7.5, 6.5))
+    image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    labels = ravdess.EMOTIONS
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title, fontsize=10)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            axes.text(j, i, f"{matrix[i, j]}", ha="center", va="center", fontsize=8,
+                      color="white" if rates[i, j] > 0.5 else "black")
+    figure.colorbar(image, ax=axes, fraction=0.046, label="share of true class")
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)
+
+
+def format_report(report: dict) -> str:
+    """A readable table: per-emotion recall / precision / F1, then the summary figures."""
+    pooled = report["pooled"]
+    lines = []
+    if report["kind"] == "cross-validation":
+        lines.append("fold  actors              UA      WA      macro-F1")
+        for run in report["fold_runs"]:
+            m = run["metrics"]
+            actors = ",".join(f"{a:02d}" for a in run["actors"]["test"])
+            lines.append(f"{run['fold']:>4}  {actors:<18} {m['ua']:6.1%}  {m['wa']:6.1%}  {m['macro_f1']:6.1%}")
+        s = report["summary"]
+        lines.append("mean  ± std             " + "  ".join(
+            f"{s[k]['mean']:.1%}±{s[k]['std']:.1%}" for k in SUMMARY_KEYS))
+        lines.append("")
+    lines.append(f"{'emotion':<10} {'recall':>7} {'precision':>9} {'F1':>6} {'n':>5}")
+    for label, m in pooled["per_class"].items():
+        lines.append(f"{label:<10} {m['recall']:7.1%} {m['precision']:9.1%} {m['f1']:6.1%} {m['support']:5d}")
+    lines.append(f"{'pooled':<10} UA {pooled['ua']:.1%}  WA {pooled['wa']:.1%}  "
+                 f"macro-F1 {pooled['macro_f1']:.1%}  ({pooled['n']} clips)")
+    return "\n".join(lines)
