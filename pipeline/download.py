@@ -154,13 +154,17 @@ def _stream(url: str, part: Path, *, have: int, expected: int | None) -> None:
             have = 0
         if have:
             log.info("resuming %s at %d bytes", part.name, have)
-        total = expected or (have + int(response.headers.get("Content-Length") or 0)) or None
+        length = response.headers.get("Content-Length")
+        body_bytes = int(length) if length and length.isdigit() else None
+        total = expected or (have + (body_bytes or 0)) or None
+        received = 0
         try:
             with open(part, "ab" if resumed else "wb") as out, \
                     bar(total=total, desc="download", unit="B", unit_scale=True) as progress:
                 progress.update(have)
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
+                    received += len(chunk)
                     progress.update(len(chunk))
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
@@ -168,6 +172,11 @@ def _stream(url: str, part: Path, *, have: int, expected: int | None) -> None:
                                     "'cli.py download' (it resumes where it stopped)") from exc
             raise DownloadError(f"transfer of {url} broke off ({exc}); rerun 'cli.py download' "
                                 "to resume") from exc
+    # http.client ends a body silently when the connection closes early; without a known
+    # size or MD5 nothing else would notice, and the short file would become the archive.
+    if body_bytes is not None and received < body_bytes:
+        raise DownloadError(f"transfer of {url} broke off after {have + received} bytes "
+                            f"(of {have + body_bytes}); rerun 'cli.py download' to resume")
 
 
 def verify(part: Path, remote: Remote) -> None:

@@ -20,6 +20,7 @@ class ModelConfig:
     channels: tuple[int, ...] = (16, 32, 64)
     hidden: int = 128
     dropout: float = 0.3
+    clip_norm: bool = False  # also subtract each clip's own mean per channel and mel row
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +60,11 @@ class EmotionCNN(nn.Module):
         self.feature_std.copy_(std.clamp_min(1e-3))
 
     def normalise(self, features: torch.Tensor) -> torch.Tensor:
-        return (features.float() - self.feature_mean) / self.feature_std
+        x = (features.float() - self.feature_mean) / self.feature_std
+        if self.config.clip_norm:
+            # removes what is constant over the clip (channel, speaker timbre, level)
+            x = x - x.mean(dim=3, keepdim=True)
+        return x
 
     def forward(self, features: torch.Tensor, *, normalised: bool = False) -> torch.Tensor:
         x = features if normalised else self.normalise(features)

@@ -26,7 +26,9 @@ N_CLASSES = len(EMOTIONS)
 EXPECTED_ACTORS = tuple(range(1, 25))
 AUDIO_SUFFIXES = (".wav", ".flac")
 
-_NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
+# ASCII digits only, matched against the whole stem (``\d`` takes any Unicode digit and
+# ``$`` matches before a trailing newline: both let a clip id differ from its file name).
+_NAME = re.compile("-".join([r"([0-9]{2})"] * 7))
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def parse_name(stem: str) -> ClipName:
 
     Raises ``BadClipName`` naming the field that is out of range.
     """
-    match = _NAME.match(stem)
+    match = _NAME.fullmatch(stem)
     if not match:
         raise BadClipName("not seven two-digit fields joined by '-'")
     modality, channel, emotion, intensity, statement, repetition, actor = map(int, match.groups())

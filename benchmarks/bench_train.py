@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Training speed of the default model: samples per second, seconds per epoch over a
+fold's training set, the share of step time spent on the data path, and the model's
+floating-point operations per sample (to hold the figures against the hardware's rate).
+
+    python benchmarks/bench_train.py              # CPU, and CUDA/MPS when present
+    python benchmarks/bench_train.py --device cuda
+
+Uses the real feature store (artifacts/features) when it exists; otherwise random
+tensors of the default shape and the size of one fold's training set (12 actors x 60
+clips x (1 + K) copies). Needs torch, numpy and h5py only (no librosa).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.augment import AugmentConfig  # noqa: E402
+from pipeline.features import FeatureConfig  # noqa: E402
+from pipeline.model import flops_per_sample  # noqa: E402
+from pipeline.splits import Split  # noqa: E402
+from pipeline.train import TrainConfig, _spec_augment, _train_epoch, pick_device  # noqa: E402
+
+
+def training_rows(features_dir: Path):
+    """Features and labels of fold 0's training rows (real store or random stand-in)."""
+    if (features_dir / "manifest.json").exists():
+        from pipeline.splits import fold_split
+        from pipeline.store import load_store
+
+        store = load_store(features_dir)
+        split = fold_split(fold=store.fold, copy=store.copy, test_fold=0)
+        return store.features, store.label.astype(np.int64), split.train, "real store, fold 0"
+    shape = FeatureConfig().shape
+    rows = 12 * 60 * (1 + AugmentConfig().copies)
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((rows, *shape)).astype(np.float16)
+    return features, rng.integers(0, 8, rows), np.arange(rows), "random stand-in"
+
+
+def measure(device_name: str, features, labels, rows, config: TrainConfig, epochs: int) -> None:
+    import torch
+
+    device = pick_device(device_name)
+    torch.manual_seed(0)
+    from pipeline.model import EmotionCNN
+
+    model = EmotionCNN(replace(config.model, n_mels=features.shape[2])).to(device)
+    data = torch.from_numpy(features)
+    if device.type == "cuda":
+        data = data.to(device)
+    targets = torch.from_numpy(labels).to(data.device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    steps = -(-len(rows) // config.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr,
+                                                   total_steps=(epochs + 1) * steps)
+    split = Split(rows, np.zeros(0, int), np.zeros(0, int), (), ())
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    _train_epoch(model, optimiser, schedule, data, targets, split, config, epoch=1, device=device)
+    sync()  # warm-up epoch (allocator, kernels) not counted
+    seconds = []
+    for epoch in range(2, epochs + 2):
+        started = time.perf_counter()
+        _train_epoch(model, optimiser, schedule, data, targets, split, config, epoch=epoch, device=device)
+        sync()
+        seconds.append(time.perf_counter() - started)
+    per_epoch = float(np.median(seconds))
+    # the data path alone: gather a batch, move it, normalise, mask
+    generator = torch.Generator().manual_seed(0)
+    order = torch.from_numpy(rows)
+    sync()
+    started = time.perf_counter()
+    for start in range(0, len(order), config.batch_size):
+        index = order[start:start + config.batch_size].to(data.device)
+        x = model.normalise(data[index].to(device, non_blocking=True))
+        _spec_augment(x, config, generator)
+        targets[index].to(device)
+    sync()
+    data_seconds = time.perf_counter() - started
+    print(f"{str(device):<6} {len(rows) / per_epoch:>10.0f} {per_epoch:>9.2f} "
+          f"{data_seconds / per_epoch:>11.1%}   ({epochs} timed epochs of {len(rows)} samples, "
+          f"batch {config.batch_size})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", action="append", help="cpu, cuda, mps (default: cpu + any GPU)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--features", type=Path, default=ROOT / "artifacts" / "features")
+    args = parser.parse_args()
+    import torch
+
+    config = TrainConfig()
+    features, labels, rows, origin = training_rows(args.features)
+    model_config = replace(config.model, n_mels=features.shape[2])
+    flops = flops_per_sample(model_config, n_frames=features.shape[3])
+    print(f"input {tuple(features.shape[1:])} ({origin}); model channels {model_config.channels}, "
+          f"{flops / 1e6:.1f} MFLOP forward per sample, ~{3 * flops / 1e6:.0f} MFLOP per "
+          f"training sample (forward + backward); torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads")
+    devices = args.device or ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
+        ["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
+    print(f"{'device':<6} {'samples/s':>10} {'s/epoch':>9} {'data share':>11}")
+    for device in devices:
+        measure(device, features, labels, rows, config, args.epochs)
+
+
+if __name__ == "__main__":
+    main()

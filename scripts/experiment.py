@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Try a training recipe on validation actors only: train the given folds with config
+overrides into ``artifacts/experiments/NAME`` (sharing the extracted features) and print
+the mean validation UA. Test folds are never looked at here.
+
+    python scripts/experiment.py NAME --folds 0,2 --set epochs=40 --set model.clip_norm=true
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import progress  # noqa: E402
+from pipeline.train import TrainConfig, train  # noqa: E402
+
+
+def apply(config: TrainConfig, assignment: str) -> TrainConfig:
+    name, value = assignment.split("=", 1)
+    parsed = json.loads(value)
+    if isinstance(parsed, list):
+        parsed = tuple(parsed)
+    if name.startswith("model."):
+        return replace(config, model=replace(config.model, **{name[6:]: parsed}))
+    return replace(config, **{name: parsed})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("name")
+    parser.add_argument("--folds", default="0,1,2,3,4")
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--features", default="artifacts/features")
+    args = parser.parse_args()
+    progress.configure(level="INFO", quiet=False)
+    config = TrainConfig()
+    for assignment in args.set:
+        config = apply(config, assignment)
+    root = Path("artifacts/experiments") / args.name
+    root.mkdir(parents=True, exist_ok=True)
+    link = root / "features"
+    if not link.exists():
+        os.symlink(Path(args.features).resolve(), link)
+    scores = []
+    for fold in map(int, args.folds.split(",")):
+        result = train(data_dir=Path("data"), artifacts_dir=root, config=config, fold=fold)
+        scores.append(result.val["ua"])
+        print(f"{args.name} fold {fold}: val UA {result.val['ua']:.3f} (best epoch {result.best_epoch})",
+              flush=True)
+    print(f"{args.name}: mean val UA {sum(scores) / len(scores):.3f} over folds {args.folds} "
+          f"[{', '.join(f'{s:.3f}' for s in scores)}]  {' '.join(args.set)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Tests of pipeline/audio.py: decoding, mono mixdown, resampling, and the failures that
+must surface as an AudioError naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from pipeline.audio import AudioInfo, load_mono, read, resample, to_mono
+from pipeline.errors import AudioError, PipelineError
+
+
+def _tone(seconds: float, *, sample_rate: int, freq: float, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def _peak_hz(y: np.ndarray, sample_rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(y.size)))
+    return float(np.fft.rfftfreq(y.size, 1 / sample_rate)[np.argmax(spectrum)])
+
+
+def test_stereo_is_averaged_to_mono(tmp_path):
+    left = _tone(0.5, sample_rate=16000, freq=440.0, amplitude=0.6)
+    right = _tone(0.5, sample_rate=16000, freq=1000.0, amplitude=0.2)
+    path = tmp_path / "stereo.wav"
+    soundfile.write(path, np.stack([left, right], axis=1), 16000, subtype="FLOAT")
+
+    samples, sample_rate = read(path)
+    assert samples.shape == (left.size, 2) and sample_rate == 16000
+    y = load_mono(path, sample_rate=16000)
+    assert y.shape == (left.size,) and y.dtype == np.float32
+    np.testing.assert_allclose(y, (left + right) / 2, atol=1e-7)
+
+
+def test_to_mono_keeps_a_mono_signal_and_averages_channels():
+    mono = np.arange(6, dtype=np.float32)[:, None]
+    np.testing.assert_array_equal(to_mono(mono), np.arange(6, dtype=np.float32))
+    three = np.array([[1.0, 2.0, 6.0], [0.0, -3.0, 0.0]], dtype=np.float32)
+    out = to_mono(three)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [3.0, -1.0])
+
+
+@pytest.mark.parametrize("file_rate", [8000, 22050, 44100, 48000])
+def test_load_mono_resamples_to_the_requested_rate(tmp_path, file_rate):
+    path = tmp_path / f"tone-{file_rate}.flac"
+    soundfile.write(path, _tone(1.0, sample_rate=file_rate, freq=440.0), file_rate)
+    y = load_mono(path, sample_rate=16000)
+    assert y.dtype == np.float32
+    assert abs(y.size - 16000) <= 1
+    assert abs(_peak_hz(y, 16000) - 440.0) < 2.0  # the pitch survives resampling
+
+
+def test_resample_at_the_same_rate_returns_the_samples_unchanged():
+    y = _tone(0.1, sample_rate=16000, freq=300.0)
+    np.testing.assert_array_equal(resample(y, orig_sr=16000, target_sr=16000), y)
+
+
+def test_audio_info_duration():
+    assert AudioInfo(sample_rate=16000, channels=1, frames=24000).duration == 1.5
+    assert AudioInfo(sample_rate=0, channels=0, frames=0).duration == 0.0
+
+
+# --- files that are not usable audio ------------------------------------------------------
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _text(path: Path) -> None:
+    path.write_text("this is not audio, just a text file with a .wav name\n" * 20)
+
+
+def _wav_bytes(tmp: Path) -> bytes:
+    soundfile.write(tmp, _tone(0.5, sample_rate=16000, freq=440.0), 16000)
+    return tmp.read_bytes()
+
+
+def _truncated_in_header(path: Path) -> None:
+    path.write_bytes(_wav_bytes(path.with_suffix(".full.wav"))[:30])  # before the data chunk
+
+
+def _truncated_to_header(path: Path) -> None:
+    path.write_bytes(_wav_bytes(path.with_suffix(".full.wav"))[:44])  # a header and no frames
+
+
+def _silent(path: Path) -> None:
+    soundfile.write(path, np.zeros(16000, dtype=np.float32), 16000)
+
+
+def _non_finite(path: Path) -> None:
+    y = _tone(0.5, sample_rate=16000, freq=440.0)
+    y[100] = np.nan
+    soundfile.write(path, y, 16000, subtype="FLOAT")
+
+
+def _missing(path: Path) -> None:
+    pass
+
+
+@pytest.mark.parametrize("make, reason", [
+    (_empty, "empty file"),
+    (_text, "not readable audio"),
+    (_truncated_in_header, "not readable audio"),
+    (_truncated_to_header, "no audio frames"),
+    (_silent, "silent"),
+    (_non_finite, "NaN or infinite"),
+    (_missing, "cannot open"),
+], ids=["empty", "text", "truncated-header", "header-only", "silent", "nan", "missing"])
+def test_unusable_files_raise_audio_error_naming_the_file(tmp_path, make, reason):
+    path = tmp_path / "03-01-05-01-01-01-07.wav"
+    make(path)
+    with pytest.raises(AudioError, match=reason) as caught:
+        load_mono(path, sample_rate=16000)
+    assert str(path) in str(caught.value)
+    assert isinstance(caught.value, PipelineError)  # the CLI turns it into one clean line
+
+
+def test_a_quiet_but_real_recording_is_not_called_silent(tmp_path):
+    path = tmp_path / "quiet.wav"
+    soundfile.write(path, _tone(0.5, sample_rate=16000, freq=440.0, amplitude=0.01), 16000)
+    assert np.max(np.abs(load_mono(path, sample_rate=16000))) > 0.005

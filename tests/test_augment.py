@@ -1,0 +1,165 @@
+"""Tests of pipeline/augment.py: seeded parameters, what each augmentation does, and that
+a stored row can be rebuilt alone from its recorded parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import synth_speech
+from pipeline.audio import load_mono
+from pipeline.augment import (AugmentConfig, AugmentParams, augmented_features, copy_rng,
+                              params_for, sample_params)
+from pipeline.download import corpus_root
+from pipeline.extract import ExtractConfig, extract
+from pipeline.features import FeatureConfig, clean_features
+from pipeline.index import load_index
+from pipeline.store import read_shard
+
+FEATURES = FeatureConfig()
+AUGMENT = AugmentConfig()
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    return synth_speech(emotion=6, seed=11)
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+
+def test_same_seed_clip_and_copy_give_identical_params_and_features(speech):
+    first = params_for(AUGMENT, seed=5, clip_id="03-01-06-01-01-01-02", copy=1)
+    again = params_for(AUGMENT, seed=5, clip_id="03-01-06-01-01-01-02", copy=1)
+    assert first == again
+    assert first != AugmentParams()
+    np.testing.assert_array_equal(augmented_features(speech, first, FEATURES),
+                                  augmented_features(speech, again, FEATURES))
+
+
+def test_different_copies_clips_and_seeds_differ(speech):
+    clip = "03-01-06-01-01-01-02"
+    base = params_for(AUGMENT, seed=0, clip_id=clip, copy=1)
+    others = [params_for(AUGMENT, seed=0, clip_id=clip, copy=2),
+              params_for(AUGMENT, seed=0, clip_id="03-01-06-01-01-02-02", copy=1),
+              params_for(AUGMENT, seed=1, clip_id=clip, copy=1)]
+    for other in others:
+        assert other != base
+        for name in AugmentParams.FIELDS:  # every field is drawn, none is shared
+            assert getattr(other, name) != getattr(base, name)
+    copy1 = augmented_features(speech, base, FEATURES)
+    copy2 = augmented_features(speech, others[0], FEATURES)
+    assert not np.allclose(copy1, copy2, atol=0.5)
+
+
+def test_the_generator_depends_only_on_seed_clip_and_copy():
+    draw = copy_rng(seed=3, clip_id="x", copy=2).random(4)
+    np.random.seed(999)  # global state must not matter
+    np.testing.assert_array_equal(copy_rng(seed=3, clip_id="x", copy=2).random(4), draw)
+
+
+def test_sampled_params_stay_in_the_configured_ranges():
+    config = AugmentConfig(max_shift_seconds=0.1, max_semitones=1.0, snr_db=(20.0, 25.0),
+                           speed=(0.95, 1.05))
+    drawn = [sample_params(config, copy_rng(seed=0, clip_id="c", copy=k)) for k in range(1, 200)]
+    assert all(-0.1 <= p.shift_seconds <= 0.1 for p in drawn)
+    assert all(-1.0 <= p.semitones <= 1.0 for p in drawn)
+    assert all(20.0 <= p.snr_db <= 25.0 for p in drawn)
+    assert all(0.95 <= p.speed <= 1.05 for p in drawn)
+    assert all(0 <= p.noise_seed < 2**31 for p in drawn)
+    # the draws spread over the ranges rather than sticking to one value
+    assert np.ptp([p.semitones for p in drawn]) > 1.5
+
+
+def test_copy_zero_is_the_identity_and_reproduces_clean_features_exactly(speech):
+    identity = params_for(AUGMENT, seed=7, clip_id="anything", copy=0)
+    assert identity == AugmentParams()
+    assert (identity.shift_seconds, identity.semitones, identity.snr_db, identity.speed) == (
+        0.0, 0.0, float("inf"), 1.0)
+    np.testing.assert_array_equal(augmented_features(speech, identity, FEATURES),
+                                  clean_features(speech, FEATURES))
+    centre = FeatureConfig(window_mode="centre", n_mels=40)
+    np.testing.assert_array_equal(augmented_features(speech, identity, centre),
+                                  clean_features(speech, centre))
+
+
+def test_params_round_trip_through_a_row():
+    params = AugmentParams(shift_seconds=-0.123456789, semitones=1.5, snr_db=17.25,
+                           speed=0.93, noise_seed=2**31 - 2)
+    row = params.to_row()
+    assert row.dtype == np.float64 and row.shape == (len(AugmentParams.FIELDS),)
+    assert AugmentParams.from_row(row) == params
+    assert AugmentParams.from_row(AugmentParams().to_row()) == AugmentParams()  # inf SNR
+
+
+def test_augment_config_round_trips_through_json():
+    config = AugmentConfig(copies=4, snr_db=(10.0, 20.0), speed=(0.8, 1.2))
+    assert AugmentConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+# --- what each augmentation does ----------------------------------------------------------
+
+
+def _energy_centre(features: np.ndarray) -> float:
+    """Centre of mass of the mel power over frames."""
+    energy = (10.0 ** (features[1] / 10.0)).sum(axis=0)
+    return float((energy * np.arange(energy.size)).sum() / energy.sum())
+
+
+def test_time_shift_moves_the_speech_right(speech):
+    shifted = augmented_features(speech, AugmentParams(shift_seconds=0.25), FEATURES)
+    moved_frames = _energy_centre(shifted) - _energy_centre(clean_features(speech, FEATURES))
+    assert moved_frames == pytest.approx(0.25 * FEATURES.sample_rate / FEATURES.hop_length, abs=1.0)
+
+
+def test_pitch_shift_of_an_octave_doubles_the_frequency():
+    t = np.arange(FEATURES.sample_rate) / FEATURES.sample_rate
+    tone = lambda hz: (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32)  # noqa: E731
+    peak_band = lambda f: int(np.argmax(f[1].mean(axis=1)))  # noqa: E731
+    up = augmented_features(tone(500.0), AugmentParams(semitones=12.0), FEATURES)
+    assert peak_band(up) == peak_band(clean_features(tone(1000.0), FEATURES))
+    assert peak_band(up) > peak_band(clean_features(tone(500.0), FEATURES))
+
+
+def test_speed_change_shortens_the_speech(speech):
+    def active_frames(features):
+        return int((features[1] > features[1].max() - 30.0).any(axis=0).sum())
+
+    clean = active_frames(clean_features(speech, FEATURES))
+    faster = active_frames(augmented_features(speech, AugmentParams(speed=1.25), FEATURES))
+    assert clean / faster == pytest.approx(1.25, rel=0.06)
+
+
+def test_noise_fills_the_silence_at_the_requested_level(speech):
+    clean = clean_features(speech, FEATURES)
+    loud = augmented_features(speech, AugmentParams(snr_db=0.0, noise_seed=3), FEATURES)
+    faint = augmented_features(speech, AugmentParams(snr_db=40.0, noise_seed=3), FEATURES)
+    # the padding is at the floor (top_db below the peak) without noise, well above it with
+    assert np.median(clean[1]) == pytest.approx(clean[1].max() - FEATURES.top_db, abs=0.01)
+    assert np.median(loud[1]) > np.median(faint[1]) + 20.0
+    other_seed = augmented_features(speech, AugmentParams(snr_db=0.0, noise_seed=4), FEATURES)
+    assert not np.array_equal(loud, other_seed)
+
+
+# --- a stored row can be rebuilt alone ----------------------------------------------------
+
+
+def test_a_stored_row_is_rebuilt_exactly_from_its_recorded_params(indexed, tmp_path):
+    config = ExtractConfig(augment=dataclasses.replace(AUGMENT, copies=2), seed=3, shard_clips=8)
+    result = extract(data_dir=indexed, artifacts_dir=tmp_path / "artifacts", config=config)
+    rows = read_shard(result.features_dir / "shard-00001.h5")
+    paths = {clip.clip_id: corpus_root(indexed) / clip.path for clip in load_index(indexed)}
+    assert len(rows["copy"]) == 8 * 3
+
+    # rebuild the rows in reverse order, each from its own row only (no earlier copies)
+    for i in reversed(range(len(rows["copy"]))):
+        clip_id, copy = rows["clip_id"][i], int(rows["copy"][i])
+        params = AugmentParams.from_row(rows["aug_params"][i])
+        assert params == params_for(config.augment, seed=3, clip_id=clip_id, copy=copy)
+        y = load_mono(Path(paths[clip_id]), sample_rate=FEATURES.sample_rate)
+        rebuilt = augmented_features(y, params, config.features).astype(np.float16)
+        np.testing.assert_array_equal(rebuilt, rows["features"][i])

@@ -1,0 +1,72 @@
+"""Metrics against values worked out by hand on a small example."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.metrics import confusion, summarise
+
+LABELS = ("a", "b", "c", "d")
+# class d never occurs in the truth but is predicted once
+TRUE = np.array([0, 0, 1, 1, 1, 2, 2])
+PREDICTED = np.array([0, 1, 1, 1, 0, 2, 3])
+
+
+def test_confusion_counts_rows_true_columns_predicted():
+    matrix = confusion(TRUE, PREDICTED, 4)
+    assert matrix.dtype == np.int64
+    assert matrix.tolist() == [[1, 1, 0, 0],
+                               [1, 2, 0, 0],
+                               [0, 0, 1, 1],
+                               [0, 0, 0, 0]]
+
+
+def test_confusion_counts_repeated_pairs():
+    # np.add.at, not fancy-index assignment: three identical pairs count three times
+    assert confusion(np.array([2, 2, 2]), np.array([1, 1, 1]), 3)[2, 1] == 3
+
+
+def test_summary_matches_hand_computed_values():
+    metrics = summarise(confusion(TRUE, PREDICTED, 4), LABELS)
+    assert metrics["n"] == 7
+    assert metrics["wa"] == pytest.approx(4 / 7)
+    # recalls 1/2, 2/3, 1/2 (d is absent from the truth and left out)
+    assert metrics["ua"] == pytest.approx((1 / 2 + 2 / 3 + 1 / 2) / 3)
+    per_class = metrics["per_class"]
+    assert per_class["a"] == pytest.approx({"recall": 0.5, "precision": 0.5, "f1": 0.5, "support": 2})
+    assert per_class["b"] == pytest.approx({"recall": 2 / 3, "precision": 2 / 3, "f1": 2 / 3, "support": 3})
+    assert per_class["c"] == pytest.approx({"recall": 0.5, "precision": 1.0, "f1": 2 / 3, "support": 2})
+    # F1 of a, b, c: 1/2, 2/3, 2/3
+    assert metrics["macro_f1"] == pytest.approx((1 / 2 + 2 / 3 + 2 / 3) / 3)
+    assert metrics["confusion"][2] == [0, 0, 1, 1]
+
+
+def test_class_missing_from_truth_has_nan_recall_and_does_not_count():
+    metrics = summarise(confusion(TRUE, PREDICTED, 4), LABELS)
+    missing = metrics["per_class"]["d"]
+    assert math.isnan(missing["recall"])
+    assert missing["support"] == 0
+    assert missing["precision"] == 0.0  # predicted once, never right
+    assert missing["f1"] == 0.0
+    assert not math.isnan(metrics["ua"]) and not math.isnan(metrics["macro_f1"])
+
+
+def test_perfect_and_empty_predictions():
+    perfect = summarise(confusion(np.arange(4), np.arange(4), 4), LABELS)
+    assert perfect["wa"] == perfect["ua"] == perfect["macro_f1"] == 1.0
+    empty = summarise(np.zeros((4, 4), dtype=int), LABELS)
+    assert empty["n"] == 0
+    assert math.isnan(empty["wa"]) and math.isnan(empty["ua"]) and math.isnan(empty["macro_f1"])
+
+
+def test_agrees_with_scikit_learn_when_every_class_occurs(rng):
+    metrics_module = pytest.importorskip("sklearn.metrics")
+    true = np.concatenate([np.arange(8), rng.integers(0, 8, 200)])
+    predicted = np.where(rng.random(true.size) < 0.6, true, rng.integers(0, 8, true.size))
+    ours = summarise(confusion(true, predicted, 8), tuple("abcdefgh"))
+    assert ours["wa"] == pytest.approx(metrics_module.accuracy_score(true, predicted))
+    assert ours["ua"] == pytest.approx(metrics_module.balanced_accuracy_score(true, predicted))
+    assert ours["macro_f1"] == pytest.approx(metrics_module.f1_score(true, predicted, average="macro"))

@@ -1,0 +1,126 @@
+"""The CNN: output shapes, normalisation inside the model, the FLOP count."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.model import EmotionCNN, ModelConfig, flops_per_sample
+
+SMALL = ModelConfig(n_mels=16, channels=(8, 16, 16), hidden=32)
+
+
+@pytest.mark.parametrize("n_frames", [8, 13, 32, 100, 188])
+def test_output_is_one_logit_per_emotion_for_any_frame_count(n_frames):
+    torch.manual_seed(0)
+    model = EmotionCNN(SMALL).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(3, 2, SMALL.n_mels, n_frames))
+    assert logits.shape == (3, 8)
+    assert torch.isfinite(logits).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 4), n_mels=st.sampled_from([8, 16, 20, 40]),
+       n_frames=st.integers(8, 64), depth=st.integers(1, 3))
+def test_output_shape_property(batch, n_mels, n_frames, depth):
+    config = ModelConfig(n_mels=n_mels, channels=(4, 8, 8)[:depth], hidden=8, n_classes=5)
+    model = EmotionCNN(config).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(batch, 2, n_mels, n_frames))
+    assert logits.shape == (batch, 5)
+
+
+def test_float16_input_is_accepted():
+    model = EmotionCNN(SMALL).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(2, 2, 16, 32).half())
+    assert logits.dtype == torch.float32 and logits.shape == (2, 8)
+
+
+def test_normalisation_buffers_are_saved_with_the_weights():
+    model = EmotionCNN(SMALL)
+    mean = torch.randn(2, SMALL.n_mels, 1)
+    std = torch.rand(2, SMALL.n_mels, 1) + 0.5
+    model.set_normalisation(mean, std)
+    state = model.state_dict()
+    assert torch.equal(state["feature_mean"], mean)
+    assert torch.equal(state["feature_std"], std)
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    restored = EmotionCNN(SMALL)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert torch.equal(restored.feature_mean, mean)
+    assert torch.equal(restored.feature_std, std)
+    model.eval(), restored.eval()
+    x = torch.randn(2, 2, SMALL.n_mels, 24)
+    with torch.no_grad():
+        assert torch.equal(model(x), restored(x))
+
+
+def test_normalise_uses_the_statistics_and_floors_the_std():
+    model = EmotionCNN(SMALL)
+    mean = torch.full((2, SMALL.n_mels, 1), 3.0)
+    std = torch.full((2, SMALL.n_mels, 1), 2.0)
+    std[0, 0, 0] = 0.0  # a constant mel row must not divide by zero
+    model.set_normalisation(mean, std)
+    x = torch.full((1, 2, SMALL.n_mels, 4), 5.0)
+    out = model.normalise(x)
+    assert torch.isfinite(out).all()
+    assert out[0, 1, 5, 0].item() == pytest.approx(1.0)
+    assert model.feature_std[0, 0, 0].item() == pytest.approx(1e-3)
+
+
+def test_raw_and_pre_normalised_inputs_agree():
+    torch.manual_seed(0)
+    model = EmotionCNN(SMALL).eval()
+    model.set_normalisation(torch.randn(2, 16, 1), torch.rand(2, 16, 1) + 0.5)
+    x = torch.randn(2, 2, 16, 32) * 10
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(model.normalise(x), normalised=True))
+
+
+def test_config_round_trips_through_a_dict():
+    config = ModelConfig(n_mels=16, channels=(8, 16), hidden=12, dropout=0.1)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    import json
+
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_flops_are_positive_and_grow_with_channels_frames_and_mels():
+    base = flops_per_sample(SMALL, n_frames=32)
+    assert base > 0
+    wider = ModelConfig(n_mels=16, channels=(16, 32, 32), hidden=32)
+    assert flops_per_sample(wider, n_frames=32) > base
+    assert flops_per_sample(SMALL, n_frames=64) > base
+    assert flops_per_sample(ModelConfig(n_mels=32, channels=(8, 16, 16), hidden=32),
+                            n_frames=32) > base
+
+
+def test_flops_match_the_layers():
+    """Count multiply-adds from the modules' real output sizes."""
+    config = ModelConfig(n_mels=16, channels=(4, 8), hidden=10, n_classes=8)
+    model = EmotionCNN(config).eval()
+    counted = []
+
+    def conv_hook(module, inputs, output):
+        counted.append(2 * output[0].numel() * module.in_channels * 9)
+
+    def linear_hook(module, inputs, output):
+        counted.append(2 * module.in_features * module.out_features)
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(conv_hook)
+        elif isinstance(module, torch.nn.Linear):
+            module.register_forward_hook(linear_hook)
+    with torch.no_grad():
+        model(torch.randn(1, 2, 16, 40))
+    assert flops_per_sample(config, n_frames=40) == sum(counted)

@@ -1,0 +1,288 @@
+"""The predict stage: the same features as extract, the CSV / JSONL contract, and a folder
+of good and broken files where every file gets exactly one row."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+
+from conftest import clip_name, synth_speech, write_corpus
+from pipeline import ravdess
+from pipeline.errors import PipelineError
+from pipeline.predict import expand_inputs, file_windows, format_single, predict_files, write_results
+
+CSV_COLUMNS = ["path", "emotion", "confidence", "neutral", "calm", "happy", "sad", "angry",
+               "fearful", "disgust", "surprised", "error"]
+
+
+@dataclass
+class Trained:
+    corpus: Path
+    data_dir: Path
+    artifacts_dir: Path
+    bundle_path: Path
+    bundle: object
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Trained:
+    """A tiny final model on the 64-clip synthetic corpus, exported and loaded."""
+    from pipeline import bundle
+    from pipeline.augment import AugmentConfig
+    from pipeline.download import download
+    from pipeline.extract import ExtractConfig, extract
+    from pipeline.index import IndexConfig, build_index
+    from pipeline.model import ModelConfig
+    from pipeline.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("predict")
+    corpus, data_dir, artifacts_dir = root / "corpus", root / "data", root / "artifacts"
+    write_corpus(corpus)
+    download(data_dir=data_dir, source=str(corpus))
+    build_index(data_dir=data_dir, config=IndexConfig(folds=2, seed=0))
+    extract(data_dir=data_dir, artifacts_dir=artifacts_dir,
+            config=ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=16))
+    train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=None, device="cpu",
+          config=TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16)))
+    path = bundle.export(artifacts_dir=artifacts_dir, run="final")
+    return Trained(corpus, data_dir, artifacts_dir, path, bundle.load(path))
+
+
+def corpus_clip(trained: Trained, *, emotion: int, actor: int) -> Path:
+    return trained.corpus / f"Actor_{actor:02d}" / f"{clip_name(emotion=emotion, actor=actor)}.wav"
+
+
+# -- features: predict computes exactly what extract stored ------------------------------
+
+
+def test_prediction_features_equal_stored_clean_copy(trained):
+    from pipeline.extract import features_dir
+    from pipeline.store import load_store
+
+    store = load_store(features_dir(trained.artifacts_dir))
+    config = trained.bundle.feature_config
+    assert config.to_dict() == store.manifest["config"]["features"]
+    for emotion, actor in ((1, 1), (4, 2), (8, 3), (5, 4)):
+        path = corpus_clip(trained, emotion=emotion, actor=actor)
+        computed = file_windows(path, config)
+        assert computed.error == ""
+        assert computed.windows.shape == (1, *config.shape)
+        row = np.flatnonzero((store.clip_id == path.stem) & (store.copy == 0))
+        assert row.size == 1
+        stored = store.features[row[0]]
+        as_stored = computed.windows[0].astype(np.float16)
+        # identical computation: equal after the float16 cast, at worst one float16 step
+        # apart where a float32 value sits on a rounding boundary
+        step = np.spacing(np.abs(stored)).astype(np.float32)
+        assert np.all(np.abs(as_stored.astype(np.float32) - stored.astype(np.float32)) <= step)
+        assert np.mean(as_stored == stored) > 0.99
+        # and not merely close to any augmented copy: the augmented row differs
+        augmented = store.features[np.flatnonzero((store.clip_id == path.stem) & (store.copy == 1))[0]]
+        assert not np.array_equal(as_stored, augmented)
+
+
+def test_long_recording_is_scored_in_overlapping_windows_and_quiet_ones_dropped(tmp_path, trained):
+    config = trained.bundle.feature_config
+    rate = config.sample_rate
+    speech = synth_speech(emotion=5, seconds=10.0, seed=1)
+    pause = 0.3 * 10 ** (-60 / 20) * np.sin(2 * np.pi * 200 * np.arange(10 * rate) / rate)
+    path = tmp_path / "talk.wav"
+    soundfile.write(path, np.concatenate([speech, pause.astype(np.float32), speech]), rate)
+
+    computed = file_windows(path, config)
+    assert computed.error == ""
+    assert computed.windows.shape[1:] == config.shape
+    starts = np.array(computed.starts)
+    steps = np.diff(starts)
+    assert len(starts) >= 6 and np.all(steps > 0)
+    # 50 % overlap within a stretch of speech, and a jump over the pause
+    assert np.isclose(np.median(steps), config.window_seconds / 2, atol=1e-3)
+    assert steps.max() > 2 * config.window_seconds
+    # no kept window lies wholly inside the 10 s pause (speech ends near 10.6 s)
+    assert not np.any((starts > 10.9) & (starts + config.window_seconds < 20.3))
+    assert "quiet windows skipped" in computed.notes[0]
+
+
+# -- the CSV / JSONL contract ------------------------------------------------------------
+
+
+def test_csv_contract(tmp_path, trained):
+    files = [corpus_clip(trained, emotion=e, actor=a) for e, a in ((2, 1), (3, 2), (7, 4))]
+    results = predict_files(files, trained.bundle)
+    out = tmp_path / "out" / "results.csv"
+    write_results(results, out, trained.bundle.labels)
+    with open(out, newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        assert reader.fieldnames == CSV_COLUMNS
+    assert [row["path"] for row in rows] == [str(f) for f in files]
+    for row, result in zip(rows, results):
+        assert row["error"] == ""
+        probabilities = np.array([float(row[label]) for label in ravdess.EMOTIONS])
+        assert np.all((probabilities >= 0) & (probabilities <= 1))
+        assert probabilities.sum() == pytest.approx(1.0, abs=1e-4)
+        assert row["emotion"] == ravdess.EMOTIONS[int(probabilities.argmax())] == result.emotion
+        assert float(row["confidence"]) == pytest.approx(probabilities.max(), abs=1e-6)
+    assert not list(out.parent.glob("*.tmp"))
+
+
+def test_jsonl_output_with_windows(tmp_path, trained):
+    files = [corpus_clip(trained, emotion=6, actor=3), tmp_path / "missing.wav"]
+    results = predict_files(files, trained.bundle)
+    out = tmp_path / "results.jsonl"
+    write_results(results, out, trained.bundle.labels, windows=True)
+    good, missing = [json.loads(line) for line in out.read_text().splitlines()]
+    assert good["path"] == str(files[0]) and good["error"] == ""
+    assert set(good["probabilities"]) == set(ravdess.EMOTIONS)
+    assert sum(good["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert good["confidence"] == pytest.approx(max(good["probabilities"].values()))
+    assert len(good["windows"]) == 1
+    assert missing["path"] == str(files[1])
+    assert missing["error"] and missing["emotion"] is None and missing["confidence"] is None
+
+
+def test_unsupported_output_suffix_is_a_clear_error(tmp_path, trained):
+    results = predict_files([corpus_clip(trained, emotion=1, actor=1)], trained.bundle)
+    with pytest.raises(PipelineError, match=r"\.csv or \.jsonl"):
+        write_results(results, tmp_path / "results.txt", trained.bundle.labels)
+    assert not (tmp_path / "results.txt").exists()
+
+
+def test_format_single_prints_verdict_then_every_emotion(trained):
+    [result] = predict_files([corpus_clip(trained, emotion=4, actor=2)], trained.bundle)
+    lines = format_single(result, trained.bundle.labels).splitlines()
+    assert lines[0] == f"Predicted emotion: {result.emotion} with {result.confidence:.2%} confidence"
+    assert [line.split()[0] for line in lines[1:9]] == list(ravdess.EMOTIONS)
+    assert float(lines[1 + ravdess.EMOTIONS.index(result.emotion)].split()[1].rstrip("%")) == \
+        pytest.approx(100 * result.confidence, abs=0.01)
+
+
+def test_no_audio_files_is_an_error(tmp_path, trained):
+    (tmp_path / "notes.txt").write_text("nothing to hear")
+    with pytest.raises(PipelineError, match="no audio files"):
+        predict_files([tmp_path], trained.bundle)
+
+
+# -- a folder of good and broken files ---------------------------------------------------
+
+
+GOOD = ("good-a.wav", "good-b.wav", "short.wav", "long.wav", "stereo-8k.mp3", "hires-96k.flac")
+BAD = ("corrupt.wav", "empty.wav", "text.wav", "silent.wav")
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory, trained) -> Path:
+    folder = tmp_path_factory.mktemp("mixed")
+    rng = np.random.default_rng(7)
+    for name, (emotion, actor) in zip(GOOD[:2], ((3, 1), (5, 2))):
+        (folder / name).write_bytes(corpus_clip(trained, emotion=emotion, actor=actor).read_bytes())
+    soundfile.write(folder / "short.wav", 0.3 * np.sin(2 * np.pi * 220 * np.arange(4800) / 16000), 16000)
+    soundfile.write(folder / "long.wav", synth_speech(emotion=2, seconds=59.4, seed=3), 16000)
+    soundfile.write(folder / "stereo-8k.mp3", synth_speech(emotion=6, sample_rate=8000, channels=2),
+                    8000, format="MP3")
+    soundfile.write(folder / "hires-96k.flac", synth_speech(emotion=8, sample_rate=96000), 96000)
+    (folder / "corrupt.wav").write_bytes(rng.bytes(5000))
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "text.wav").write_text("this is not audio\n" * 20)
+    soundfile.write(folder / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    (folder / "readme.txt").write_text("not audio; not a candidate")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def mixed_results(mixed_folder, trained):
+    return {Path(r.path).name: r for r in predict_files([mixed_folder], trained.bundle)}
+
+
+def test_every_file_gets_exactly_one_result(mixed_results):
+    assert sorted(mixed_results) == sorted(GOOD + BAD)
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_broken_files_get_an_error_not_a_score(mixed_results, name):
+    result = mixed_results[name]
+    assert result.error
+    assert result.emotion == "" and result.probabilities == {}
+    assert "Traceback" not in result.error
+    assert not result.error.startswith(str(result.path))  # the path column says which file
+
+
+def test_broken_files_say_why(mixed_results):
+    assert "empty" in mixed_results["empty.wav"].error
+    assert "silent" in mixed_results["silent.wav"].error
+    assert "not readable" in mixed_results["corrupt.wav"].error
+    assert "not readable" in mixed_results["text.wav"].error
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_good_files_are_scored(mixed_results, name):
+    result = mixed_results[name]
+    assert result.error == ""
+    assert result.emotion in ravdess.EMOTIONS
+    assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert result.confidence == pytest.approx(max(result.probabilities.values()))
+
+
+def test_short_clip_is_padded_with_a_note(mixed_results):
+    result = mixed_results["short.wav"]
+    assert len(result.windows) == 1
+    [note] = result.notes
+    speech_seconds = float(re.match(r"padded: ([0-9.]+) s of speech in a 3.00 s window", note)[1])
+    assert 0.25 <= speech_seconds <= 0.3
+
+
+def test_long_clip_reports_several_windows(mixed_results, trained):
+    result = mixed_results["long.wav"]
+    starts = [w["start"] for w in result.windows]
+    assert len(starts) >= 5
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    for window in result.windows:
+        assert window["end"] == pytest.approx(window["start"] + trained.bundle.feature_config.window_seconds)
+        assert sum(window["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    # the file's probabilities are the mean of its windows'
+    mean = np.mean([[w["probabilities"][e] for e in ravdess.EMOTIONS] for w in result.windows], axis=0)
+    assert np.allclose(mean, [result.probabilities[e] for e in ravdess.EMOTIONS], atol=1e-6)
+    assert "windows of 3 s" in result.notes[0]
+
+
+def test_parallel_workers_give_the_same_results_in_order(mixed_folder, mixed_results, trained):
+    parallel = predict_files([mixed_folder], trained.bundle, jobs=2, batch_windows=8)
+    assert [r.path for r in parallel] == [str(p) for p in expand_inputs([mixed_folder])]
+    for result in parallel:
+        serial = mixed_results[Path(result.path).name]
+        assert result.error == serial.error
+        assert result.emotion == serial.emotion
+        for label, value in serial.probabilities.items():
+            assert result.probabilities[label] == pytest.approx(value, abs=1e-5)
+
+
+def test_cli_exit_status_and_one_row_per_file(tmp_path, mixed_folder, trained):
+    from cli import cli
+
+    runner = CliRunner()
+    common = ["--artifacts-dir", str(tmp_path / "artifacts"), "-q", "predict",
+              "--bundle", str(trained.bundle_path), "-j", "1"]
+    out = tmp_path / "mixed.csv"
+    failed = runner.invoke(cli, [*common, str(mixed_folder), "--output", str(out)])
+    assert failed.exit_code == 1, failed.output
+    assert "4 of 10 file(s) could not be scored" in failed.output
+    with open(out, newline="") as handle:
+        rows = {Path(row["path"]).name: row for row in csv.DictReader(handle)}
+    assert sorted(rows) == sorted(GOOD + BAD)
+    assert all(rows[name]["error"] for name in BAD)
+    assert all(rows[name]["error"] == "" and rows[name]["emotion"] for name in GOOD)
+
+    good = [str(mixed_folder / name) for name in GOOD]
+    out_good = tmp_path / "good.csv"
+    passed = runner.invoke(cli, [*common, *good, "--output", str(out_good)])
+    assert passed.exit_code == 0, passed.output
+    with open(out_good, newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(GOOD)

@@ -1,0 +1,553 @@
+"""The train stage on a tiny synthetic feature store (no audio): learning, resume,
+determinism, speaker-disjoint splits, stale inputs, NaN guard, caching, metrics, CLI.
+
+The store is written directly with ``pipeline.store.write_shard`` plus an index and a
+features manifest in the formats ``index`` and ``extract`` write, so training runs in
+seconds. Each clip's label is easy to see: a bright striped band at mel row ``2 * label``
+(striped over time, so a per-clip mean subtraction in the model cannot remove it).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from pipeline import ravdess
+from pipeline import train as train_module
+from pipeline.augment import AugmentConfig, AugmentParams
+from pipeline.errors import StaleInputError, TrainingError
+from pipeline.extract import ExtractConfig, features_dir
+from pipeline.features import FEATURES_VERSION, FeatureConfig
+from pipeline.index import Clip, index_paths
+from pipeline.model import ModelConfig
+from pipeline.splits import fold_split
+from pipeline.stages import (CODE_VERSION, hash_file, manifest, read_json, write_json_atomic,
+                             write_text_atomic)
+from pipeline.store import load_store, read_shard, shard_name, write_shard
+from pipeline.train import TrainConfig, TrainingInterrupted, load_model, train
+
+N_MELS = 16
+N_FRAMES = 32  # 1 + window_samples // hop_length for a 0.5 s window at 16 kHz
+N_ACTORS = 8
+N_FOLDS = 4
+TAKES = 2  # clips per actor and emotion
+COPIES = 2  # augmented copies besides the clean one
+SHARD_CLIPS = 32
+
+SMALL = TrainConfig(model=ModelConfig(n_mels=N_MELS, channels=(8, 16, 16), hidden=32),
+                    epochs=8, batch_size=16, time_mask_frames=4, freq_mask_bins=2, seed=0)
+
+
+def fold_of(actor: int) -> int:
+    return (actor - 1) % N_FOLDS
+
+
+def _clips() -> list[Clip]:
+    clips = []
+    for actor in range(1, N_ACTORS + 1):
+        for label, emotion in enumerate(ravdess.EMOTIONS):
+            for take in range(TAKES):
+                statement, repetition = 1 + take % 2, 1 + take // 2 % 2
+                clip_id = f"03-01-{label + 1:02d}-01-{statement:02d}-{repetition:02d}-{actor:02d}"
+                clips.append(Clip(
+                    path=f"Actor_{actor:02d}/{clip_id}.wav", clip_id=clip_id, modality=3,
+                    vocal_channel=1, emotion=emotion, label=label, intensity=1,
+                    statement=statement, repetition=repetition, actor=actor,
+                    gender="male" if actor % 2 else "female", sample_rate=16000, channels=1,
+                    frames=16000, duration=1.0,
+                    content_hash=hashlib.sha256(clip_id.encode()).hexdigest()[:20],
+                    duplicate_of="", fold=fold_of(actor)))
+    return clips
+
+
+def _features(clip_number: int, label: int, copy: int, *, seed: int) -> np.ndarray:
+    """float32 ``(2, N_MELS, N_FRAMES)``: noise plus a striped band at mel row 2 * label."""
+    rng = np.random.default_rng([seed, clip_number, copy])
+    x = rng.standard_normal((2, N_MELS, N_FRAMES))
+    x[:, 2 * label, ::2] += 4.0
+    if copy:  # an "augmented" copy: shifted in time, a little louder or softer
+        x = np.roll(x, int(rng.integers(1, 4)), axis=2) * rng.uniform(0.8, 1.2)
+    return x.astype(np.float32)
+
+
+def write_store(root: Path, *, seed: int = 0, poison: float | None = None) -> tuple[Path, Path]:
+    """A data folder (``index.csv`` + ``index.json``) and an artifacts folder with a
+    feature store of 8 actors in 4 folds x 8 emotions x 2 takes x 3 copies (384 rows).
+
+    ``poison``: a value (NaN, inf) written into one training row of fold 0's split.
+    Returns ``(data_dir, artifacts_dir)``.
+    """
+    data_dir, artifacts_dir = root / "data", root / "artifacts"
+    data_dir.mkdir(parents=True)
+    clips = _clips()
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(Clip)], lineterminator="\n")
+    writer.writeheader()
+    for clip in clips:
+        writer.writerow({f.name: getattr(clip, f.name) for f in fields(Clip)})
+    text = buffer.getvalue()
+    current_index = hashlib.sha256(text.encode()).hexdigest()[:16]
+    csv_path, json_path = index_paths(data_dir)
+    write_text_atomic(csv_path, text)
+    write_json_atomic(json_path, manifest(stage="index", key="synthetic", index_hash=current_index,
+                                          clips=len(clips), actors=list(range(1, N_ACTORS + 1))))
+
+    config = ExtractConfig(features=FeatureConfig(n_mels=N_MELS, window_seconds=0.5),
+                           augment=AugmentConfig(copies=COPIES), seed=seed,
+                           shard_clips=SHARD_CLIPS)
+    assert config.features.shape == (2, N_MELS, N_FRAMES)
+    key = config.cache_key(current_index)
+    out_dir = features_dir(artifacts_dir)
+    out_dir.mkdir(parents=True)
+    shards, poisoned = [], False
+    for number, start in enumerate(range(0, len(clips), SHARD_CLIPS)):
+        chunk = clips[start:start + SHARD_CLIPS]
+        rows = {k: [] for k in ("features", "label", "actor", "fold", "copy", "clip_id",
+                                "aug_params")}
+        for offset, clip in enumerate(chunk):
+            for copy in range(COPIES + 1):
+                x = _features(start + offset, clip.label, copy, seed=seed)
+                if poison is not None and not poisoned and clip.fold == 2 and copy == 1:
+                    x[1, 3, 5] = poison  # one augmented training row of fold 0's split
+                    poisoned = True
+                rows["features"].append(x)
+                rows["aug_params"].append(np.zeros(len(AugmentParams.FIELDS)) + copy)
+                for name, value in (("label", clip.label), ("actor", clip.actor),
+                                    ("fold", clip.fold), ("copy", copy), ("clip_id", clip.clip_id)):
+                    rows[name].append(value)
+        arrays = {"features": np.stack(rows["features"]), "aug_params": np.stack(rows["aug_params"]),
+                  **{k: np.asarray(rows[k]) for k in ("label", "actor", "fold", "copy")},
+                  "clip_id": np.asarray(rows["clip_id"], dtype="S")}
+        path = out_dir / shard_name(number)
+        write_shard(path, rows=arrays, attrs={
+            "cache_key": key, "code_version": CODE_VERSION,
+            "feature_config": config.features.to_dict(), "augment_config": config.augment.to_dict(),
+            "seed": seed, "label_map": list(ravdess.EMOTIONS),
+            "aug_param_fields": list(AugmentParams.FIELDS),
+            "clip_ids": [c.clip_id for c in chunk], "failures": {}})
+        shards.append({"file": path.name, "rows": len(rows["label"]), "clips": len(chunk),
+                       "bytes": path.stat().st_size, "sha256": hash_file(path)})
+    write_json_atomic(out_dir / "manifest.json", manifest(
+        stage="extract", key=key, config=config.to_dict(), index_hash=current_index,
+        features_version=FEATURES_VERSION, shape=list(config.features.shape),
+        rows=sum(s["rows"] for s in shards), clips=len(clips), failures={}, shards=shards,
+        jobs=1, seconds=0.0, label_map=list(ravdess.EMOTIONS)))
+    return data_dir, artifacts_dir
+
+
+@pytest.fixture
+def store(tmp_path) -> tuple[Path, Path]:
+    return write_store(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One fold-0 run of SMALL on the store, shared by the read-only tests."""
+    data_dir, artifacts_dir = write_store(tmp_path_factory.mktemp("trained"))
+    result = train(data_dir=data_dir, artifacts_dir=artifacts_dir, config=SMALL, fold=0,
+                   device="cpu")
+    return data_dir, artifacts_dir, result
+
+
+def _run(store, config=SMALL, **kwargs):
+    data_dir, artifacts_dir = store
+    return train(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config,
+                 device="cpu", **kwargs)
+
+
+def _weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [name for name in a if not torch.equal(a[name], b[name])]
+    assert not different, f"weights differ: {different}"
+
+
+# --- the store helper itself --------------------------------------------------------------
+
+
+def test_synthetic_store_loads_like_an_extracted_one(store):
+    data_dir, artifacts_dir = store
+    from pipeline.index import index_hash, load_index
+
+    loaded = load_store(features_dir(artifacts_dir), index_hash=index_hash(data_dir))
+    assert loaded.features.shape == (N_ACTORS * 8 * TAKES * (COPIES + 1), 2, N_MELS, N_FRAMES)
+    assert loaded.features.dtype == np.float16
+    assert sorted(set(loaded.fold.tolist())) == list(range(N_FOLDS))
+    assert len(load_index(data_dir)) == N_ACTORS * 8 * TAKES
+
+
+# --- learning -----------------------------------------------------------------------------
+
+
+def test_learns_the_separable_problem(trained):
+    _, _, result = trained
+    assert not result.cached
+    assert result.epochs_run == SMALL.epochs
+    assert result.val["ua"] >= 0.9, result.val
+    assert result.val["n"] == 2 * 8 * TAKES  # fold 1's two actors, clean copies only
+    model, meta = load_model(result.run_dir / "model.pt")
+    assert meta["label_map"] == list(ravdess.EMOTIONS)
+    assert meta["info"]["val"]["ua"] == pytest.approx(result.val["ua"])
+    # the model file carries the statistics of the training rows, not the defaults
+    assert not torch.all(model.feature_mean == 0)
+    assert not torch.all(model.feature_std == 1)
+
+
+def test_metrics_has_one_line_per_epoch(trained):
+    _, _, result = trained
+    records = _metrics(result.run_dir)
+    assert [r["epoch"] for r in records] == list(range(1, SMALL.epochs + 1))
+    for record in records:
+        assert {"train_loss", "val_ua", "samples_per_s"} <= record.keys()
+        assert np.isfinite(record["train_loss"]) and record["train_loss"] > 0
+        assert 0.0 <= record["val_ua"] <= 1.0
+        assert record["samples_per_s"] > 0
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    result_json = read_json(result.run_dir / "result.json")
+    assert result_json["best_epoch"] == result.best_epoch
+    best = max(records, key=lambda r: r["val_ua"])  # first epoch with the best UA
+    assert result.best_epoch == best["epoch"]
+
+
+# --- speaker-disjoint roles ---------------------------------------------------------------
+
+
+def test_test_fold_actors_never_trained_or_validated_on(trained):
+    data_dir, artifacts_dir, result = trained
+    test_actors = sorted(a for a in range(1, N_ACTORS + 1) if fold_of(a) == 0)
+    val_actors = sorted(a for a in range(1, N_ACTORS + 1) if fold_of(a) == 1)
+    for info in (read_json(result.run_dir / "result.json"),
+                 load_model(result.run_dir / "model.pt")[1]["info"]):
+        actors = info["actors"]
+        assert actors["test"] == test_actors
+        assert actors["val"] == val_actors
+        assert not set(actors["train"]) & set(actors["test"])
+        assert not set(actors["train"]) & set(actors["val"])
+        assert sorted(actors["train"] + actors["val"] + actors["test"]) == list(range(1, N_ACTORS + 1))
+        assert info["test_folds"] == [0] and info["val_folds"] == [1]
+
+
+def test_split_rows_keep_test_clips_out_of_training(store):
+    data_dir, artifacts_dir = store
+    loaded = load_store(features_dir(artifacts_dir))
+    split = fold_split(fold=loaded.fold, copy=loaded.copy, test_fold=0)
+    assert np.all(loaded.copy[split.test] == 0)
+    assert np.all(loaded.copy[split.val] == 0)
+    assert set(loaded.copy[split.train].tolist()) == set(range(COPIES + 1))
+    test_clips = set(loaded.clip_id[split.test])
+    val_clips = set(loaded.clip_id[split.val])
+    train_clips = set(loaded.clip_id[split.train])
+    assert test_clips and val_clips and train_clips
+    assert not test_clips & train_clips  # no copy of a test clip reaches training
+    assert not val_clips & train_clips
+    # every copy of a training clip is trained on
+    assert len(split.train) == len(train_clips) * (COPIES + 1)
+
+
+def test_final_model_trains_on_every_actor(store):
+    result = _run(store, replace(SMALL, epochs=1), fold=None)
+    assert result.run_dir.name == "final"
+    assert result.val is None
+    info = read_json(result.run_dir / "result.json")
+    assert info["actors"] == {"train": list(range(1, N_ACTORS + 1)), "val": [], "test": []}
+
+
+# --- resume and determinism ---------------------------------------------------------------
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch):
+    config = replace(SMALL, epochs=4)
+    whole = _run(write_store(tmp_path / "whole"), config, fold=0)
+
+    interrupted_store = write_store(tmp_path / "interrupted")
+    real_epoch = train_module._train_epoch
+
+    def stop_at_epoch_3(*args, epoch, **kwargs):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(train_module, "_train_epoch", stop_at_epoch_3)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        _run(interrupted_store, config, fold=0)
+    run_dir = interrupted_store[1] / "runs" / "fold-0"
+    assert not (run_dir / "model.pt").exists()
+    assert not (run_dir / "result.json").exists()
+    assert [r["epoch"] for r in _metrics(run_dir)] == [1, 2]
+    trained_epochs = []
+
+    def recording_epoch(*args, epoch, **kwargs):
+        trained_epochs.append(epoch)
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(train_module, "_train_epoch", recording_epoch)
+    resumed = _run(interrupted_store, config, fold=0, resume=True)
+    assert trained_epochs == [3, 4]  # continued from the checkpoint, not from scratch
+    assert resumed.epochs_run == whole.epochs_run == 4
+    assert resumed.best_epoch == whole.best_epoch
+    assert resumed.val == whole.val
+    _assert_same_weights(_weights(whole.run_dir), _weights(resumed.run_dir))
+    drop = ("seconds", "samples_per_s")
+    assert ([{k: v for k, v in r.items() if k not in drop} for r in _metrics(whole.run_dir)]
+            == [{k: v for k, v in r.items() if k not in drop} for r in _metrics(resumed.run_dir)])
+
+
+def test_resume_keeps_early_stopping_count(store, tmp_path, monkeypatch):
+    """With ``patience``, a resumed run stops at the same epoch as an uninterrupted one.
+
+    Validation UA is scripted per epoch (0.5, 0.4, 0.3, ...: never better after epoch
+    1), so with patience 2 an uninterrupted run stops after epoch 3.
+    """
+    config = replace(SMALL, epochs=6, patience=2)
+    current = {"epoch": 0}
+    real_epoch = train_module._train_epoch
+
+    def counting_epoch(*args, epoch, **kwargs):
+        current["epoch"] = epoch
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    def scripted_val(*args, **kwargs):
+        return {"wa": 0.6 - 0.1 * current["epoch"], "ua": 0.6 - 0.1 * current["epoch"]}
+
+    monkeypatch.setattr(train_module, "_train_epoch", counting_epoch)
+    monkeypatch.setattr(train_module, "_evaluate_rows", scripted_val)
+    whole = _run(write_store(tmp_path / "whole"), config, fold=0)
+    assert whole.epochs_run == 3 and whole.best_epoch == 1
+
+    def stop_at_epoch_3(*args, epoch, **kwargs):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return counting_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(train_module, "_train_epoch", stop_at_epoch_3)
+    with pytest.raises(TrainingInterrupted):
+        _run(store, config, fold=0)
+    monkeypatch.setattr(train_module, "_train_epoch", counting_epoch)
+    resumed = _run(store, config, fold=0, resume=True)
+    assert (resumed.epochs_run, resumed.best_epoch) == (whole.epochs_run, whole.best_epoch)
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(store, monkeypatch):
+    real_epoch = train_module._train_epoch
+
+    def stop_at_epoch_2(*args, epoch, **kwargs):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(train_module, "_train_epoch", stop_at_epoch_2)
+    with pytest.raises(TrainingInterrupted):
+        _run(store, replace(SMALL, epochs=3), fold=0)
+    monkeypatch.setattr(train_module, "_train_epoch", real_epoch)
+    with pytest.raises(TrainingError, match="another config"):
+        _run(store, replace(SMALL, epochs=3, lr=1e-3), fold=0, resume=True)
+
+
+def test_same_seed_gives_identical_weights(tmp_path):
+    config = replace(SMALL, epochs=2)
+    first = _run(write_store(tmp_path / "a"), config, fold=0)
+    second = _run(write_store(tmp_path / "b"), config, fold=0)
+    _assert_same_weights(_weights(first.run_dir), _weights(second.run_dir))
+    assert ([r["train_loss"] for r in _metrics(first.run_dir)]
+            == [r["train_loss"] for r in _metrics(second.run_dir)])
+    other = _run(write_store(tmp_path / "c"), replace(config, seed=1), fold=0)
+    assert not torch.equal(_weights(first.run_dir)["head.5.weight"],
+                           _weights(other.run_dir)["head.5.weight"])
+
+
+# --- stale inputs -------------------------------------------------------------------------
+
+
+def test_refuses_features_from_another_index(store):
+    data_dir, _ = store
+    json_path = index_paths(data_dir)[1]
+    record = read_json(json_path)
+    write_json_atomic(json_path, {**record, "index_hash": "0123456789abcdef"})
+    with pytest.raises(StaleInputError, match="extract"):
+        _run(store, replace(SMALL, epochs=1), fold=0)
+
+
+def test_refuses_a_truncated_shard(store):
+    shard = features_dir(store[1]) / shard_name(1)
+    data = shard.read_bytes()
+    shard.write_bytes(data[:len(data) // 2])
+    with pytest.raises(StaleInputError, match="extract"):
+        _run(store, replace(SMALL, epochs=1), fold=0)
+
+
+def test_refuses_a_missing_shard(store):
+    (features_dir(store[1]) / shard_name(2)).unlink()
+    with pytest.raises(StaleInputError, match="extract"):
+        _run(store, replace(SMALL, epochs=1), fold=0)
+
+
+def test_refuses_a_shard_changed_in_place(store):
+    """Same size, different feature values (a bit rot or a stray write): the manifest's
+    sha256 no longer matches, so the store is not the one that was extracted."""
+    shard = features_dir(store[1]) / shard_name(1)
+    before = read_shard(shard)["features"]
+    with h5py.File(shard, "r") as handle:
+        offset = handle["features"].id.get_offset()
+    size = shard.stat().st_size
+    with open(shard, "r+b") as handle:
+        handle.seek(offset + 100)
+        handle.write(b"\x00\x3c" * 16)  # 16 feature values become float16 1.0
+    assert shard.stat().st_size == size
+    assert not np.array_equal(read_shard(shard)["features"], before)  # still a readable shard
+    with pytest.raises(StaleInputError, match="extract"):
+        _run(store, replace(SMALL, epochs=1), fold=0)
+
+
+def test_refuses_a_shard_of_another_feature_config(store):
+    out_dir = features_dir(store[1])
+    shard = out_dir / shard_name(0)
+    with h5py.File(shard, "r+") as handle:
+        handle.attrs["cache_key"] = "f" * 16  # same length: the file size stays the same
+    record = read_json(out_dir / "manifest.json")
+    record["shards"][0].update(bytes=shard.stat().st_size, sha256=hash_file(shard))
+    write_json_atomic(out_dir / "manifest.json", record)
+    with pytest.raises(StaleInputError, match="another feature config"):
+        _run(store, replace(SMALL, epochs=1), fold=0)
+
+
+# --- NaN guard ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_nan_or_inf_features_stop_training(tmp_path, poison):
+    poisoned = write_store(tmp_path, poison=poison)
+    with pytest.raises(TrainingError, match="NaN / inf"):
+        _run(poisoned, replace(SMALL, epochs=2), fold=0)
+    run_dir = poisoned[1] / "runs" / "fold-0"
+    assert not (run_dir / "model.pt").exists()
+    assert not (run_dir / "result.json").exists()
+
+
+def test_diverging_learning_rate_stops_training(store):
+    with pytest.raises(TrainingError, match=r"lower --lr"):
+        _run(store, replace(SMALL, epochs=3, lr=1e30), fold=0)
+    assert not (store[1] / "runs" / "fold-0" / "result.json").exists()
+
+
+# --- caching ------------------------------------------------------------------------------
+
+
+def test_second_run_is_a_cache_hit_and_force_retrains(store, monkeypatch):
+    config = replace(SMALL, epochs=1)
+    first = _run(store, config, fold=0)
+    assert not first.cached
+    model_path = first.run_dir / "model.pt"
+    stamp = model_path.stat().st_mtime_ns
+
+    calls = []
+    real_epoch = train_module._train_epoch
+    monkeypatch.setattr(train_module, "_train_epoch",
+                        lambda *a, **k: calls.append(k["epoch"]) or real_epoch(*a, **k))
+    again = _run(store, config, fold=0)
+    assert again.cached
+    assert calls == []
+    assert (again.best_epoch, again.epochs_run) == (first.best_epoch, first.epochs_run)
+    assert again.val == first.val
+    assert model_path.stat().st_mtime_ns == stamp
+
+    forced = _run(store, config, fold=0, force=True)
+    assert not forced.cached
+    assert calls == [1]
+    assert model_path.stat().st_mtime_ns != stamp
+    _assert_same_weights(_weights(first.run_dir), _weights(forced.run_dir))
+
+    changed = _run(store, replace(config, seed=3), fold=0)
+    assert not changed.cached
+    assert calls == [1, 1]
+
+
+def test_no_cache_hit_without_the_model_file(store):
+    config = replace(SMALL, epochs=1)
+    first = _run(store, config, fold=0)
+    (first.run_dir / "model.pt").unlink()
+    again = _run(store, config, fold=0)
+    assert not again.cached
+    assert (first.run_dir / "model.pt").exists()
+
+
+def test_key_covers_features_and_fold(store):
+    config = replace(SMALL, epochs=1)
+    first = _run(store, config, fold=0)
+    other_fold = _run(store, config, fold=1)
+    assert not other_fold.cached and other_fold.run_dir.name == "fold-1"
+    assert read_json(first.run_dir / "result.json")["key"] != read_json(
+        other_fold.run_dir / "result.json")["key"]
+
+
+# --- CLI ----------------------------------------------------------------------------------
+
+
+def _cli(store, *args):
+    import sys
+
+    from click.testing import CliRunner
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:  # cli.py sits beside pipeline/, not inside the package
+        sys.path.insert(0, root)
+    from cli import cli
+
+    data_dir, artifacts_dir = store
+    return CliRunner().invoke(cli, ["--data-dir", str(data_dir), "--artifacts-dir",
+                                    str(artifacts_dir), "-q", "train", "--device", "cpu", *args])
+
+
+def test_cli_train_one_fold(store):
+    result = _cli(store, "--fold", "0", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert "fold-0: best epoch 1 of 1, validation UA" in result.output
+    run_dir = store[1] / "runs" / "fold-0"
+    assert (run_dir / "model.pt").exists() and len(_metrics(run_dir)) == 1
+    again = _cli(store, "--fold", "0", "--epochs", "1")
+    assert again.exit_code == 0, again.output
+    assert "(cached)" in again.output
+
+
+def test_cli_train_all_folds(store):
+    result = _cli(store, "--fold", "all", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    for fold in range(N_FOLDS):
+        assert f"fold-{fold}: best epoch 1 of 1" in result.output
+        info = read_json(store[1] / "runs" / f"fold-{fold}" / "result.json")
+        assert info["fold"] == fold
+        assert info["actors"]["test"] == [a for a in range(1, N_ACTORS + 1) if fold_of(a) == fold]
+
+
+def test_cli_reports_a_bad_fold_in_one_line(store):
+    result = _cli(store, "--fold", "7", "--epochs", "1")
+    assert result.exit_code == 1
+    assert "Error: --fold 7: the index has folds [0, 1, 2, 3]" in result.output
+    assert "Traceback" not in result.output
+    result = _cli(store, "--fold", "seven")
+    assert result.exit_code == 2
+    assert "'seven': give a fold number or 'all'" in result.output
+
+
+def test_cli_reports_stale_features_in_one_line(store):
+    json_path = index_paths(store[0])[1]
+    write_json_atomic(json_path, {**read_json(json_path), "index_hash": "0" * 16})
+    result = _cli(store, "--fold", "0", "--epochs", "1")
+    assert result.exit_code == 1
+    assert "rerun 'cli.py extract'" in result.output
+    assert "Traceback" not in result.output
