@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import StaleInputError
-from pipeline.stages import read_json
+from pipeline.stages import hash_file, read_json
 
 COLUMNS = ("label", "actor", "fold", "copy")
 
@@ -115,7 +115,8 @@ def load_store(features_dir: Path, *, index_hash: str | None = None) -> FeatureS
     parts = []
     for shard in record["shards"]:
         path = features_dir / shard["file"]
-        if not path.exists() or path.stat().st_size != shard["bytes"]:
+        if (not path.exists() or path.stat().st_size != shard["bytes"]
+                or hash_file(path) != shard["sha256"]):
             raise StaleInputError(f"shard {path} is missing or changed since extraction: "
                                   "rerun 'cli.py extract'")
         attrs = shard_attrs(path)

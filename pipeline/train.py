@@ -202,7 +202,7 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
              run_dir.name, len(split.train), len(split.actors(store.actor)["train"]),
              len(split.val), len(split.test), dev)
 
-    epochs_without_gain = 0
+    epochs_without_gain = state["epoch"] - state["best_epoch"]  # carried over on --resume
     try:
         for epoch in range(state["epoch"] + 1, config.epochs + 1):
             record = _train_epoch(model, optimiser, schedule, features, labels, split, config,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 import torch
@@ -58,7 +59,8 @@ def test_normalisation_buffers_are_saved_with_the_weights():
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     assert torch.equal(restored.feature_mean, mean)
     assert torch.equal(restored.feature_std, std)
-    model.eval(), restored.eval()
+    model.eval()
+    restored.eval()
     x = torch.randn(2, 2, SMALL.n_mels, 24)
     with torch.no_grad():
         assert torch.equal(model(x), restored(x))
@@ -89,8 +91,6 @@ def test_raw_and_pre_normalised_inputs_agree():
 def test_config_round_trips_through_a_dict():
     config = ModelConfig(n_mels=16, channels=(8, 16), hidden=12, dropout=0.1)
     assert ModelConfig.from_dict(config.to_dict()) == config
-    import json
-
     assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
