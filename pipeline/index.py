@@ -148,7 +148,10 @@ def build_index(*, data_dir: Path, config: IndexConfig = IndexConfig(),
                     "files": [(p.relative_to(root).as_posix(), p.stat().st_size,
                                p.stat().st_mtime_ns) for p in files]})
     done = read_json(json_path)
-    if not force and done and done.get("key") == key and csv_path.exists():
+    # The CSV is written before its manifest: a run that died in between (or a hand edit)
+    # leaves a CSV the manifest does not describe, so its hash must match too.
+    if (not force and done and done.get("key") == key and csv_path.exists()
+            and done.get("index_hash") == hashlib.sha256(csv_path.read_bytes()).hexdigest()[:16]):
         log.info("index is current (%d clips); nothing to do (--force redoes it)", done["clips"])
         return IndexResult(load_index(data_dir), done.get("skipped", {}),
                            done["index_hash"], cached=True)

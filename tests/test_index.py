@@ -1,0 +1,410 @@
+"""The ``index`` stage (``pipeline/index.py``): what is indexed and what is left out,
+duplicates and stereo files, the cache, actor-disjoint gender-balanced folds, the CLI
+command, and (marked ``realdata``) the facts of the shared RAVDESS copy."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import shutil
+from collections import Counter
+from dataclasses import fields
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import SHARED_RAVDESS, clip_name, synth_speech, write_corpus
+from pipeline import ravdess
+from pipeline.download import download
+from pipeline.errors import CorpusError, PipelineError
+from pipeline.index import (Clip, IndexConfig, assign_folds, build_index, index_paths,
+                            load_index, summary)
+
+
+def _prepare(tmp_path: Path, corpus: Path) -> Path:
+    """A data folder whose download stage points at ``corpus`` (used in place)."""
+    data_dir = tmp_path / "data"
+    download(data_dir=data_dir, source=str(corpus))
+    return data_dir
+
+
+def _write_clip(path: Path, *, emotion: int = 1, seed: int = 0, channels: int = 1) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, synth_speech(emotion=emotion, seed=seed, channels=channels), 16000)
+    return path
+
+
+def _fold_balance(assignment: dict[int, int], genders: dict[int, str], folds: int) -> None:
+    """Assert fold sizes, and the count of each gender per fold, differ by at most one."""
+    sizes = Counter(assignment.values())
+    counts = [sizes[fold] for fold in range(folds)]
+    assert max(counts) - min(counts) <= 1, counts
+    for gender in set(genders.values()):
+        per_fold = Counter(assignment[a] for a, g in genders.items() if g == gender)
+        counts = [per_fold[fold] for fold in range(folds)]
+        assert max(counts) - min(counts) <= 1, (gender, counts)
+
+
+# --- what is indexed, what is left out --------------------------------------------------
+
+@pytest.fixture
+def messy_corpus(tmp_path) -> tuple[Path, dict[str, str]]:
+    """4 actors x 2 emotions x 2 takes (16 good clips) plus files that must be left out;
+    returns the root and {relative path: reason it is skipped}."""
+    root = tmp_path / "messy"
+    write_corpus(root, actors=(1, 2, 3, 4), emotions=(1, 5), takes=2)
+    bad = {
+        "Actor_01/03-01-01-01-01-01.wav": "name does not parse",       # six fields
+        "Actor_01/recording.wav": "name does not parse",
+        "Actor_02/03-01-09-01-01-01-02.wav": "name does not parse",   # emotion 09
+        "Actor_02/03-01-03-01-01-01-02.wav": "not readable audio",    # text under a clip name
+        "Actor_03/03-02-01-01-01-01-03.wav": "song, not speech",
+        "Actor_03/03-02-05-02-02-01-03.wav": "song, not speech",
+        "Actor_04/03-01-06-01-01-01-04.wav": "no audio frames",
+        "notes.txt": "name does not parse",
+    }
+    for relative, reason in bad.items():
+        path = root / relative
+        if reason == "not readable audio" or relative.endswith(".txt"):
+            path.write_text("not audio at all\n")
+        elif reason == "no audio frames":
+            soundfile.write(path, np.zeros(0, dtype=np.float32), 16000)
+        else:
+            _write_clip(path, seed=len(relative))
+    return root, bad
+
+
+def test_bad_files_are_reported_and_left_out(tmp_path, messy_corpus) -> None:
+    root, bad = messy_corpus
+    result = build_index(data_dir=_prepare(tmp_path, root), config=IndexConfig(folds=2))
+    assert len(result.clips) == 16
+    reported = {path: reason for reason, paths in result.skipped.items() for path in paths}
+    assert reported == bad
+    indexed = {clip.path for clip in result.clips}
+    assert not indexed & set(bad)
+    assert all(clip.modality == 3 and clip.vocal_channel == 1 for clip in result.clips)
+    assert {c.emotion for c in result.clips} == {"neutral", "angry"}
+    text = summary(result)
+    assert "left out (song, not speech): 2 file(s)" in text
+    assert "left out (not readable audio): 1 file(s)" in text
+
+
+def test_a_clip_id_found_twice_is_indexed_once(tmp_path) -> None:
+    root = tmp_path / "corpus"
+    write_corpus(root, actors=(1, 2), emotions=(1,), takes=1)
+    name = clip_name(emotion=1, actor=1)
+    _write_clip(root / "Actor_01" / f"{name}.flac", seed=99)  # same id, another container
+    result = build_index(data_dir=_prepare(tmp_path, root), config=IndexConfig(folds=2))
+    assert [c.clip_id for c in result.clips].count(name) == 1
+    assert result.skipped["clip id already indexed from another file"] == [
+        f"Actor_01/{name}.wav"]
+
+
+def test_identical_audio_is_flagged_as_duplicate(tmp_path) -> None:
+    root = tmp_path / "corpus"
+    write_corpus(root, actors=(1, 2), emotions=(1, 3), takes=2)
+    original = clip_name(emotion=3, actor=1, statement=2, repetition=1)
+    copy = clip_name(emotion=3, actor=1, statement=2, repetition=2)
+    shutil.copy(root / "Actor_01" / f"{original}.wav", root / "Actor_01" / f"{copy}.wav")
+    result = build_index(data_dir=_prepare(tmp_path, root), config=IndexConfig(folds=2))
+    flagged = {c.clip_id: c.duplicate_of for c in result.clips if c.duplicate_of}
+    assert flagged == {copy: original}
+    by_id = {c.clip_id: c for c in result.clips}
+    assert by_id[copy].content_hash == by_id[original].content_hash
+    assert len({c.content_hash for c in result.clips}) == len(result.clips) - 1
+    manifest = json.loads(index_paths(tmp_path / "data")[1].read_text())
+    assert manifest["duplicates"] == {copy: original}
+    assert f"{copy} is identical to {original}" in summary(result)
+
+
+def test_stereo_files_have_two_channels(tmp_path) -> None:
+    root = tmp_path / "corpus"
+    write_corpus(root, actors=(1, 2), emotions=(1,), takes=1)
+    stereo = clip_name(emotion=2, actor=2, statement=2)
+    _write_clip(root / "Actor_02" / f"{stereo}.wav", emotion=2, channels=2)
+    result = build_index(data_dir=_prepare(tmp_path, root), config=IndexConfig(folds=2))
+    channels = {c.clip_id: c.channels for c in result.clips}
+    assert channels.pop(stereo) == 2
+    assert set(channels.values()) == {1}
+    assert "stereo (averaged to mono later): 1" in summary(result)
+
+
+def test_csv_has_every_field_and_round_trips(tmp_path, corpus) -> None:
+    data_dir = _prepare(tmp_path, corpus)
+    result = build_index(data_dir=data_dir, config=IndexConfig(folds=2))
+    csv_path, json_path = index_paths(data_dir)
+    with open(csv_path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert reader.fieldnames == [f.name for f in fields(Clip)]
+    assert len(rows) == len(result.clips) == 64
+    for row in rows:
+        empty = {name for name, value in row.items() if value == ""}
+        assert empty <= {"duplicate_of"}, row
+    assert load_index(data_dir) == result.clips
+    first = result.clips[0]
+    assert first.path == f"Actor_01/{first.clip_id}.wav"
+    assert first.sample_rate == 16000 and first.channels == 1
+    assert first.frames == int(1.8 * 16000)
+    assert first.duration == pytest.approx(1.8)
+    assert first.label == ravdess.EMOTIONS.index(first.emotion)
+    assert first.gender == "male" and result.clips[-1].gender == "female"
+    manifest = json.loads(json_path.read_text())
+    assert manifest["clips"] == 64 and manifest["index_hash"] == result.index_hash
+    assert manifest["actors"] == [1, 2, 3, 4]
+
+
+# --- the cache -------------------------------------------------------------------------
+
+def test_rerun_is_cached_and_force_rebuilds(tmp_path, messy_corpus) -> None:
+    data_dir = _prepare(tmp_path, messy_corpus[0])
+    config = IndexConfig(folds=2, seed=3)
+    first = build_index(data_dir=data_dir, config=config)
+    assert not first.cached
+    again = build_index(data_dir=data_dir, config=config)
+    assert again.cached
+    assert again.clips == first.clips
+    assert again.index_hash == first.index_hash
+    assert again.skipped == first.skipped
+    forced = build_index(data_dir=data_dir, config=config, force=True)
+    assert not forced.cached
+    assert forced.index_hash == first.index_hash  # same corpus, same config: same index
+
+
+def test_changed_config_or_corpus_rebuilds(tmp_path) -> None:
+    root = tmp_path / "corpus"
+    write_corpus(root, actors=(1, 2, 3), emotions=(1,), takes=1)
+    data_dir = _prepare(tmp_path, root)
+    first = build_index(data_dir=data_dir, config=IndexConfig(folds=2))
+    three = build_index(data_dir=data_dir, config=IndexConfig(folds=3))
+    assert not three.cached
+    assert {c.fold for c in three.clips} == {0, 1, 2}
+    assert three.index_hash != first.index_hash
+
+    _write_clip(root / "Actor_03" / f"{clip_name(emotion=4, actor=3)}.wav", emotion=4)
+    grown = build_index(data_dir=data_dir, config=IndexConfig(folds=3))
+    assert not grown.cached
+    assert len(grown.clips) == len(three.clips) + 1
+
+
+def test_interrupted_rebuild_is_not_trusted(tmp_path, corpus, monkeypatch) -> None:
+    """A run that wrote index.csv but died before its manifest must not make the next
+    run return that CSV under the old manifest's name."""
+    import pipeline.index as index_module
+
+    data_dir = _prepare(tmp_path, corpus)
+    two = build_index(data_dir=data_dir, config=IndexConfig(folds=2))
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(index_module, "write_json_atomic", crash)
+        with pytest.raises(KeyboardInterrupt):
+            build_index(data_dir=data_dir, config=IndexConfig(folds=4))
+
+    again = build_index(data_dir=data_dir, config=IndexConfig(folds=2))
+    assert {c.fold for c in again.clips} == {0, 1}
+    assert again.clips == two.clips
+    assert again.index_hash == two.index_hash
+    assert load_index(data_dir) == two.clips
+
+
+# --- corpus shape and errors -------------------------------------------------------------
+
+def test_fewer_actors_than_expected_still_indexes(tmp_path) -> None:
+    root = tmp_path / "corpus"
+    write_corpus(root, actors=(2, 5, 9), emotions=(1, 8), takes=1)
+    result = build_index(data_dir=_prepare(tmp_path, root), config=IndexConfig(folds=3))
+    assert sorted({c.actor for c in result.clips}) == [2, 5, 9]
+    assert len(result.clips) == 6
+    assert "warning: actors missing from this copy: 01, 03, 04" in summary(result)
+
+
+def test_too_many_folds_is_a_corpus_error(tmp_path) -> None:
+    root = tmp_path / "corpus"
+    write_corpus(root, actors=(1, 2, 3), emotions=(1,), takes=1)
+    data_dir = _prepare(tmp_path, root)
+    with pytest.raises(CorpusError, match="--folds 4 is more than the 3 actors"):
+        build_index(data_dir=data_dir, config=IndexConfig(folds=4))
+    assert not any(path.exists() for path in index_paths(data_dir))
+
+
+def test_corpus_without_clips_is_a_corpus_error(tmp_path) -> None:
+    root = tmp_path / "corpus"
+    (root / "Actor_01").mkdir(parents=True)
+    (root / "Actor_01" / "readme.txt").write_text("nothing here")
+    with pytest.raises(CorpusError, match="no RAVDESS speech clips"):
+        build_index(data_dir=_prepare(tmp_path, root))
+
+
+def test_index_before_download_names_the_fix(tmp_path) -> None:
+    with pytest.raises(PipelineError, match="cli.py download"):
+        build_index(data_dir=tmp_path / "data")
+    with pytest.raises(CorpusError, match="cli.py index"):
+        load_index(tmp_path / "data")
+
+
+# --- folds ---------------------------------------------------------------------------
+
+genders_strategy = st.dictionaries(
+    keys=st.integers(1, 99), values=st.sampled_from(["male", "female"]), min_size=2, max_size=40)
+
+
+@settings(max_examples=100, deadline=None)
+@given(genders=genders_strategy, data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_assign_folds_keeps_actors_whole_and_balanced(genders: dict[int, str], data,
+                                                      seed: int) -> None:
+    folds = data.draw(st.integers(2, len(genders)), label="folds")
+    assignment = assign_folds(genders, folds=folds, seed=seed)
+    assert set(assignment) == set(genders)  # every actor in exactly one fold
+    assert set(assignment.values()) == set(range(folds))  # no fold empty
+    _fold_balance(assignment, genders, folds)
+    assert assign_folds(dict(reversed(genders.items())), folds=folds, seed=seed) == assignment
+
+
+def test_assign_folds_depends_on_the_seed() -> None:
+    genders = {actor: "male" if actor % 2 else "female" for actor in ravdess.EXPECTED_ACTORS}
+    assignments = {tuple(sorted(assign_folds(genders, folds=5, seed=seed).items()))
+                   for seed in range(10)}
+    assert len(assignments) > 1
+
+
+@pytest.mark.parametrize("actors, folds, message", [
+    (4, 1, "at least 2 folds"), (4, 0, "at least 2 folds"), (3, 4, "more than the 3 actors"),
+])
+def test_assign_folds_refuses_impossible_splits(actors: int, folds: int, message: str) -> None:
+    genders = {actor: "male" if actor % 2 else "female" for actor in range(1, actors + 1)}
+    with pytest.raises(CorpusError, match=message):
+        assign_folds(genders, folds=folds, seed=0)
+
+
+@pytest.fixture(scope="module")
+def seven_actors(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("seven") / "corpus"
+    write_corpus(root, actors=range(1, 8), emotions=(1, 2), takes=1)
+    return root
+
+
+_runs = itertools.count()
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(folds=st.integers(2, 7), seed=st.integers(0, 10_000))
+def test_index_folds_never_split_an_actor(seven_actors, tmp_path_factory, folds: int,
+                                          seed: int) -> None:
+    data_dir = tmp_path_factory.mktemp(f"folds{next(_runs)}") / "data"
+    download(data_dir=data_dir, source=str(seven_actors))
+    result = build_index(data_dir=data_dir, config=IndexConfig(folds=folds, seed=seed))
+    actor_folds: dict[int, set[int]] = {}
+    for clip in result.clips:
+        actor_folds.setdefault(clip.actor, set()).add(clip.fold)
+    assert all(len(folds_of_actor) == 1 for folds_of_actor in actor_folds.values())
+    assignment = {actor: folds_of_actor.pop() for actor, folds_of_actor in actor_folds.items()}
+    genders = {clip.actor: clip.gender for clip in result.clips}
+    _fold_balance(assignment, genders, folds)
+    assert {c.fold for c in load_index(data_dir)} == set(range(folds))
+
+
+# --- CLI -------------------------------------------------------------------------------
+
+@pytest.fixture
+def runner() -> Iterator[CliRunner]:
+    """A CliRunner; the logging set up by the CLI is restored afterwards."""
+    from pipeline import progress
+
+    handlers, level = progress.log.handlers[:], progress.log.level
+    propagate, quiet = progress.log.propagate, progress._quiet
+    yield CliRunner()
+    progress.log.handlers[:] = handlers
+    progress.log.setLevel(level)
+    progress.log.propagate = propagate
+    progress._quiet = quiet
+
+
+def test_cli_download_then_index(tmp_path, corpus, runner) -> None:
+    from cli import cli
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    fetched = runner.invoke(cli, [*data, "download", "--source", str(corpus)])
+    assert fetched.exit_code == 0, fetched.output
+    indexed = runner.invoke(cli, [*data, "index", "--folds", "2"])
+    assert indexed.exit_code == 0, indexed.output
+    assert "64 clips, 4 actors" in indexed.output
+    assert "fold 0: 32 clips" in indexed.output and "fold 1: 32 clips" in indexed.output
+    assert len(load_index(tmp_path / "data")) == 64
+    forced = runner.invoke(cli, [*data, "--seed", "1", "index", "--folds", "2", "--force"])
+    assert forced.exit_code == 0, forced.output
+
+
+@pytest.mark.parametrize("download_first, args, message", [
+    (False, ["index"], "run 'cli.py download"),
+    (True, ["index", "--folds", "9"], "--folds 9 is more than the 4 actors"),
+])
+def test_cli_index_errors_are_one_clean_line(tmp_path, corpus, runner, download_first: bool,
+                                             args: list[str], message: str) -> None:
+    from cli import cli
+
+    data_dir = tmp_path / "data"
+    if download_first:
+        download(data_dir=data_dir, source=str(corpus))
+    result = runner.invoke(cli, ["--data-dir", str(data_dir), *args])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1 and message in error_lines[0]
+
+
+def test_cli_index_refuses_one_fold(tmp_path, runner) -> None:
+    from cli import cli
+
+    result = runner.invoke(cli, ["--data-dir", str(tmp_path / "data"), "index", "--folds", "1"])
+    assert result.exit_code == 2  # a usage error, caught by click before the stage runs
+    assert "--folds" in result.output
+
+
+# --- the real corpus -------------------------------------------------------------------
+
+REAL_STEREO = {
+    "03-01-02-01-01-02-01", "03-01-08-01-02-02-01", "03-01-02-01-02-02-05",
+    "03-01-03-01-02-01-20", "03-01-06-01-01-02-20",
+}
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_corpus_facts(tmp_path) -> None:
+    data_dir = tmp_path / "data"
+    fetched = download(data_dir=data_dir, source=str(SHARED_RAVDESS))
+    assert fetched.root == SHARED_RAVDESS.resolve()
+    result = build_index(data_dir=data_dir, config=IndexConfig(folds=5))
+    clips = result.clips
+    assert sorted(p.name for p in data_dir.iterdir()) == ["download.json", "index.csv",
+                                                         "index.json"]  # nothing copied
+    assert len(clips) == 1200
+    assert sorted({c.actor for c in clips}) == list(range(1, 21))
+    per_emotion = Counter(c.emotion for c in clips)
+    assert per_emotion == {e: 80 if e == "neutral" else 160 for e in ravdess.EMOTIONS}
+    assert Counter(c.actor for c in clips) == {actor: 60 for actor in range(1, 21)}
+    assert {c.clip_id for c in clips if c.channels == 2} == REAL_STEREO
+    assert {c.clip_id: c.duplicate_of for c in clips if c.duplicate_of} == {
+        "03-01-03-01-02-02-07": "03-01-03-01-02-01-07"}
+    assert {c.sample_rate for c in clips} == {48000}
+    # only the folder's own notes (README, checksums) are left out, never a clip
+    skipped = [path for paths in result.skipped.values() for path in paths]
+    assert not [path for path in skipped if path.startswith("Actor_")]
+    actor_folds: dict[int, set[int]] = {}
+    for clip in clips:
+        actor_folds.setdefault(clip.actor, set()).add(clip.fold)
+    assert all(len(folds) == 1 for folds in actor_folds.values())
+    assignment = {actor: next(iter(folds)) for actor, folds in actor_folds.items()}
+    assert Counter(assignment.values()) == {fold: 4 for fold in range(5)}
+    _fold_balance(assignment, {c.actor: c.gender for c in clips}, 5)
