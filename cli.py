@@ -231,6 +231,8 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs):
     from pipeline import bundle as bundles
     from pipeline.predict import format_single, format_table, predict_files, write_results
 
+    if output and output.suffix.lower() not in (".csv", ".jsonl"):
+        raise click.BadParameter(f"{output}: use a .csv or .jsonl file name", param_hint="--output")
     loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
     results = predict_files(list(inputs), loaded, jobs=jobs)
     if output:

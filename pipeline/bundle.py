@@ -89,7 +89,7 @@ def _brief(metrics: dict | None) -> dict | None:
 
 def _run_test(artifacts_dir: Path, run: str) -> dict | None:
     report = read_json(Path(artifacts_dir) / "reports" / "cv.json") or {}
-    return next((f["metrics"] for f in report.get("folds", []) if f.get("run") == run), None)
+    return next((f["metrics"] for f in report.get("fold_runs", []) if f.get("run") == run), None)
 
 
 def write_bundle(path: Path, state_dict: dict, metadata: dict) -> None:
@@ -119,6 +119,10 @@ def resolve(bundle: str | Path | None, *, artifacts_dir: Path = Path("artifacts"
     return Path(bundle)
 
 
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+
+
 def load(path: Path) -> Bundle:
     """Load and verify a bundle; refuse foreign, tampered or incompatible files."""
     import pickle
@@ -137,7 +141,7 @@ def load(path: Path) -> Bundle:
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
             ValueError, AttributeError, KeyError) as exc:
         raise BundleError(f"{path} is not a model bundle of this tool (or carries code, which "
-                          f"is never loaded): {str(exc).splitlines()[0][:160]}") from exc
+                          f"is never loaded): {_first_line(exc)}") from exc
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise BundleError(f"{path} is not a model bundle of this tool: export one with "
                           "'cli.py export'")
@@ -145,19 +149,33 @@ def load(path: Path) -> Bundle:
         raise BundleError(f"{path} has bundle format {saved.get('format_version')}, this version "
                           f"({__version__}) reads format {FORMAT_VERSION}: re-export it with this "
                           "version or install the version that wrote it")
-    text, tensors = saved.get("metadata", ""), saved.get("state_dict", {})
+    text, tensors = saved.get("metadata"), saved.get("state_dict")
+    if not (isinstance(text, str) and isinstance(tensors, dict) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items())):
+        raise BundleError(f"{path} is damaged: it lacks the metadata text or the weights of a "
+                          "bundle; export it again")
     if _checksum(text, tensors) != saved.get("checksum"):
         raise BundleError(f"{path} fails its checksum: the file was altered or damaged; "
                           "export it again")
-    metadata = json.loads(text)
-    if metadata.get("features_version") != FEATURES_VERSION:
-        raise BundleError(f"{path} was trained on features version {metadata.get('features_version')}; "
-                          f"this code computes version {FEATURES_VERSION}: retrain and export "
-                          "with this version")
-    if tuple(metadata["label_map"]) != ravdess.EMOTIONS:
-        raise BundleError(f"{path} has labels {metadata['label_map']}, expected {ravdess.EMOTIONS}")
-    model = EmotionCNN(ModelConfig.from_dict(metadata["model_config"]))
-    model.load_state_dict(tensors)
+    metadata = None
+    try:
+        metadata = json.loads(text)
+        if metadata.get("features_version") != FEATURES_VERSION:
+            raise BundleError(f"{path} was trained on features version "
+                              f"{metadata.get('features_version')}; this code computes version "
+                              f"{FEATURES_VERSION}: retrain and export with this version")
+        if tuple(metadata["label_map"]) != ravdess.EMOTIONS:
+            raise BundleError(f"{path} has labels {metadata['label_map']}, expected {ravdess.EMOTIONS}")
+        model = EmotionCNN(ModelConfig.from_dict(metadata["model_config"]))
+        model.load_state_dict(tensors)
+        feature_config = FeatureConfig.from_dict(metadata["feature_config"])
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+        # an intact file (the checksum matched) that this version's model or features
+        # cannot take: written by another version under the same format number
+        provenance = metadata.get("provenance") if isinstance(metadata, dict) else None
+        written_by = (provenance or {}).get("code_version", "?")
+        raise BundleError(f"{path} (written by version {written_by}) does not fit this version "
+                          f"({__version__}): {_first_line(exc)}; re-export it with "
+                          "this version or install the version that wrote it") from exc
     model.eval()
-    return Bundle(model, FeatureConfig.from_dict(metadata["feature_config"]),
-                  tuple(metadata["label_map"]), metadata, path)
+    return Bundle(model, feature_config, tuple(metadata["label_map"]), metadata, path)

@@ -1,0 +1,202 @@
+"""The evaluate stage: cross-validation reports from the fold models, and a bundle on a
+folder of RAVDESS-named clips through the predict path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import clip_name, synth_speech, write_corpus
+from pipeline import ravdess
+from pipeline.errors import PipelineError, StaleInputError
+from pipeline.evaluate import evaluate_bundle, evaluate_folds, format_report
+from pipeline.metrics import confusion, summarise
+
+FOLDS = [0, 1, 2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class FoldRuns:
+    corpus: Path
+    data_dir: Path
+    artifacts_dir: Path
+
+
+@pytest.fixture(scope="module")
+def fold_runs(tmp_path_factory) -> FoldRuns:
+    """Tiny models for each of 3 actor folds (each needs a test and a validation fold)."""
+    from pipeline.augment import AugmentConfig
+    from pipeline.download import download
+    from pipeline.extract import ExtractConfig, extract
+    from pipeline.index import IndexConfig, build_index
+    from pipeline.model import ModelConfig
+    from pipeline.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("evaluate")
+    corpus, data_dir, artifacts_dir = root / "corpus", root / "data", root / "artifacts"
+    write_corpus(corpus)
+    download(data_dir=data_dir, source=str(corpus))
+    build_index(data_dir=data_dir, config=IndexConfig(folds=len(FOLDS), seed=0))
+    extract(data_dir=data_dir, artifacts_dir=artifacts_dir,
+            config=ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=16))
+    config = TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16))
+    for fold in FOLDS:
+        train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=fold, config=config, device="cpu")
+    return FoldRuns(corpus, data_dir, artifacts_dir)
+
+
+def test_cross_validation_report(fold_runs):
+    from pipeline.index import load_index
+
+    report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
+                            folds=FOLDS)
+    assert report["kind"] == "cross-validation" and report["folds"] == FOLDS
+    clips = load_index(fold_runs.data_dir)
+    runs = report["fold_runs"]
+    assert [run["fold"] for run in runs] == FOLDS
+    assert [run["run"] for run in runs] == [f"fold-{f}" for f in FOLDS]
+    for run in runs:
+        test_actors = run["actors"]["test"]
+        assert test_actors == sorted({c.actor for c in clips if c.fold == run["fold"]})
+        assert not set(test_actors) & (set(run["actors"]["train"]) | set(run["actors"]["val"]))
+        metrics = run["metrics"]
+        # clean copies of the held-out actors only: one row per clip
+        assert metrics["n"] == sum(c.fold == run["fold"] for c in clips)
+        for key in ("ua", "wa", "macro_f1"):
+            assert 0.0 <= metrics[key] <= 1.0
+        assert run["validation"] is not None and set(run["validation"]) == {"ua", "wa", "macro_f1"}
+
+    summary = report["summary"]
+    for key in ("ua", "wa", "macro_f1"):
+        values = [run["metrics"][key] for run in runs]
+        assert summary[key]["mean"] == pytest.approx(np.mean(values))
+        assert summary[key]["std"] == pytest.approx(np.std(values, ddof=1))
+    pooled = np.sum([run["metrics"]["confusion"] for run in runs], axis=0)
+    assert report["pooled"]["confusion"] == pooled.tolist()
+    assert report["pooled"]["n"] == len(clips) == 64
+    assert report["pooled"]["wa"] == pytest.approx(np.trace(pooled) / pooled.sum())
+    assert report["features_key"] and report["index_hash"]
+
+    reports = fold_runs.artifacts_dir / "reports"
+    assert json.loads((reports / "cv.json").read_text()) == json.loads(json.dumps(report))
+    assert (reports / "cv.png").read_bytes()[:8] == PNG_MAGIC
+    assert not list(reports.glob("*.tmp"))
+
+    text = format_report(report)
+    assert "mean  ± std" in text
+    for label in ravdess.EMOTIONS:
+        assert any(line.startswith(label) for line in text.splitlines())
+
+
+def test_fold_metrics_match_the_fold_model_on_its_test_actors(fold_runs):
+    import torch
+
+    from pipeline.extract import features_dir
+    from pipeline.splits import fold_split
+    from pipeline.store import load_store
+    from pipeline.train import load_model
+
+    report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
+                            folds=[1])
+    assert (fold_runs.artifacts_dir / "reports" / "fold-1.json").is_file()
+    store = load_store(features_dir(fold_runs.artifacts_dir))
+    model, _ = load_model(fold_runs.artifacts_dir / "runs" / "fold-1" / "model.pt")
+    test_rows = fold_split(fold=store.fold, copy=store.copy, test_fold=1).test
+    assert np.all(store.copy[test_rows] == 0)
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(store.features[test_rows])).argmax(1).numpy()
+    expected = confusion(store.label[test_rows], predicted, ravdess.N_CLASSES)
+    assert report["fold_runs"][0]["metrics"]["confusion"] == expected.tolist()
+
+
+def test_models_trained_on_other_features_are_refused(tmp_path, fold_runs):
+    from pipeline.augment import AugmentConfig
+    from pipeline.extract import ExtractConfig, extract
+
+    artifacts_dir = tmp_path / "artifacts"
+    shutil.copytree(fold_runs.artifacts_dir, artifacts_dir)
+    extract(data_dir=fold_runs.data_dir, artifacts_dir=artifacts_dir,
+            config=ExtractConfig(augment=AugmentConfig(copies=0), shard_clips=64))
+    with pytest.raises(StaleInputError, match="train --fold 0"):
+        evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=artifacts_dir, folds=[0])
+
+
+def test_missing_fold_model_names_the_fix(tmp_path, fold_runs):
+    artifacts_dir = tmp_path / "artifacts"
+    shutil.copytree(fold_runs.artifacts_dir / "features", artifacts_dir / "features")
+    with pytest.raises(PipelineError, match="fold-0.*cli.py train"):
+        evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=artifacts_dir, folds=[0])
+
+
+# -- a bundle on a folder ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fold_bundle(fold_runs) -> Path:
+    from pipeline.bundle import export
+
+    return export(artifacts_dir=fold_runs.artifacts_dir, run="fold-0")
+
+
+def test_bundle_on_a_ravdess_named_folder_goes_through_predict(tmp_path, fold_runs, fold_bundle):
+    from pipeline import bundle as bundles
+    from pipeline.predict import predict_files
+
+    source = tmp_path / "clips"
+    good = write_corpus(source, actors=(5, 6), takes=1)
+    (source / "extra").mkdir()
+    soundfile.write(source / "extra" / "interview.wav", synth_speech(emotion=3), 16000)  # no label
+    song = clip_name(emotion=3, actor=5, channel=2)
+    soundfile.write(source / "extra" / f"{song}.wav", synth_speech(emotion=3), 16000)  # song
+    broken = source / "extra" / f"{clip_name(emotion=4, actor=6, statement=2)}.wav"
+    broken.write_bytes(b"RIFF....not really")
+    artifacts_dir = tmp_path / "artifacts"
+
+    report = evaluate_bundle(bundle_path=fold_bundle, source=source, artifacts_dir=artifacts_dir)
+    assert report["kind"] == "bundle"
+    assert report["files"] == len(good) + 1 and report["failed"] == 1
+    assert report["actors"] == [5, 6]
+    assert report["pooled"]["n"] == len(good)
+    assert report["provenance"]["run"] == "fold-0"
+
+    # the same numbers as scoring the files with predict and reading labels from the names
+    loaded = bundles.load(fold_bundle)
+    results = predict_files(good, loaded)
+    true = [ravdess.label_of(p.stem) for p in good]
+    predicted = [loaded.labels.index(r.emotion) for r in results]
+    expected = summarise(confusion(np.array(true), np.array(predicted), ravdess.N_CLASSES),
+                         ravdess.EMOTIONS)
+    assert report["pooled"]["confusion"] == expected["confusion"]
+    assert report["pooled"]["ua"] == pytest.approx(expected["ua"])
+
+    stem = artifacts_dir / "reports" / f"bundle-{fold_bundle.stem}"
+    assert json.loads(stem.with_suffix(".json").read_text())["files"] == len(good) + 1
+    assert stem.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
+    assert "pooled" in format_report(report)
+
+
+def test_bundle_on_a_folder_without_ravdess_names_is_an_error(tmp_path, fold_bundle):
+    (tmp_path / "clips").mkdir()
+    soundfile.write(tmp_path / "clips" / "hello.wav", synth_speech(emotion=1), 16000)
+    with pytest.raises(PipelineError, match="RAVDESS-named"):
+        evaluate_bundle(bundle_path=fold_bundle, source=tmp_path / "clips",
+                        artifacts_dir=tmp_path / "artifacts")
+
+
+def test_fold_bundle_carries_its_cross_validation_result(fold_runs):
+    from pipeline import bundle as bundles
+
+    report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
+                            folds=FOLDS)
+    path = bundles.export(artifacts_dir=fold_runs.artifacts_dir, run="fold-2",
+                          out=fold_runs.artifacts_dir / "bundles" / "fold-2-with-test.pt")
+    test = bundles.load(path).metadata["provenance"]["test"]
+    assert test["ua"] == pytest.approx(report["fold_runs"][2]["metrics"]["ua"])
+    assert test["n"] == report["fold_runs"][2]["metrics"]["n"]
