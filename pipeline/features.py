@@ -119,7 +119,23 @@ def _warped_filterbank(config: FeatureConfig, pitch_factor: float) -> np.ndarray
     rows = np.arange(n_freq)[inside]
     warp[rows, low[inside]] = 1 - frac[inside]
     warp[rows, low[inside] + 1] = frac[inside]
-    return (base @ warp).astype(np.float32)
+    with _one_blas_thread():
+        return (base @ warp).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """Run matrix products on one BLAS thread. How a threaded BLAS splits a product
+    changes its rounding, so without this the features (and a copy rebuilt from its stored
+    parameters) would depend on the caller's thread settings; on 2 cores the threaded
+    product is also several times slower."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def trim_bounds(y: np.ndarray, *, top_db: float, frame_length: int = 1024,
@@ -187,7 +203,8 @@ def log_mel_and_mfcc(y: np.ndarray, config: FeatureConfig, *,
     from scipy import fft
 
     power = power_spectrogram(y, n_fft=config.n_fft, hop_length=config.hop_length)
-    mel = _warped_filterbank(config, float(pitch_factor)) @ power.T
+    with _one_blas_thread():
+        mel = _warped_filterbank(config, float(pitch_factor)) @ power.T
     log_mel = 10.0 * np.log10(np.maximum(mel, 1e-10))
     log_mel = np.maximum(log_mel, log_mel.max() - config.top_db)
     mfcc = fft.dct(log_mel, type=2, norm="ortho", axis=0)

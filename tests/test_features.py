@@ -164,3 +164,16 @@ def test_clean_features_always_have_the_configured_shape_and_finite_values(
     assert features.shape == config.shape
     assert features.dtype == np.float32
     assert np.all(np.isfinite(features))
+
+
+def test_features_do_not_depend_on_the_callers_blas_threads():
+    """A threaded BLAS rounds a product differently depending on how it splits it; the
+    features (and so a copy rebuilt from its stored parameters) must not change with it."""
+    from threadpoolctl import threadpool_limits
+
+    y = synth_speech(emotion=2, seed=5)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one_thread = clean_features(y, FeatureConfig())
+    with threadpool_limits(limits=2, user_api="blas"):
+        two_threads = clean_features(y, FeatureConfig())
+    np.testing.assert_array_equal(one_thread, two_threads)

@@ -1,0 +1,183 @@
+"""Tests of pipeline/store.py: shard round trip, atomic writes, and a store that refuses
+to load when it no longer matches what was extracted."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from pipeline.augment import AugmentConfig, AugmentParams
+from pipeline.errors import StaleInputError
+from pipeline.extract import ExtractConfig, extract
+from pipeline.index import index_hash, load_index
+from pipeline.stages import hash_file, read_json, write_json_atomic
+from pipeline.store import load_store, read_shard, shard_attrs, shard_name, write_shard
+
+CONFIG = ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=16)
+
+
+def _rows(n: int = 3, shape=(2, 4, 5)) -> dict[str, np.ndarray]:
+    local = np.random.default_rng(0)
+    return {
+        "features": local.standard_normal((n, *shape)).astype(np.float32) * 50,
+        "label": np.arange(n) % 8, "actor": np.arange(n) + 1, "fold": np.arange(n) % 2,
+        "copy": np.arange(n) % 3,
+        "clip_id": np.asarray([f"03-01-0{i + 1}-01-01-01-01" for i in range(n)], dtype="S"),
+        "aug_params": np.stack([AugmentParams(shift_seconds=0.1 * i).to_row() for i in range(n)]),
+    }
+
+
+def test_a_shard_round_trips_with_its_dtypes_and_attributes(tmp_path):
+    rows = _rows()
+    path = tmp_path / shard_name(3)
+    assert path.name == "shard-00003.h5"
+    write_shard(path, rows=rows, attrs={"cache_key": "abc", "seed": 4,
+                                        "feature_config": {"n_mels": 4}, "failures": {}})
+    back = read_shard(path)
+    assert back["features"].dtype == np.float16
+    np.testing.assert_array_equal(back["features"], rows["features"].astype(np.float16))
+    for column in ("label", "actor", "fold", "copy"):
+        assert back[column].dtype == np.int8
+        np.testing.assert_array_equal(back[column], rows[column])
+    assert back["aug_params"].dtype == np.float64
+    np.testing.assert_array_equal(back["aug_params"], rows["aug_params"])
+    assert list(back["clip_id"]) == [c.decode() for c in rows["clip_id"]]
+
+    attrs = shard_attrs(path)
+    assert attrs["cache_key"] == "abc" and attrs["seed"] == 4
+    assert json.loads(attrs["feature_config"]) == {"n_mels": 4}  # dicts are kept as JSON
+    assert json.loads(attrs["failures"]) == {}
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_a_failed_write_leaves_neither_the_shard_nor_a_temporary_file(tmp_path):
+    rows = _rows()
+    del rows["label"]
+    path = tmp_path / shard_name(0)
+    with pytest.raises(KeyError):
+        write_shard(path, rows=rows, attrs={})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_rewrite_keeps_the_previous_complete_shard(tmp_path):
+    path = tmp_path / shard_name(0)
+    write_shard(path, rows=_rows(), attrs={"cache_key": "old"})
+    broken = _rows()
+    del broken["aug_params"]
+    with pytest.raises(KeyError):
+        write_shard(path, rows=broken, attrs={"cache_key": "new"})
+    assert shard_attrs(path)["cache_key"] == "old"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_shard_attrs_are_none_for_a_missing_or_unreadable_file(tmp_path):
+    assert shard_attrs(tmp_path / "nothing.h5") is None
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)  # an HDF5 signature, then nothing
+    assert shard_attrs(garbage) is None
+
+
+# --- loading an extracted store -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory) -> tuple[Path, Path]:
+    """(data_dir, features_dir) of a store extracted once from the 64-clip corpus."""
+    from conftest import write_corpus
+    from pipeline.download import download
+    from pipeline.index import IndexConfig, build_index
+
+    tmp = tmp_path_factory.mktemp("extracted")
+    write_corpus(tmp / "corpus")
+    download(data_dir=tmp / "data", source=str(tmp / "corpus"))
+    build_index(data_dir=tmp / "data", config=IndexConfig(folds=2, seed=0))
+    result = extract(data_dir=tmp / "data", artifacts_dir=tmp / "artifacts", config=CONFIG)
+    return tmp / "data", result.features_dir
+
+
+@pytest.fixture
+def store(extracted, tmp_path) -> tuple[Path, Path]:
+    """(data_dir, features_dir): a private copy of the extracted store, free to damage."""
+    data_dir, features = extracted
+    copy = tmp_path / "artifacts" / "features"
+    shutil.copytree(features, copy)
+    return data_dir, copy
+
+
+def test_load_store_reads_every_row(store):
+    data_dir, features = store
+    loaded = load_store(features, index_hash=index_hash(data_dir))
+    clips = load_index(data_dir)
+    assert len(loaded) == len(clips) * 2 == loaded.manifest["rows"]
+    assert loaded.features.shape == (len(loaded), *CONFIG.features.shape)
+    assert loaded.features.dtype == np.float16
+    assert loaded.aug_params.shape == (len(loaded), len(AugmentParams.FIELDS))
+    by_id = {clip.clip_id: clip for clip in clips}
+    assert set(loaded.clip_id) == set(by_id)
+    for i in range(len(loaded)):
+        clip = by_id[loaded.clip_id[i]]
+        assert (loaded.label[i], loaded.actor[i], loaded.fold[i]) == (
+            clip.label, clip.actor, clip.fold)
+    assert sorted(np.unique(loaded.copy)) == [0, 1]
+
+
+def test_load_store_refuses_a_store_from_another_index(store):
+    _, features = store
+    with pytest.raises(StaleInputError, match="another index.*rerun 'cli.py extract'"):
+        load_store(features, index_hash="0" * 16)
+
+
+def test_load_store_without_a_manifest_says_to_run_extract(tmp_path):
+    with pytest.raises(StaleInputError, match="no feature store.*cli.py extract"):
+        load_store(tmp_path / "features")
+
+
+def test_load_store_refuses_a_missing_shard(store):
+    _, features = store
+    (features / shard_name(1)).unlink()
+    with pytest.raises(StaleInputError, match="missing or changed"):
+        load_store(features)
+
+
+def test_load_store_refuses_a_shard_that_grew(store):
+    _, features = store
+    with open(features / shard_name(2), "ab") as handle:
+        handle.write(b"\x00" * 16)
+    with pytest.raises(StaleInputError, match="missing or changed"):
+        load_store(features)
+
+
+def test_load_store_refuses_a_shard_changed_in_place(store):
+    """Same size, same attributes, other feature values: only the checksum tells."""
+    _, features = store
+    shard = features / shard_name(0)
+    with h5py.File(shard, "r") as handle:
+        offset = handle["features"].id.get_offset()
+    size = shard.stat().st_size
+    with open(shard, "r+b") as handle:
+        handle.seek(offset + 64)
+        handle.write(b"\x00\x3c" * 8)  # eight float16 ones
+    assert shard.stat().st_size == size
+    with pytest.raises(StaleInputError, match="changed"):
+        load_store(features)
+
+
+def test_load_store_refuses_a_shard_from_another_extraction(store, tmp_path):
+    """A shard of another seed dropped in, with the manifest's size and checksum made to
+    match it: its cache key still gives it away."""
+    data_dir, features = store
+    other = extract(data_dir=data_dir, artifacts_dir=tmp_path / "other",
+                    config=dataclasses.replace(CONFIG, seed=9, shard_clips=16))
+    shutil.copyfile(other.features_dir / shard_name(0), features / shard_name(0))
+    record = read_json(features / "manifest.json")
+    shard = features / shard_name(0)
+    record["shards"][0].update(bytes=shard.stat().st_size, sha256=hash_file(shard))
+    write_json_atomic(features / "manifest.json", record)
+    with pytest.raises(StaleInputError, match="another feature config"):
+        load_store(features)
