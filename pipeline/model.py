@@ -47,7 +47,7 @@ class EmotionCNN(nn.Module):
             blocks += [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
                        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             in_channels = out_channels
-        self.conv = nn.Sequential(*blocks)
+        self.conv = nn.Sequential(*blocks).to(memory_format=torch.channels_last)
         rows = config.n_mels // 2 ** len(config.channels)
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(config.dropout),
@@ -68,7 +68,8 @@ class EmotionCNN(nn.Module):
 
     def forward(self, features: torch.Tensor, *, normalised: bool = False) -> torch.Tensor:
         x = features if normalised else self.normalise(features)
-        x = self.conv(x).mean(dim=3)  # average over time: (batch, channels, rows)
+        # channels-last runs the convolutions about twice as fast on CPU (oneDNN)
+        x = self.conv(x.contiguous(memory_format=torch.channels_last)).mean(dim=3)  # average over time: (batch, channels, rows)
         return self.head(x)
 
 

@@ -1,0 +1,43 @@
+"""The evaluation protocol on the real index: actor-independent folds, and no copy of a
+test-fold (or validation) clip ever reaches training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_RAVDESS
+from pipeline.augment import AugmentConfig
+from pipeline.download import download
+from pipeline.index import IndexConfig, build_index
+from pipeline.splits import fold_split
+
+
+@pytest.mark.realdata
+def test_real_index_keeps_actors_and_copies_of_test_clips_out_of_training(tmp_path):
+    data_dir = tmp_path / "data"
+    download(data_dir=data_dir, source=str(SHARED_RAVDESS))
+    clips = build_index(data_dir=data_dir, config=IndexConfig(folds=5, seed=0)).clips
+    actor_folds = {}
+    for clip in clips:
+        actor_folds.setdefault(clip.actor, set()).add(clip.fold)
+    assert len(actor_folds) == 20
+    assert all(len(folds) == 1 for folds in actor_folds.values()), actor_folds
+
+    # the rows a feature store holds: every clip x (clean + K augmented copies)
+    copies = AugmentConfig().copies + 1
+    clip_id = np.repeat([c.clip_id for c in clips], copies)
+    actor = np.repeat([c.actor for c in clips], copies)
+    fold = np.repeat([c.fold for c in clips], copies)
+    copy = np.tile(np.arange(copies), len(clips))
+    for test_fold in range(5):
+        split = fold_split(fold=fold, copy=copy, test_fold=test_fold)
+        train_clips = set(clip_id[split.train])
+        held_out = set(clip_id[split.test]) | set(clip_id[split.val])
+        assert len(split.test) == 240 and len(split.val) == 240
+        assert not train_clips & held_out
+        assert not set(actor[split.train]) & (set(actor[split.test]) | set(actor[split.val]))
+        assert not set(actor[split.test]) & set(actor[split.val])
+        assert set(copy[split.test]) == {0} and set(copy[split.val]) == {0}
+        assert set(copy[split.train]) == set(range(copies))  # augmented copies train
+        assert len(split.train) == 720 * copies
