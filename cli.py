@@ -126,7 +126,8 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
 
 @cli.command()
 @click.option("--fold", default="0", show_default=True,
-              help="Test fold to hold out, or 'all' for every fold in turn.")
+              help="Test fold to hold out, 'all' for every fold in turn, or 'random' for the "
+                   "leaky clip-level split (contrast only).")
 @click.option("--final", is_flag=True, help="Train the model to ship, on every actor.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs.")
 @click.option("--device", default="auto", envvar="SER_DEVICE",
@@ -157,6 +158,8 @@ def _folds(obj: Context, fold: str, final: bool) -> list:
     """The runs a --fold / --final choice names: [k], every fold, or [None] (final)."""
     if final:
         return [None]
+    if fold == "random":
+        return ["random"]
     if fold == "all":
         from pipeline.index import load_index
 
@@ -164,7 +167,8 @@ def _folds(obj: Context, fold: str, final: bool) -> list:
     try:
         return [int(fold)]
     except ValueError:
-        raise click.BadParameter(f"{fold!r}: give a fold number or 'all'", param_hint="--fold")
+        raise click.BadParameter(f"{fold!r}: give a fold number, 'all', or 'random' (the leaky "
+                                 "clip-level contrast)", param_hint="--fold")
 
 
 @cli.command()
@@ -194,7 +198,7 @@ def evaluate(obj: Context, fold, bundle_path, source, jobs):
         report = evaluation.evaluate_folds(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir,
                                            folds=_folds(obj, fold or "all", final=False))
     click.echo(evaluation.format_report(report))
-    name = "cv" if report["kind"] == "cross-validation" and len(report["folds"]) > 1 else None
+    name = "cv" if len(report.get("folds", [])) > 1 else None
     click.echo(f"report: {evaluation.reports_dir(obj.artifacts_dir)} "
                f"({name or 'see the newest .json / .png'})")
 

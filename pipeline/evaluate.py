@@ -22,7 +22,7 @@ from pipeline.extract import features_dir
 from pipeline.index import index_hash
 from pipeline.metrics import confusion, summarise
 from pipeline.progress import log
-from pipeline.splits import fold_split
+from pipeline.splits import split_for
 from pipeline.stages import write_json_atomic
 from pipeline.store import load_store
 
@@ -33,7 +33,7 @@ def reports_dir(artifacts_dir: Path) -> Path:
     return Path(artifacts_dir) / "reports"
 
 
-def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int]) -> dict:
+def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str]) -> dict:
     """Test-fold metrics of each fold's trained model (see module docstring)."""
     import torch
 
@@ -49,8 +49,8 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int]) -> 
         if info["features_key"] != store.manifest["key"]:
             raise StaleInputError(f"runs/{run} was trained on other features than the current "
                                   f"store: rerun 'cli.py train --fold {fold}'")
-        split = fold_split(fold=store.fold, copy=store.copy, test_fold=fold,
-                           val_folds=saved["train_config"]["val_folds"])
+        split = split_for(store, fold, val_folds=saved["train_config"]["val_folds"],
+                          seed=saved["train_config"]["seed"])
         predicted = logits_for(model, features, split.test, device=torch.device("cpu")).argmax(1)
         matrix = confusion(store.label[split.test], predicted, ravdess.N_CLASSES)
         pooled += matrix
@@ -58,14 +58,15 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int]) -> 
                          "best_epoch": info["best_epoch"], "validation": _pick(info.get("val")),
                          "metrics": summarise(matrix, ravdess.EMOTIONS)})
     report = {
-        "kind": "cross-validation", "folds": folds, "fold_runs": per_fold,
+        "kind": "cross-validation" if "random" not in folds else "random clip-level split (leaky)",
+        "folds": folds, "fold_runs": per_fold,
         "features": store.manifest["config"], "features_key": store.manifest["key"],
         "index_hash": store.manifest["index_hash"],
         "train_config": saved["train_config"], "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "summary": _mean_std([f["metrics"] for f in per_fold]),
         "pooled": summarise(pooled, ravdess.EMOTIONS),
     }
-    name = "cv" if len(folds) > 1 else f"fold-{folds[0]}"
+    name = "cv" if len(folds) > 1 else run_name(folds[0])
     write_report(report, reports_dir(artifacts_dir) / name)
     return report
 
@@ -126,6 +127,8 @@ def _title(report: dict) -> str:
     if report["kind"] == "bundle":
         return f"{Path(report['bundle']).name} on {report['files']} clips: UA {m['ua']:.1%}"
     s = report["summary"]
+    if "random" in report["folds"]:
+        return f"random clip-level split (actors shared, leaky): UA {m['ua']:.1%}"
     return (f"{len(report['fold_runs'])}-fold actor-independent CV: UA {s['ua']['mean']:.1%}"
             f" ± {s['ua']['std']:.1%}")
 
@@ -163,11 +166,13 @@ def format_report(report: dict) -> str:
     """A readable table: per-emotion recall / precision / F1, then the summary figures."""
     pooled = report["pooled"]
     lines = []
-    if report["kind"] == "cross-validation":
+    if report["kind"] != "bundle":
         lines.append("fold  actors              UA      WA      macro-F1")
         for run in report["fold_runs"]:
             m = run["metrics"]
-            actors = ",".join(f"{a:02d}" for a in run["actors"]["test"])
+            test_actors = run["actors"]["test"]
+            actors = (",".join(f"{a:02d}" for a in test_actors) if len(test_actors) <= 6
+                      else f"{len(test_actors)} (shared)")
             lines.append(f"{run['fold']:>4}  {actors:<18} {m['ua']:6.1%}  {m['wa']:6.1%}  {m['macro_f1']:6.1%}")
         s = report["summary"]
         lines.append("mean  ± std             " + "  ".join(

@@ -48,3 +48,26 @@ def fold_split(*, fold: np.ndarray, copy: np.ndarray, test_fold: int | None,
     is_test, is_val = fold == test_fold, np.isin(fold, val)
     return Split(train=np.flatnonzero(~is_test & ~is_val), val=np.flatnonzero(is_val & clean),
                  test=np.flatnonzero(is_test & clean), test_folds=(test_fold,), val_folds=val)
+
+
+def random_clip_split(*, clip_id: np.ndarray, copy: np.ndarray, n_folds: int, seed: int) -> Split:
+    """The leaky contrast: clips (not actors) drawn at random into test (1/n_folds),
+    validation (1/n_folds) and training, so every actor is in all three. Copies of a
+    held-out clip still never train. Only for showing how much actor overlap inflates
+    accuracy; never the number to quote."""
+    clips = np.unique(clip_id)
+    order = np.random.default_rng(seed).permutation(len(clips))
+    share = len(clips) // n_folds
+    test_clips, val_clips = clips[order[:share]], clips[order[share:2 * share]]
+    clean = copy == 0
+    is_test, is_val = np.isin(clip_id, test_clips), np.isin(clip_id, val_clips)
+    return Split(train=np.flatnonzero(~is_test & ~is_val), val=np.flatnonzero(is_val & clean),
+                 test=np.flatnonzero(is_test & clean), test_folds=(), val_folds=())
+
+
+def split_for(store, fold: int | str | None, *, val_folds: int, seed: int) -> Split:
+    """The split a run name asks for: a fold number, ``"random"``, or None (final)."""
+    if fold == "random":
+        return random_clip_split(clip_id=store.clip_id, copy=store.copy,
+                                 n_folds=len(set(store.fold.tolist())), seed=seed)
+    return fold_split(fold=store.fold, copy=store.copy, test_fold=fold, val_folds=val_folds)

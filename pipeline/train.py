@@ -32,7 +32,7 @@ from pipeline.index import index_hash
 from pipeline.metrics import confusion, summarise
 from pipeline.model import ModelConfig
 from pipeline.progress import log
-from pipeline.splits import Split, fold_split
+from pipeline.splits import Split, split_for
 from pipeline.stages import atomic_path, hash_obj, manifest, read_json, write_json_atomic, write_text_atomic
 from pipeline.store import FeatureStore, load_store
 
@@ -76,8 +76,11 @@ class TrainingInterrupted(PipelineError):
     pass
 
 
-def run_name(fold: int | None) -> str:
-    return "final" if fold is None else f"fold-{fold}"
+def run_name(fold: int | str | None) -> str:
+    """``fold-K``, ``final`` (None) or ``random`` (the leaky clip-level contrast)."""
+    if fold is None:
+        return "final"
+    return "random" if fold == "random" else f"fold-{fold}"
 
 
 def pick_device(requested: str = "auto") -> "torch.device":
@@ -144,9 +147,10 @@ def _spec_augment(x, config: TrainConfig, generator):
 
 
 def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainConfig(),
-          fold: int | None = 0, resume: bool = False, force: bool = False,
+          fold: int | str | None = 0, resume: bool = False, force: bool = False,
           device: str = "auto") -> TrainResult:
-    """Train one run (see module docstring). ``fold=None`` trains the final model."""
+    """Train one run (see module docstring). ``fold=None`` trains the final model,
+    ``fold="random"`` the leaky clip-level contrast."""
     import torch
 
     started = time.perf_counter()
@@ -162,7 +166,7 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
         return TrainResult(run_dir, done["best_epoch"], done["epochs_run"], done.get("val"),
                            0.0, cached=True)
 
-    split = fold_split(fold=store.fold, copy=store.copy, test_fold=fold, val_folds=config.val_folds)
+    split = split_for(store, fold, val_folds=config.val_folds, seed=config.seed)
     if len(split.train) == 0:
         raise TrainingError(f"no training rows for fold {fold}: check the index's folds")
     dev = pick_device(device)

@@ -112,3 +112,19 @@ def test_fold_split_invariants(case):
     position = present.index(test_fold)
     assert split.val_folds == tuple(present[(position + step) % len(present)]
                                     for step in range(1, val_folds + 1))
+
+
+def test_random_clip_split_shares_actors_but_never_trains_on_a_held_out_clip():
+    from pipeline.splits import random_clip_split
+
+    actors = np.repeat(np.arange(1, 9), 30 * 3)  # 8 actors x 30 clips x 3 copies
+    clip_id = np.repeat([f"c{i}" for i in range(240)], 3)
+    copy = np.tile(np.arange(3), 240)
+    split = random_clip_split(clip_id=clip_id, copy=copy, n_folds=4, seed=0)
+    held_out = set(clip_id[split.test]) | set(clip_id[split.val])
+    assert not held_out & set(clip_id[split.train])
+    assert len(split.test) == len(split.val) == 60
+    assert set(copy[split.test]) == {0}
+    assert set(actors[split.test]) & set(actors[split.train])  # the leak it exists to show
+    again = random_clip_split(clip_id=clip_id, copy=copy, n_folds=4, seed=0)
+    assert np.array_equal(again.test, split.test)

@@ -541,7 +541,7 @@ def test_cli_reports_a_bad_fold_in_one_line(store):
     assert "Traceback" not in result.output
     result = _cli(store, "--fold", "seven")
     assert result.exit_code == 2
-    assert "'seven': give a fold number or 'all'" in result.output
+    assert "'seven': give a fold number, 'all', or 'random'" in result.output
 
 
 def test_cli_reports_stale_features_in_one_line(store):
