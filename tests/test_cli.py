@@ -143,7 +143,7 @@ def test_predict_unsupported_output_suffix_is_one_clean_error(workspace, tmp_pat
     bundle = str(workspace.artifacts_dir / "bundles" / "ser-final.pt")
     result = workspace.run("predict", str(workspace.corpus / "Actor_02"), "--bundle", bundle,
                            "-j", "1", "--output", str(tmp_path / "x.txt"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, refused before any file is scored
     assert "use a .csv or .jsonl file name" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "x.txt").exists()
