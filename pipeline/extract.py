@@ -17,6 +17,7 @@ whatever the number of workers or the order they finish in.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -184,8 +185,8 @@ def extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig = Extr
         log.info("resuming: %d of %d shards already complete", len(tasks) - len(pending), len(tasks))
     log.info("extracting %d clips x %d copies with %d worker(s)",
              sum(len(t.clips) for t in pending), config.augment.copies + 1, jobs)
-    for report in _run(pending, jobs=jobs):
-        pass
+    for _ in _run(pending, jobs=jobs):
+        pass  # each shard is on disk when its report arrives
 
     shards, failures, rows = [], {}, 0
     for task in tasks:
@@ -217,8 +218,6 @@ def extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig = Extr
 
 
 def _json_attr(value) -> dict:
-    import json
-
     return json.loads(value) if isinstance(value, (str, bytes)) else dict(value)
 
 

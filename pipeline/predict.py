@@ -143,8 +143,8 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1,
             best = int(mean.argmax())
             result.emotion, result.confidence = labels[best], float(mean[best])
             result.probabilities = {label: float(p) for label, p in zip(labels, mean)}
-            hop_end = bundle.feature_config.window_seconds
-            result.windows = [{"start": s, "end": round(s + hop_end, 3),
+            window_seconds = bundle.feature_config.window_seconds
+            result.windows = [{"start": s, "end": round(s + window_seconds, 3),
                                "emotion": labels[int(p.argmax())],
                                "confidence": float(p.max()),
                                "probabilities": {label: float(v) for label, v in zip(labels, p)}}
