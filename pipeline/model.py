@@ -21,6 +21,7 @@ class ModelConfig:
     hidden: int = 128
     dropout: float = 0.3
     clip_norm: bool = False  # also subtract each clip's own mean per channel and mel row
+    pooling: str = "mean"  # over time after the conv blocks: "mean" or "meanmax" (both, concatenated)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,8 +34,8 @@ class ModelConfig:
 class EmotionCNN(nn.Module):
     """Input ``(batch, 2, n_mels, n_frames)`` raw features; output logits ``(batch, n_classes)``.
 
-    After the conv blocks the map is averaged over time, keeping ``n_mels / 8`` frequency
-    rows, so the model takes any number of frames.
+    After the conv blocks the map is pooled over time (mean, or mean and max), keeping
+    ``n_mels / 8`` frequency rows, so the model takes any number of frames (at least 8).
     """
 
     def __init__(self, config: ModelConfig):
@@ -48,10 +49,13 @@ class EmotionCNN(nn.Module):
                        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             in_channels = out_channels
         self.conv = nn.Sequential(*blocks).to(memory_format=torch.channels_last)
+        if config.pooling not in ("mean", "meanmax"):
+            raise ValueError(f"pooling {config.pooling!r}: use 'mean' or 'meanmax'")
         rows = config.n_mels // 2 ** len(config.channels)
+        pooled = in_channels * rows * (2 if config.pooling == "meanmax" else 1)
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(config.dropout),
-            nn.Linear(in_channels * rows, config.hidden), nn.ReLU(inplace=True),
+            nn.Linear(pooled, config.hidden), nn.ReLU(inplace=True),
             nn.Dropout(config.dropout), nn.Linear(config.hidden, config.n_classes))
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -79,5 +83,6 @@ def flops_per_sample(config: ModelConfig, *, n_frames: int) -> int:
     for out_channels in config.channels:
         total += 2 * rows * cols * out_channels * in_channels * 9
         rows, cols, in_channels = rows // 2, cols // 2, out_channels
-    total += 2 * (in_channels * rows * config.hidden + config.hidden * config.n_classes)
+    pooled = in_channels * rows * (2 if config.pooling == "meanmax" else 1)
+    total += 2 * (pooled * config.hidden + config.hidden * config.n_classes)
     return total
