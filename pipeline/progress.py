@@ -11,11 +11,24 @@ log = logging.getLogger("pipeline")
 _quiet = False
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, so a caller that
+    swaps it (click's CliRunner, pytest's capture) never leaves us a closed stream."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure(*, level: str = "INFO", quiet: bool = False) -> None:
     """Set the log level and whether progress bars may be drawn (CLI global options)."""
     global _quiet
     _quiet = quiet
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
     log.setLevel("WARNING" if quiet else level.upper())

@@ -13,6 +13,8 @@ py index
 py extract
 py train --fold all
 py evaluate --fold all
+py train --fold random       # the leaky clip-level split, only as a contrast
+py evaluate --fold random
 py train --final
 py export
 root=$(.venv/bin/python -c "from pipeline.download import corpus_root; print(corpus_root('${SER_DATA_DIR:-data}'))")

@@ -88,3 +88,28 @@ def indexed(tmp_path, corpus) -> Path:
     download(data_dir=data_dir, source=str(corpus))
     build_index(data_dir=data_dir, config=IndexConfig(folds=2, seed=0))
     return data_dir
+
+
+@pytest.fixture
+def runner():
+    """A click CliRunner (the CLI's log handler follows whatever stderr is current)."""
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
+def prepare_store(root: Path, *, folds: int, copies: int = 1) -> tuple[Path, Path, Path]:
+    """download + index + extract on a fresh 64-clip synthetic corpus under ``root``.
+    Returns ``(corpus, data_dir, artifacts_dir)``."""
+    from pipeline.augment import AugmentConfig
+    from pipeline.download import download
+    from pipeline.extract import ExtractConfig, extract
+    from pipeline.index import IndexConfig, build_index
+
+    corpus, data_dir, artifacts_dir = root / "corpus", root / "data", root / "artifacts"
+    write_corpus(corpus)
+    download(data_dir=data_dir, source=str(corpus))
+    build_index(data_dir=data_dir, config=IndexConfig(folds=folds, seed=0))
+    extract(data_dir=data_dir, artifacts_dir=artifacts_dir,
+            config=ExtractConfig(augment=AugmentConfig(copies=copies), shard_clips=16))
+    return corpus, data_dir, artifacts_dir

@@ -424,19 +424,6 @@ def test_changing_source_redoes_the_stage(tmp_path, corpus, archive) -> None:
 
 # --- CLI -------------------------------------------------------------------------------
 
-@pytest.fixture
-def runner() -> Iterator[CliRunner]:
-    """A CliRunner; the logging set up by the CLI is restored afterwards so that no
-    handler keeps writing to the runner's closed stream."""
-    from pipeline import progress
-
-    handlers, level = progress.log.handlers[:], progress.log.level
-    propagate, quiet = progress.log.propagate, progress._quiet
-    yield CliRunner()
-    progress.log.handlers[:] = handlers
-    progress.log.setLevel(level)
-    progress.log.propagate = propagate
-    progress._quiet = quiet
 
 
 def test_cli_download_folder_then_rerun(tmp_path, corpus, runner) -> None:

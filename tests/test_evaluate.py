@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import clip_name, synth_speech, write_corpus
+from conftest import clip_name, prepare_store, synth_speech, write_corpus
 from pipeline import ravdess
 from pipeline.errors import PipelineError, StaleInputError
 from pipeline.evaluate import evaluate_bundle, evaluate_folds, format_report
@@ -32,20 +32,11 @@ class FoldRuns:
 @pytest.fixture(scope="module")
 def fold_runs(tmp_path_factory) -> FoldRuns:
     """Tiny models for each of 3 actor folds (each needs a test and a validation fold)."""
-    from pipeline.augment import AugmentConfig
-    from pipeline.download import download
-    from pipeline.extract import ExtractConfig, extract
-    from pipeline.index import IndexConfig, build_index
     from pipeline.model import ModelConfig
     from pipeline.train import TrainConfig, train
 
-    root = tmp_path_factory.mktemp("evaluate")
-    corpus, data_dir, artifacts_dir = root / "corpus", root / "data", root / "artifacts"
-    write_corpus(corpus)
-    download(data_dir=data_dir, source=str(corpus))
-    build_index(data_dir=data_dir, config=IndexConfig(folds=len(FOLDS), seed=0))
-    extract(data_dir=data_dir, artifacts_dir=artifacts_dir,
-            config=ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=16))
+    corpus, data_dir, artifacts_dir = prepare_store(tmp_path_factory.mktemp("evaluate"),
+                                                    folds=len(FOLDS))
     config = TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16))
     for fold in FOLDS:
         train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=fold, config=config, device="cpu")

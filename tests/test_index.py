@@ -315,18 +315,6 @@ def test_index_folds_never_split_an_actor(seven_actors, tmp_path_factory, folds:
 
 # --- CLI -------------------------------------------------------------------------------
 
-@pytest.fixture
-def runner() -> Iterator[CliRunner]:
-    """A CliRunner; the logging set up by the CLI is restored afterwards."""
-    from pipeline import progress
-
-    handlers, level = progress.log.handlers[:], progress.log.level
-    propagate, quiet = progress.log.propagate, progress._quiet
-    yield CliRunner()
-    progress.log.handlers[:] = handlers
-    progress.log.setLevel(level)
-    progress.log.propagate = propagate
-    progress._quiet = quiet
 
 
 def test_cli_download_then_index(tmp_path, corpus, runner) -> None:

@@ -14,7 +14,7 @@ import pytest
 import soundfile
 from click.testing import CliRunner
 
-from conftest import clip_name, synth_speech, write_corpus
+from conftest import clip_name, prepare_store, synth_speech, write_corpus
 from pipeline import ravdess
 from pipeline.errors import PipelineError
 from pipeline.predict import expand_inputs, file_windows, format_single, predict_files, write_results
@@ -36,20 +36,10 @@ class Trained:
 def trained(tmp_path_factory) -> Trained:
     """A tiny final model on the 64-clip synthetic corpus, exported and loaded."""
     from pipeline import bundle
-    from pipeline.augment import AugmentConfig
-    from pipeline.download import download
-    from pipeline.extract import ExtractConfig, extract
-    from pipeline.index import IndexConfig, build_index
     from pipeline.model import ModelConfig
     from pipeline.train import TrainConfig, train
 
-    root = tmp_path_factory.mktemp("predict")
-    corpus, data_dir, artifacts_dir = root / "corpus", root / "data", root / "artifacts"
-    write_corpus(corpus)
-    download(data_dir=data_dir, source=str(corpus))
-    build_index(data_dir=data_dir, config=IndexConfig(folds=2, seed=0))
-    extract(data_dir=data_dir, artifacts_dir=artifacts_dir,
-            config=ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=16))
+    corpus, data_dir, artifacts_dir = prepare_store(tmp_path_factory.mktemp("predict"), folds=2)
     train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=None, device="cpu",
           config=TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16)))
     path = bundle.export(artifacts_dir=artifacts_dir, run="final")
