@@ -13,10 +13,8 @@ import json
 import threading
 import zipfile
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from click.testing import CliRunner
 
 from conftest import write_corpus
 from pipeline.download import Remote, download, manifest_path

@@ -11,12 +11,10 @@ import shutil
 from collections import Counter
 from dataclasses import fields
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

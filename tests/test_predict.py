@@ -14,7 +14,7 @@ import pytest
 import soundfile
 from click.testing import CliRunner
 
-from conftest import clip_name, prepare_store, synth_speech, write_corpus
+from conftest import clip_name, prepare_store, synth_speech
 from pipeline import ravdess
 from pipeline.errors import PipelineError
 from pipeline.predict import expand_inputs, file_windows, format_single, predict_files, write_results
