@@ -73,8 +73,10 @@ class EmotionCNN(nn.Module):
     def forward(self, features: torch.Tensor, *, normalised: bool = False) -> torch.Tensor:
         x = features if normalised else self.normalise(features)
         # channels-last runs the convolutions about twice as fast on CPU (oneDNN)
-        x = self.conv(x.contiguous(memory_format=torch.channels_last)).mean(dim=3)  # average over time: (batch, channels, rows)
-        return self.head(x)
+        x = self.conv(x.contiguous(memory_format=torch.channels_last))  # (batch, ch, rows, frames)
+        if self.config.pooling == "meanmax":
+            return self.head(torch.cat([x.mean(dim=3), x.amax(dim=3)], dim=1))
+        return self.head(x.mean(dim=3))
 
 
 def flops_per_sample(config: ModelConfig, *, n_frames: int) -> int:

@@ -124,3 +124,10 @@ def test_flops_match_the_layers():
     with torch.no_grad():
         model(torch.randn(1, 2, 16, 40))
     assert flops_per_sample(config, n_frames=40) == sum(counted)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "meanmax"])
+def test_every_pooling_gives_logits(pooling):
+    model = EmotionCNN(ModelConfig(n_mels=16, channels=(4, 8, 8), hidden=8, pooling=pooling))
+    assert model(torch.randn(3, 2, 16, 40)).shape == (3, 8)
+    assert flops_per_sample(model.config, n_frames=40) > 0
