@@ -5,7 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-py() { .venv/bin/python cli.py "$@"; }
+py() {  # run one stage and print its wall time
+  local started=$SECONDS
+  .venv/bin/python cli.py "$@"
+  echo "[quickstart] cli.py $* took $((SECONDS - started)) s" >&2
+}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 
 py download
