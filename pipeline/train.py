@@ -111,6 +111,9 @@ def normalisation_stats(features: np.ndarray, rows: np.ndarray, *, chunk: int = 
         squares += np.square(block).sum(axis=(0, 3))
         count += block.shape[0] * block.shape[3]
     mean = total / count
+    if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(squares)):
+        raise TrainingError("the training features contain NaN or inf values: recompute them "
+                            "with 'cli.py extract --force'")
     std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
     return mean[..., None].astype(np.float32), std[..., None].astype(np.float32)
 

@@ -432,7 +432,7 @@ def test_refuses_a_shard_of_another_feature_config(store):
 @pytest.mark.parametrize("poison", [float("nan"), float("inf")])
 def test_nan_or_inf_features_stop_training(tmp_path, poison):
     poisoned = write_store(tmp_path, poison=poison)
-    with pytest.raises(TrainingError, match="NaN / inf"):
+    with pytest.raises(TrainingError, match="NaN or inf"):
         _run(poisoned, replace(SMALL, epochs=2), fold=0)
     run_dir = poisoned[1] / "runs" / "fold-0"
     assert not (run_dir / "model.pt").exists()
