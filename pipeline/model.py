@@ -21,7 +21,7 @@ class ModelConfig:
     hidden: int = 128
     dropout: float = 0.3
     clip_norm: bool = False  # also subtract each clip's own mean per channel and mel row
-    pooling: str = "mean"  # over time after the conv blocks: "mean" or "meanmax" (both, concatenated)
+    pooling: str = "meanmax"  # over time after the conv blocks: "mean" or "meanmax" (both, concatenated)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -40,7 +40,7 @@ from pipeline.store import FeatureStore, load_store
 @dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 30
+    epochs: int = 60
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-2
