@@ -8,7 +8,8 @@ The baseline ("original style") does per clip: ``librosa.load(sr=16000)``, then 
 augmented copy librosa's own ``effects.pitch_shift`` and ``effects.time_stretch``, noise
 and a roll, then ``feature.melspectrogram`` + ``feature.mfcc``. It is slow, so it may run
 on fewer clips (``--baseline-clips``) and is compared as clips per second.
-Each variant runs in a fresh process; peak memory is that process tree's largest RSS.
+Each variant runs in a fresh process; peak memory is the largest RSS of any one process
+of its tree (the parent or one worker).
 Also prints what one clip costs per step (decode, resample, augment, features).
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -40,18 +40,29 @@ def corpus_subset(clips: int, workdir: Path) -> Path:
     return workdir / "corpus"
 
 
+# Runs a command and prints, last, the largest RSS (KiB) of any process of its tree.
+PEAK = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
+
+
+def measured(command: list[str], **kwargs) -> tuple[list[str], float]:
+    """(the command's stdout lines, peak RSS in MB of its largest process)."""
+    out = subprocess.run([sys.executable, "-c", PEAK, *command], check=True,
+                         capture_output=True, text=True, **kwargs)
+    lines = out.stdout.strip().splitlines()
+    return lines[:-1], int(lines[-1]) / 1024
+
+
 def run_stage(data_dir: Path, artifacts: Path, jobs: int, copies: int) -> dict:
     shutil.rmtree(artifacts, ignore_errors=True)
     command = [sys.executable, str(ROOT / "cli.py"), "-q", "--data-dir", str(data_dir),
                "--artifacts-dir", str(artifacts), "extract", "--jobs", str(jobs),
                "--copies", str(copies)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, text=True)
+    _, peak_mb = measured(command)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     record = json.loads((artifacts / "features" / "manifest.json").read_text())
-    return {"seconds": seconds, "clips": record["clips"], "peak_mb": max(peak, before) / 1024}
+    return {"seconds": seconds, "clips": record["clips"], "peak_mb": peak_mb}
 
 
 BASELINE = r'''
@@ -79,13 +90,9 @@ print(time.perf_counter() - started)
 
 
 def run_baseline(paths: list[Path], copies: int) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run([sys.executable, "-c", BASELINE, *map(str, paths), str(copies)],
-                         check=True, capture_output=True, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"seconds": float(out.stdout.strip().splitlines()[-1]), "clips": len(paths),
-            "peak_mb": max(peak, before) / 1024}
+    lines, peak_mb = measured([sys.executable, "-c", BASELINE, *map(str, paths), str(copies)],
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return {"seconds": float(lines[-1]), "clips": len(paths), "peak_mb": peak_mb}
 
 
 def step_costs(paths: list[Path], copies: int) -> dict:

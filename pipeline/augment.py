@@ -95,6 +95,7 @@ def augmented_features(y: np.ndarray, params: AugmentParams, config: FeatureConf
     if np.isfinite(params.snr_db):
         signal_power = float(np.mean(np.square(speech, dtype=np.float64))) or 1e-12
         noise_power = signal_power / 10.0 ** (params.snr_db / 10.0)
-        noise = np.random.default_rng(params.noise_seed).standard_normal(window.size)
-        window = window + (np.sqrt(noise_power) * noise).astype(np.float32)
+        noise = np.random.default_rng(params.noise_seed).standard_normal(window.size,
+                                                                         dtype=np.float32)
+        window = window + np.float32(np.sqrt(noise_power)) * noise
     return log_mel_and_mfcc(window, config, pitch_factor=2.0 ** (params.semitones / 12.0))
