@@ -22,6 +22,6 @@ py evaluate --fold random
 py train --final
 py export
 root=$(.venv/bin/python -c "from pipeline.download import corpus_root; print(corpus_root('${SER_DATA_DIR:-data}'))")
-example=$(find "$root" -name '03-01-*' \( -name '*.wav' -o -name '*.flac' \) | sort | head -n 1)
+example=$(find "$root" -name '03-01-*' \( -name '*.wav' -o -name '*.flac' \) | sort | sed -n 1p)
 echo "prediction for $example with the model just exported:"
 py predict --bundle latest "$example"
