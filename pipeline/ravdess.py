@@ -24,7 +24,6 @@ EMOTIONS: tuple[str, ...] = (
 )
 N_CLASSES = len(EMOTIONS)
 EXPECTED_ACTORS = tuple(range(1, 25))
-AUDIO_SUFFIXES = (".wav", ".flac")
 
 # ASCII digits only, matched against the whole stem (``\d`` takes any Unicode digit and
 # ``$`` matches before a trailing newline: both let a clip id differ from its file name).
