@@ -57,8 +57,7 @@ def export(*, artifacts_dir: Path, run: str = "final", out: Path | None = None) 
     run_dir = Path(artifacts_dir) / "runs" / run
     model, saved = load_model(run_dir / "model.pt")
     info = saved["info"]
-    cv_report = read_json(Path(artifacts_dir) / "reports" / "cv.json")
-    test = info.get("test") or (cv_report or {}).get("summary")
+    cv_report = read_json(Path(artifacts_dir) / "reports" / "cv.json") or {}
     metadata = {
         "model_config": saved["model_config"],
         "feature_config": saved["feature_config"],
@@ -69,7 +68,7 @@ def export(*, artifacts_dir: Path, run: str = "final", out: Path | None = None) 
             "fold": info["fold"], "actors": info["actors"], "seed": info["seed"],
             "best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"],
             "validation": _brief(info.get("val")),
-            "test": test if run == "final" else _brief(_run_test(artifacts_dir, run)),
+            "test": _test_metrics(cv_report, run),
             "train_config": saved["train_config"],
             "code_version": __version__,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -87,9 +86,13 @@ def _brief(metrics: dict | None) -> dict | None:
         "per_class_recall": {c: v["recall"] for c, v in metrics.get("per_class", {}).items()}}
 
 
-def _run_test(artifacts_dir: Path, run: str) -> dict | None:
-    report = read_json(Path(artifacts_dir) / "reports" / "cv.json") or {}
-    return next((f["metrics"] for f in report.get("fold_runs", []) if f.get("run") == run), None)
+def _test_metrics(cv_report: dict, run: str) -> dict | None:
+    """What a run is expected to score on new actors: the CV summary for the final model
+    (it has no test fold of its own), a fold model's own test-fold metrics otherwise."""
+    if run == "final":
+        return cv_report.get("summary")
+    return _brief(next((f["metrics"] for f in cv_report.get("fold_runs", [])
+                        if f.get("run") == run), None))
 
 
 def write_bundle(path: Path, state_dict: dict, metadata: dict) -> None:
