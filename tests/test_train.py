@@ -209,6 +209,35 @@ def test_learns_the_separable_problem(trained):
     assert not torch.all(model.feature_std == 1)
 
 
+def test_balanced_weights_give_every_class_the_same_total_weight():
+    labels = np.array([0] * 10 + [1] * 20 + [2] * 20)  # class 3 absent
+    weights = train_module.balanced_weights(labels, 4)
+    totals = weights[labels].reshape(-1)
+    assert np.bincount(labels, weights=totals, minlength=4)[:3] == pytest.approx([50 / 4] * 3)
+    assert weights[0] == pytest.approx(2 * weights[1])
+    assert weights[3] == 0
+
+
+def test_balanced_loss_uses_training_rows_and_reaches_the_optimiser(store, monkeypatch):
+    data_dir, artifacts_dir = store
+    seen = []
+
+    def skewed(labels, n_classes):  # the synthetic store is balanced: skew to see an effect
+        seen.append(labels.copy())
+        return np.linspace(0.2, 2.0, n_classes, dtype=np.float32)
+
+    monkeypatch.setattr(train_module, "balanced_weights", skewed)
+    weights = {}
+    for balanced in (False, True):
+        result = train(data_dir=data_dir, artifacts_dir=artifacts_dir,
+                       config=replace(SMALL, epochs=2, balanced=balanced), fold=0, force=True)
+        weights[balanced] = load_model(result.run_dir / "model.pt")[0].state_dict()
+    assert len(seen) == 1
+    assert len(seen[0]) == 4 * 8 * TAKES * (1 + COPIES)  # 4 training actors, every copy
+    assert any(not torch.equal(weights[False][k], weights[True][k]) for k in weights[False]
+               if weights[False][k].is_floating_point())
+
+
 def test_metrics_has_one_line_per_epoch(trained):
     _, _, result = trained
     records = _metrics(result.run_dir)
