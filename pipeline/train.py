@@ -40,13 +40,13 @@ from pipeline.store import FeatureStore, load_store
 @dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 60
+    epochs: int = 120
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-2
     label_smoothing: float = 0.1
     mixup_alpha: float = 0.0
-    balanced: bool = False  # weight the loss by inverse class frequency (neutral has half the clips)
+    balanced: bool = True  # loss weighted by inverse class frequency (neutral: half the clips)
     time_masks: int = 2
     time_mask_frames: int = 20
     freq_masks: int = 2

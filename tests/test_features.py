@@ -22,9 +22,9 @@ CONFIGS = pytest.mark.parametrize("config", [FeatureConfig(), OTHER], ids=["defa
 # --- shape and config ---------------------------------------------------------------------
 
 
-def test_default_shape_is_two_channels_of_64_mels_by_188_frames():
-    # 3 s at 16 kHz = 48000 samples; centred frames every 256 samples: 1 + 48000 // 256
-    assert FeatureConfig().shape == (2, 64, 188)
+def test_default_shape_is_two_channels_of_64_mels_by_94_frames():
+    # 3 s at 16 kHz = 48000 samples; centred frames every 512 samples: 1 + 48000 // 512
+    assert FeatureConfig().shape == (2, 64, 94)
     assert OTHER.shape == (2, 40, 1 + 44100 // 512)
 
 

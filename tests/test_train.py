@@ -36,7 +36,7 @@ from pipeline.store import load_store, read_shard, shard_name, write_shard
 from pipeline.train import TrainConfig, TrainingInterrupted, load_model, train
 
 N_MELS = 16
-N_FRAMES = 32  # 1 + window_samples // hop_length for a 0.5 s window at 16 kHz
+N_FRAMES = 32  # 1 + window_samples // hop_length for a 0.5 s window at 16 kHz, 256 hop
 N_ACTORS = 8
 N_FOLDS = 4
 TAKES = 2  # clips per actor and emotion
@@ -101,7 +101,7 @@ def write_store(root: Path, *, seed: int = 0, poison: float | None = None) -> tu
     write_json_atomic(json_path, manifest(stage="index", key="synthetic", index_hash=current_index,
                                           clips=len(clips), actors=list(range(1, N_ACTORS + 1))))
 
-    config = ExtractConfig(features=FeatureConfig(n_mels=N_MELS, window_seconds=0.5),
+    config = ExtractConfig(features=FeatureConfig(n_mels=N_MELS, window_seconds=0.5, hop_length=256),
                            augment=AugmentConfig(copies=COPIES), seed=seed,
                            shard_clips=SHARD_CLIPS)
     assert config.features.shape == (2, N_MELS, N_FRAMES)
