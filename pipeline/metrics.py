@@ -34,5 +34,6 @@ def summarise(matrix: np.ndarray, labels: tuple[str, ...] | list[str]) -> dict:
         "per_class": {label: {"recall": float(recall[i]), "precision": float(precision[i]),
                               "f1": float(f1[i]), "support": int(support[i])}
                       for i, label in enumerate(labels)},
+        "labels": list(labels),  # row (true) and column (predicted) order of "confusion"
         "confusion": matrix.astype(int).tolist(),
     }

@@ -42,6 +42,8 @@ def test_summary_matches_hand_computed_values():
     # F1 of a, b, c: 1/2, 2/3, 2/3
     assert metrics["macro_f1"] == pytest.approx((1 / 2 + 2 / 3 + 2 / 3) / 3)
     assert metrics["confusion"][2] == [0, 0, 1, 1]
+    # the report names the matrix's order (JSON reports sort per_class by name)
+    assert metrics["labels"] == list(LABELS)
 
 
 def test_class_missing_from_truth_has_nan_recall_and_does_not_count():
