@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Print the README's accuracy tables (Markdown) from the reports of
+``cli.py evaluate --fold all`` and ``--fold random``, so the README quotes the reports
+exactly:
+
+    python scripts/readme_tables.py [--artifacts-dir artifacts]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def cv_tables(report: dict) -> str:
+    lines = ["| fold | test actors | UA | WA | macro-F1 |", "|---|---|---|---|---|"]
+    for run in report["fold_runs"]:
+        metrics = run["metrics"]
+        actors = ", ".join(f"{a:02d}" for a in run["actors"]["test"])
+        lines.append(f"| {run['fold']} | {actors} | {pct(metrics['ua'])} | {pct(metrics['wa'])} "
+                     f"| {pct(metrics['macro_f1'])} |")
+    summary = {k: f"{pct(v['mean'])} ± {pct(v['std'])}" for k, v in report["summary"].items()
+               if k in ("ua", "wa", "macro_f1")}
+    lines.append(f"| **mean ± std** | | **{summary['ua']}** | {summary['wa']} | {summary['macro_f1']} |")
+    pooled = report["pooled"]
+    lines += ["", f"Per emotion, pooled over the {len(report['fold_runs'])} test folds "
+                  f"({pooled['n']} clips):", "",
+              "| emotion | recall | precision | F1 | clips |", "|---|---|---|---|---|"]
+    for label, figures in sorted(pooled["per_class"].items()):
+        lines.append(f"| {label} | {pct(figures['recall'])} | {pct(figures['precision'])} "
+                     f"| {pct(figures['f1'])} | {figures['support']} |")
+    lines += ["", f"Pooled: UA {pct(pooled['ua'])}, WA {pct(pooled['wa'])}, "
+                  f"macro-F1 {pct(pooled['macro_f1'])}."]
+    return "\n".join(lines)
+
+
+def random_line(report: dict, cv: dict | None) -> str:
+    pooled = report["pooled"]
+    line = (f"Random clip-level split: UA {pct(pooled['ua'])}, WA {pct(pooled['wa'])}, "
+            f"macro-F1 {pct(pooled['macro_f1'])} ({pooled['n']} test clips)")
+    if cv:
+        gap = 100 * (pooled["ua"] - cv["summary"]["ua"]["mean"])
+        line += f", {gap:.1f} points above the actor-independent mean UA"
+    return line + "."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--artifacts-dir", default="artifacts", type=Path)
+    args = parser.parse_args()
+    reports = args.artifacts_dir / "reports"
+    cv_path, random_path = reports / "cv.json", reports / "random.json"
+    if not cv_path.exists():
+        raise SystemExit(f"{cv_path} not found: run 'cli.py evaluate --fold all' first")
+    cv = json.loads(cv_path.read_text())
+    print(cv_tables(cv))
+    if random_path.exists():
+        print("\n" + random_line(json.loads(random_path.read_text()), cv))
+
+
+if __name__ == "__main__":
+    main()
