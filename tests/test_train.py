@@ -300,19 +300,22 @@ def test_final_model_trains_on_every_actor(store):
 # --- resume and determinism ---------------------------------------------------------------
 
 
+def _interrupt_at(stop_epoch: int, epoch_function):
+    """A stand-in for ``_train_epoch`` that presses Ctrl-C when epoch ``stop_epoch`` starts."""
+    def interrupted(*args, epoch, **kwargs):
+        if epoch == stop_epoch:
+            raise KeyboardInterrupt
+        return epoch_function(*args, epoch=epoch, **kwargs)
+    return interrupted
+
+
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch):
     config = replace(SMALL, epochs=4)
     whole = _run(write_store(tmp_path / "whole"), config, fold=0)
 
     interrupted_store = write_store(tmp_path / "interrupted")
     real_epoch = train_module._train_epoch
-
-    def stop_at_epoch_3(*args, epoch, **kwargs):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return real_epoch(*args, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(train_module, "_train_epoch", stop_at_epoch_3)
+    monkeypatch.setattr(train_module, "_train_epoch", _interrupt_at(3, real_epoch))
     with pytest.raises(TrainingInterrupted, match="--resume"):
         _run(interrupted_store, config, fold=0)
     run_dir = interrupted_store[1] / "runs" / "fold-0"
@@ -359,12 +362,7 @@ def test_resume_keeps_early_stopping_count(store, tmp_path, monkeypatch):
     whole = _run(write_store(tmp_path / "whole"), config, fold=0)
     assert whole.epochs_run == 3 and whole.best_epoch == 1
 
-    def stop_at_epoch_3(*args, epoch, **kwargs):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return counting_epoch(*args, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(train_module, "_train_epoch", stop_at_epoch_3)
+    monkeypatch.setattr(train_module, "_train_epoch", _interrupt_at(3, counting_epoch))
     with pytest.raises(TrainingInterrupted):
         _run(store, config, fold=0)
     monkeypatch.setattr(train_module, "_train_epoch", counting_epoch)
@@ -374,13 +372,7 @@ def test_resume_keeps_early_stopping_count(store, tmp_path, monkeypatch):
 
 def test_resume_refuses_a_checkpoint_of_another_config(store, monkeypatch):
     real_epoch = train_module._train_epoch
-
-    def stop_at_epoch_2(*args, epoch, **kwargs):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(train_module, "_train_epoch", stop_at_epoch_2)
+    monkeypatch.setattr(train_module, "_train_epoch", _interrupt_at(2, real_epoch))
     with pytest.raises(TrainingInterrupted):
         _run(store, replace(SMALL, epochs=3), fold=0)
     monkeypatch.setattr(train_module, "_train_epoch", real_epoch)
