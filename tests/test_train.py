@@ -212,7 +212,7 @@ def test_learns_the_separable_problem(trained):
 def test_balanced_weights_give_every_class_the_same_total_weight():
     labels = np.array([0] * 10 + [1] * 20 + [2] * 20)  # class 3 absent
     weights = train_module.balanced_weights(labels, 4)
-    totals = weights[labels].reshape(-1)
+    totals = weights[labels]
     assert np.bincount(labels, weights=totals, minlength=4)[:3] == pytest.approx([50 / 4] * 3)
     assert weights[0] == pytest.approx(2 * weights[1])
     assert weights[3] == 0
