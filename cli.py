@@ -130,28 +130,31 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
                    "leaky clip-level split (contrast only).")
 @click.option("--final", is_flag=True, help="Train the model to ship, on every actor.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs.")
+@click.option("--val-folds", type=click.IntRange(min=0), default=None,
+              help="Folds held out of training as validation actors, to keep the epoch with "
+                   "the best validation UA (default 0: train on them and keep the last epoch).")
 @click.option("--device", default="auto", envvar="SER_DEVICE",
               help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps [env SER_DEVICE].")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
 @click.option("--force", is_flag=True, help="Retrain even if a finished run matches.")
 @click.pass_obj
 @friendly_errors
-def train(obj: Context, fold, final, epochs, device, resume, force):
+def train(obj: Context, fold, final, epochs, val_folds, device, resume, force):
     """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
     import dataclasses
 
     from pipeline.train import TrainConfig, train as run
 
     config = TrainConfig(seed=obj.seed)
-    if epochs is not None:
-        config = dataclasses.replace(config, epochs=epochs)
+    changes = {k: v for k, v in (("epochs", epochs), ("val_folds", val_folds)) if v is not None}
+    config = dataclasses.replace(config, **changes)
     for target in _folds(obj, fold, final):
         result = run(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir, config=config,
                      fold=target, resume=resume, force=force, device=device)
-        val = (f"validation UA {result.val['ua']:.1%}, WA {result.val['wa']:.1%}"
-               if result.val else "no validation actors (final model)")
-        click.echo(f"{result.run_dir.name}: best epoch {result.best_epoch} of "
-                   f"{result.epochs_run}, {val}" + (" (cached)" if result.cached else ""))
+        kept = (f"best epoch {result.best_epoch} of {result.epochs_run}, validation UA "
+                f"{result.val['ua']:.1%}, WA {result.val['wa']:.1%}" if result.val else
+                f"last epoch {result.epochs_run} kept (no validation actors)")
+        click.echo(f"{result.run_dir.name}: {kept}" + (" (cached)" if result.cached else ""))
 
 
 def _folds(obj: Context, fold: str, final: bool) -> list:

@@ -1,7 +1,8 @@
 """Which rows of the feature store each role sees, for one cross-validation fold.
 
 - test: the held-out fold's actors, clean copies only;
-- validation: the actors of the next fold(s) (taken from the training folds), clean only;
+- validation (``val_folds`` > 0, for picking an epoch or a recipe): the actors of the next
+  fold(s), taken from the training folds, clean copies only;
 - training: every other actor, clean and augmented copies.
 
 No actor is ever in two roles, and no copy of a test or validation clip is trained on.
@@ -31,7 +32,7 @@ class Split:
 
 
 def fold_split(*, fold: np.ndarray, copy: np.ndarray, test_fold: int | None,
-               val_folds: int = 1) -> Split:
+               val_folds: int = 0) -> Split:
     """Rows for holding out ``test_fold`` (None: the final model, trained on everything)."""
     folds = sorted({int(f) for f in fold})
     if test_fold is None:
@@ -50,15 +51,16 @@ def fold_split(*, fold: np.ndarray, copy: np.ndarray, test_fold: int | None,
                  test=np.flatnonzero(is_test & clean), test_folds=(test_fold,), val_folds=val)
 
 
-def random_clip_split(*, clip_id: np.ndarray, copy: np.ndarray, n_folds: int, seed: int) -> Split:
+def random_clip_split(*, clip_id: np.ndarray, copy: np.ndarray, n_folds: int, seed: int,
+                      val_folds: int = 0) -> Split:
     """The leaky contrast: clips (not actors) drawn at random into test (1/n_folds),
-    validation (1/n_folds) and training, so every actor is in all three. Copies of a
-    held-out clip still never train. Only for showing how much actor overlap inflates
-    accuracy; never the number to quote."""
+    validation (``val_folds``/n_folds) and training, so every actor is in all of them.
+    Copies of a held-out clip still never train. Only for showing how much actor overlap
+    inflates accuracy; never the number to quote."""
     clips = np.unique(clip_id)
     order = np.random.default_rng(seed).permutation(len(clips))
     share = len(clips) // n_folds
-    test_clips, val_clips = clips[order[:share]], clips[order[share:2 * share]]
+    test_clips, val_clips = clips[order[:share]], clips[order[share:(1 + val_folds) * share]]
     clean = copy == 0
     is_test, is_val = np.isin(clip_id, test_clips), np.isin(clip_id, val_clips)
     return Split(train=np.flatnonzero(~is_test & ~is_val), val=np.flatnonzero(is_val & clean),
@@ -69,5 +71,6 @@ def split_for(store, fold: int | str | None, *, val_folds: int, seed: int) -> Sp
     """The split a run name asks for: a fold number, ``"random"``, or None (final)."""
     if fold == "random":
         return random_clip_split(clip_id=store.clip_id, copy=store.copy,
-                                 n_folds=len(set(store.fold.tolist())), seed=seed)
+                                 n_folds=len(set(store.fold.tolist())), seed=seed,
+                                 val_folds=val_folds)
     return fold_split(fold=store.fold, copy=store.copy, test_fold=fold, val_folds=val_folds)

@@ -8,8 +8,11 @@ Run folder ``<artifacts>/runs/fold-K`` (or ``final``):
   run would, because every random draw of epoch e comes from generators seeded by
   (seed, e);
 - ``metrics.jsonl``: one line per epoch;
-- ``model.pt``: the selected weights (best validation UA; last epoch for ``final``) with
-  the model and feature configs and the normalisation statistics (inside the model);
+- ``model.pt``: the kept weights with the model and feature configs and the normalisation
+  statistics (inside the model). By default (``val_folds=0``) a fold trains on every actor
+  outside its test fold and keeps the last epoch, as the final model does; with
+  ``val_folds`` > 0 (the recipe experiments) that many folds are held out as validation
+  actors and the epoch with the best validation UA is kept;
 - ``result.json``: the run's manifest, written last; a rerun with the same config and
   features is a cache hit.
 """
@@ -52,7 +55,7 @@ class TrainConfig:
     freq_masks: int = 2
     freq_mask_bins: int = 8
     patience: int = 0  # epochs without a better validation UA before stopping; 0: never
-    val_folds: int = 1
+    val_folds: int = 0  # folds held out to pick the best epoch; 0: train on them, keep the last
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -173,6 +176,9 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
     split = split_for(store, fold, val_folds=config.val_folds, seed=config.seed)
     if len(split.train) == 0:
         raise TrainingError(f"no training rows for fold {fold}: check the index's folds")
+    if config.patience and not len(split.val):
+        raise TrainingError(f"patience {config.patience} needs validation actors, and run "
+                            f"{run_name(fold)} has none: set val_folds to 1 or more, or patience to 0")
     dev = pick_device(device)
     torch.manual_seed(config.seed)
     from pipeline.model import EmotionCNN
@@ -191,9 +197,7 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
         class_weights = torch.from_numpy(weights).to(dev)
     steps_per_epoch = math.ceil(len(split.train) / config.batch_size)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr,
-                                                   total_steps=config.epochs * steps_per_epoch,
-                                                   pct_start=0.2)
+    schedule = one_cycle(optimiser, lr=config.lr, total_steps=config.epochs * steps_per_epoch)
     state = {"epoch": 0, "history": [], "best_ua": -1.0, "best_epoch": 0, "best_state": None}
     checkpoint_path = run_dir / "checkpoint.pt"
     if resume and checkpoint_path.exists():
@@ -224,7 +228,7 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
                 record.update(val_wa=val["wa"], val_ua=val["ua"])
                 improved = val["ua"] > state["best_ua"]
             else:
-                improved = True  # final model: the last epoch is the one kept
+                improved = True  # no validation actors: the last epoch is the one kept
             if improved:
                 state.update(best_ua=record.get("val_ua", -1.0), best_epoch=epoch,
                              best_state=copying.deepcopy(model.state_dict()))
@@ -262,6 +266,17 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
         stage="train", key=key, config=config.to_dict(), seconds=round(seconds, 1),
         device=str(dev), **info))
     return TrainResult(run_dir, state["best_epoch"], state["epoch"], val, seconds)
+
+
+def one_cycle(optimiser, *, lr: float, total_steps: int):
+    """One-cycle schedule, warming up over the first 20 % of the steps. torch's OneCycleLR
+    divides by ``pct_start * total_steps - 1``, which is zero at exactly 5 steps, so there
+    the warm-up takes 25 %."""
+    import torch
+
+    warmup = 0.25 if 0.2 * total_steps == 1 else 0.2
+    return torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=total_steps,
+                                               pct_start=warmup)
 
 
 def balanced_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:

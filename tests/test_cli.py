@@ -52,7 +52,7 @@ def workspace(tmp_path_factory) -> Workspace:
     write_corpus(space.corpus)
     steps = {
         "download": ["download", "--source", str(space.corpus)],
-        # 3 folds: a fold model needs a test fold, a validation fold and a training fold
+        # 3 folds: room for a test fold, a validation fold (--val-folds 1) and a training fold
         "index": ["index", "--folds", "3"],
         "extract": ["extract", "--jobs", "1", "--copies", "1"],
         "train-fold-0": ["train", "--fold", "0", "--epochs", "2"],
@@ -72,12 +72,12 @@ def test_every_stage_runs_and_reports(workspace):
     assert f"corpus at {workspace.corpus.resolve()}" in out["download"].output
     assert "64" in out["index"].output
     assert re.search(r"features: 128 rows from 64 clips", out["extract"].output)
-    assert "fold-0: best epoch" in out["train-fold-0"].output
+    assert "fold-0: last epoch 2 kept (no validation actors)" in out["train-fold-0"].output
     # 'all' reuses the finished fold 0 and trains the others
     lines = out["train-all"].output.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["fold-0", "fold-1", "fold-2"]
     assert lines[0].endswith("(cached)") and not lines[1].endswith("(cached)")
-    assert "no validation actors (final model)" in out["train-final"].output
+    assert "final: last epoch 2 kept (no validation actors)" in out["train-final"].output
     for run in ("fold-0", "fold-1", "fold-2", "final"):
         assert (workspace.artifacts_dir / "runs" / run / "model.pt").is_file()
         assert (workspace.artifacts_dir / "runs" / run / "result.json").is_file()
@@ -191,12 +191,13 @@ def test_errors_are_one_line_with_the_fix(workspace, tmp_path):
     assert "no bundle at" in missing.output
 
 
-def test_two_folds_leave_no_room_for_a_fold_model(tmp_path, corpus):
+def test_two_folds_leave_no_room_for_validation_actors(tmp_path, corpus):
     space = Workspace(tmp_path, corpus, tmp_path / "data", tmp_path / "artifacts", {})
     ok(space.run("download", "--source", str(corpus)))
     ok(space.run("index", "--folds", "2"))
     ok(space.run("extract", "--jobs", "1", "--copies", "0"))
-    result = space.run("train", "--fold", "0", "--epochs", "1")
+    assert "fold-0: last epoch 1 kept" in ok(space.run("train", "--fold", "0", "--epochs", "1")).output
+    result = space.run("train", "--fold", "0", "--epochs", "1", "--val-folds", "1", "--force")
     assert result.exit_code == 1
     assert "2 folds leave no training actors" in result.output
     assert "index --folds" in result.output

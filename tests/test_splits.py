@@ -23,9 +23,17 @@ def _store(*, actors: int = 8, folds: int = 4, clips: int = 3, copies: int = 2):
     return actor, (actor - 1) % folds, np.asarray(copy, dtype=np.int8), np.asarray(clip)
 
 
-def test_roles_for_one_fold():
+def test_by_default_every_other_fold_trains():
     actor, fold, copy, clip = _store()
     split = fold_split(fold=fold, copy=copy, test_fold=2)
+    assert split.test_folds == (2,) and split.val_folds == () and len(split.val) == 0
+    assert split.actors(actor) == {"train": [1, 2, 4, 5, 6, 8], "val": [], "test": [3, 7]}
+    assert not set(clip[split.test]) & set(clip[split.train])
+
+
+def test_roles_for_one_fold():
+    actor, fold, copy, clip = _store()
+    split = fold_split(fold=fold, copy=copy, test_fold=2, val_folds=1)
     assert split.test_folds == (2,) and split.val_folds == (3,)
     assert split.actors(actor) == {"train": [1, 2, 5, 6], "val": [4, 8], "test": [3, 7]}
     assert np.all(copy[split.test] == 0) and np.all(copy[split.val] == 0)
@@ -59,7 +67,8 @@ def test_unknown_fold_names_the_folds():
 def test_too_few_folds_for_test_validation_and_training():
     _, fold, copy, _ = _store(folds=2)
     with pytest.raises(TrainingError, match="no training actors"):
-        fold_split(fold=fold, copy=copy, test_fold=0)
+        fold_split(fold=fold, copy=copy, test_fold=0, val_folds=1)
+    assert fold_split(fold=fold, copy=copy, test_fold=0).test_folds == (0,)  # fine without validation
     _, fold, copy, _ = _store(folds=3)
     with pytest.raises(TrainingError, match="2 validation fold"):
         fold_split(fold=fold, copy=copy, test_fold=0, val_folds=2)
@@ -75,7 +84,7 @@ def stores(draw):
     copy = np.asarray(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), dtype=np.int8)
     present = sorted(set(fold.tolist()))
     test_fold = draw(st.sampled_from(present + [None]))
-    val_folds = draw(st.integers(1, 3))
+    val_folds = draw(st.integers(0, 3))
     return fold, copy, test_fold, val_folds
 
 
@@ -120,11 +129,12 @@ def test_random_clip_split_shares_actors_but_never_trains_on_a_held_out_clip():
     actors = np.repeat(np.arange(1, 9), 30 * 3)  # 8 actors x 30 clips x 3 copies
     clip_id = np.repeat([f"c{i}" for i in range(240)], 3)
     copy = np.tile(np.arange(3), 240)
-    split = random_clip_split(clip_id=clip_id, copy=copy, n_folds=4, seed=0)
+    split = random_clip_split(clip_id=clip_id, copy=copy, n_folds=4, seed=0, val_folds=1)
     held_out = set(clip_id[split.test]) | set(clip_id[split.val])
     assert not held_out & set(clip_id[split.train])
     assert len(split.test) == len(split.val) == 60
     assert set(copy[split.test]) == {0}
     assert set(actors[split.test]) & set(actors[split.train])  # the leak it exists to show
-    again = random_clip_split(clip_id=clip_id, copy=copy, n_folds=4, seed=0)
-    assert np.array_equal(again.test, split.test)
+    again = random_clip_split(clip_id=clip_id, copy=copy, n_folds=4, seed=0)  # no validation
+    assert np.array_equal(again.test, split.test) and len(again.val) == 0
+    assert set(clip_id[again.train]) == set(clip_id) - set(clip_id[again.test])

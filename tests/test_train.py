@@ -43,8 +43,10 @@ TAKES = 2  # clips per actor and emotion
 COPIES = 2  # augmented copies besides the clean one
 SHARD_CLIPS = 32
 
+# one validation fold, so these runs also exercise picking the best epoch
 SMALL = TrainConfig(model=ModelConfig(n_mels=N_MELS, channels=(8, 16, 16), hidden=32),
-                    epochs=8, batch_size=16, time_mask_frames=4, freq_mask_bins=2, seed=0)
+                    epochs=8, batch_size=16, time_mask_frames=4, freq_mask_bins=2, seed=0,
+                    val_folds=1)
 
 
 def fold_of(actor: int) -> int:
@@ -238,6 +240,19 @@ def test_balanced_loss_uses_training_rows_and_reaches_the_optimiser(store, monke
                if weights[False][k].is_floating_point())
 
 
+@pytest.mark.parametrize("total_steps", range(1, 13))
+def test_one_cycle_schedule_runs_for_any_number_of_steps(total_steps):
+    # 5 steps once divided by zero inside torch's OneCycleLR (a 1-epoch CLI run hit it)
+    optimiser = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    schedule = train_module.one_cycle(optimiser, lr=1e-3, total_steps=total_steps)
+    rates = []
+    for _ in range(total_steps):
+        optimiser.step()
+        schedule.step()
+        rates.append(schedule.get_last_lr()[0])
+    assert all(np.isfinite(rates)) and max(rates) <= 1e-3 * (1 + 1e-9)
+
+
 def test_metrics_has_one_line_per_epoch(trained):
     _, _, result = trained
     records = _metrics(result.run_dir)
@@ -275,7 +290,7 @@ def test_test_fold_actors_never_trained_or_validated_on(trained):
 def test_split_rows_keep_test_clips_out_of_training(store):
     data_dir, artifacts_dir = store
     loaded = load_store(features_dir(artifacts_dir))
-    split = fold_split(fold=loaded.fold, copy=loaded.copy, test_fold=0)
+    split = fold_split(fold=loaded.fold, copy=loaded.copy, test_fold=0, val_folds=1)
     assert np.all(loaded.copy[split.test] == 0)
     assert np.all(loaded.copy[split.val] == 0)
     assert set(loaded.copy[split.train].tolist()) == set(range(COPIES + 1))
@@ -287,6 +302,24 @@ def test_split_rows_keep_test_clips_out_of_training(store):
     assert not val_clips & train_clips
     # every copy of a training clip is trained on
     assert len(split.train) == len(train_clips) * (COPIES + 1)
+
+
+def test_without_validation_a_fold_trains_on_every_other_actor_and_keeps_the_last_epoch(store):
+    result = _run(store, replace(SMALL, epochs=2, val_folds=0), fold=0, force=True)
+    assert result.val is None and result.best_epoch == result.epochs_run == 2
+    info = read_json(result.run_dir / "result.json")
+    test_actors = [a for a in range(1, N_ACTORS + 1) if fold_of(a) == 0]
+    assert info["actors"] == {"train": [a for a in range(1, N_ACTORS + 1) if a not in test_actors],
+                              "val": [], "test": test_actors}
+    kept = load_model(result.run_dir / "model.pt")[0].state_dict()
+    last = torch.load(result.run_dir / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(kept[k], last[k]) for k in kept)
+    assert all("val_ua" not in record for record in _metrics(result.run_dir))
+
+
+def test_patience_without_validation_actors_names_the_fix(store):
+    with pytest.raises(TrainingError, match="set val_folds to 1 or more, or patience to 0"):
+        _run(store, replace(SMALL, epochs=2, val_folds=0, patience=2), fold=0, force=True)
 
 
 def test_final_model_trains_on_every_actor(store):
@@ -535,12 +568,12 @@ def _cli(store, *args):
 
 
 def test_cli_train_one_fold(store):
-    result = _cli(store, "--fold", "0", "--epochs", "1")
+    result = _cli(store, "--fold", "0", "--epochs", "1", "--val-folds", "1")
     assert result.exit_code == 0, result.output
     assert "fold-0: best epoch 1 of 1, validation UA" in result.output
     run_dir = store[1] / "runs" / "fold-0"
     assert (run_dir / "model.pt").exists() and len(_metrics(run_dir)) == 1
-    again = _cli(store, "--fold", "0", "--epochs", "1")
+    again = _cli(store, "--fold", "0", "--epochs", "1", "--val-folds", "1")
     assert again.exit_code == 0, again.output
     assert "(cached)" in again.output
 
@@ -549,7 +582,7 @@ def test_cli_train_all_folds(store):
     result = _cli(store, "--fold", "all", "--epochs", "1")
     assert result.exit_code == 0, result.output
     for fold in range(N_FOLDS):
-        assert f"fold-{fold}: best epoch 1 of 1" in result.output
+        assert f"fold-{fold}: last epoch 1 kept (no validation actors)" in result.output
         info = read_json(store[1] / "runs" / f"fold-{fold}" / "result.json")
         assert info["fold"] == fold
         assert info["actors"]["test"] == [a for a in range(1, N_ACTORS + 1) if fold_of(a) == fold]
