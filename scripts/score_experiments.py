@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Score finished ``scripts/experiment.py`` runs at their last epoch on the validation fold
+after each test fold (fold k+1), one by one and as an ensemble (softmax averaged).
+Test folds are never looked at here.
+
+    python scripts/score_experiments.py h512e120bal h512balwd5 h512balt10 --folds 0,2 \
+        --features artifacts/hop512/features
+
+Runs trained with more validation folds (``--set val_folds=2``) are scored on fold k+1
+only, so every experiment is compared on the same actors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import ravdess  # noqa: E402
+from pipeline.index import index_hash  # noqa: E402
+from pipeline.metrics import confusion, summarise  # noqa: E402
+from pipeline.splits import split_for  # noqa: E402
+from pipeline.store import load_store  # noqa: E402
+
+
+def last_epoch_probabilities(run_dir: Path, features, rows: np.ndarray) -> np.ndarray:
+    import torch
+
+    from pipeline.model import EmotionCNN
+    from pipeline.train import load_model, logits_for
+
+    model, _ = load_model(run_dir / "model.pt")  # for the config; the weights come next
+    last = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    model = EmotionCNN(model.config)
+    model.load_state_dict(last)
+    logits = logits_for(model, features, rows, device=torch.device("cpu"))
+    return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("names", nargs="+")
+    parser.add_argument("--folds", default="0,2")
+    parser.add_argument("--features", default="artifacts/features")
+    args = parser.parse_args()
+    store = load_store(Path(args.features), index_hash=index_hash(Path("data")))
+    features = torch.from_numpy(store.features)
+
+    def ua(probabilities: np.ndarray, truth: np.ndarray) -> float:
+        matrix = confusion(truth, probabilities.argmax(1), len(ravdess.EMOTIONS))
+        return summarise(matrix, ravdess.EMOTIONS)["ua"]
+
+    totals: dict[str, list[float]] = {}
+    for fold in map(int, args.folds.split(",")):
+        split = split_for(store, fold, val_folds=1, seed=0)
+        truth = store.label[split.val]
+        members = []
+        for name in args.names:
+            run_dir = Path("artifacts/experiments") / name / "runs" / f"fold-{fold}"
+            members.append(last_epoch_probabilities(run_dir, features, split.val))
+            totals.setdefault(name, []).append(ua(members[-1], truth))
+            print(f"fold {fold} (validation fold {split.val_folds[0]}): {name} {totals[name][-1]:.3f}")
+        if len(members) > 1:
+            totals.setdefault("ensemble", []).append(ua(np.mean(members, axis=0), truth))
+            print(f"fold {fold}: ensemble of {len(members)} {totals['ensemble'][-1]:.3f}")
+    for name, scores in totals.items():
+        print(f"{name}: mean last-epoch val UA {np.mean(scores):.3f} "
+              f"[{', '.join(f'{s:.3f}' for s in scores)}]")
+
+
+if __name__ == "__main__":
+    main()
