@@ -60,6 +60,12 @@ def cli(ctx, data_dir, artifacts_dir, log_level, quiet, seed):
     ctx.obj = Context(data_dir, artifacts_dir, seed)
 
 
+members_option = click.option(
+    "--members", type=click.IntRange(min=1), default=None,
+    help="Ensemble members per run, trained from seeds SEED, SEED+1, ... with their "
+         "probabilities averaged (default: the recipe's, pipeline.train.MEMBERS).")
+
+
 @cli.command()
 @click.option("--source", envvar="SER_SOURCE",
               help="A local zip, a folder of Actor_XX/ clips, or a URL (default: the official "
@@ -133,28 +139,30 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
 @click.option("--val-folds", type=click.IntRange(min=0), default=None,
               help="Folds held out of training as validation actors, to keep the epoch with "
                    "the best validation UA (default 0: train on them and keep the last epoch).")
+@members_option
 @click.option("--device", default="auto", envvar="SER_DEVICE",
               help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps [env SER_DEVICE].")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
 @click.option("--force", is_flag=True, help="Retrain even if a finished run matches.")
 @click.pass_obj
 @friendly_errors
-def train(obj: Context, fold, final, epochs, val_folds, device, resume, force):
+def train(obj: Context, fold, final, epochs, val_folds, members, device, resume, force):
     """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
     import dataclasses
 
-    from pipeline.train import TrainConfig, train as run
+    from pipeline.train import MEMBERS, TrainConfig, train as run
 
     config = TrainConfig(seed=obj.seed)
     changes = {k: v for k, v in (("epochs", epochs), ("val_folds", val_folds)) if v is not None}
     config = dataclasses.replace(config, **changes)
     for target in _folds(obj, fold, final):
-        result = run(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir, config=config,
-                     fold=target, resume=resume, force=force, device=device)
-        kept = (f"best epoch {result.best_epoch} of {result.epochs_run}, validation UA "
-                f"{result.val['ua']:.1%}, WA {result.val['wa']:.1%}" if result.val else
-                f"last epoch {result.epochs_run} kept (no validation actors)")
-        click.echo(f"{result.run_dir.name}: {kept}" + (" (cached)" if result.cached else ""))
+        for member in range(members or MEMBERS):
+            result = run(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir, config=config,
+                         fold=target, member=member, resume=resume, force=force, device=device)
+            kept = (f"best epoch {result.best_epoch} of {result.epochs_run}, validation UA "
+                    f"{result.val['ua']:.1%}, WA {result.val['wa']:.1%}" if result.val else
+                    f"last epoch {result.epochs_run} kept (no validation actors)")
+            click.echo(f"{result.run_dir.name}: {kept}" + (" (cached)" if result.cached else ""))
 
 
 def _folds(obj: Context, fold: str, final: bool) -> list:
@@ -182,9 +190,10 @@ def _folds(obj: Context, fold: str, final: bool) -> list:
               default=None, help="Folder of RAVDESS-named clips, with --bundle.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers, with --bundle.")
+@members_option
 @click.pass_obj
 @friendly_errors
-def evaluate(obj: Context, fold, bundle_path, source, jobs):
+def evaluate(obj: Context, fold, bundle_path, source, jobs, members):
     """Per-emotion and summary metrics on held-out folds, or a bundle on a folder."""
     from pipeline import evaluate as evaluation
 
@@ -198,8 +207,11 @@ def evaluate(obj: Context, fold, bundle_path, source, jobs):
         report = evaluation.evaluate_bundle(bundle_path=path, source=source,
                                             artifacts_dir=obj.artifacts_dir, jobs=jobs)
     else:
+        from pipeline.train import MEMBERS
+
         report = evaluation.evaluate_folds(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir,
-                                           folds=_folds(obj, fold or "all", final=False))
+                                           folds=_folds(obj, fold or "all", final=False),
+                                           members=members or MEMBERS)
     click.echo(evaluation.format_report(report))
     name = "cv" if len(report.get("folds", [])) > 1 else None
     click.echo(f"report: {evaluation.reports_dir(obj.artifacts_dir)} "
@@ -211,13 +223,16 @@ def evaluate(obj: Context, fold, bundle_path, source, jobs):
               help="Which trained run to bundle: 'final' or 'fold-K'.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Bundle file (default artifacts/bundles/ser-RUN.pt).")
+@members_option
 @click.pass_obj
 @friendly_errors
-def export(obj: Context, run, out):
+def export(obj: Context, run, out, members):
     """Write a self-contained model bundle (weights, configs, labels, provenance)."""
     from pipeline.bundle import export as run_export
+    from pipeline.train import MEMBERS
 
-    path = run_export(artifacts_dir=obj.artifacts_dir, run=run, out=out)
+    path = run_export(artifacts_dir=obj.artifacts_dir, run=run, members=members or MEMBERS,
+                      out=out)
     click.echo(f"bundle written to {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 

@@ -4,8 +4,10 @@ A bundle is a ``torch.save`` file holding only tensors and strings, so it is loa
 ``torch.load(weights_only=True)``: no code stored in it can run. It holds
 
 - ``format`` / ``format_version``: what this file is (a foreign file is refused);
-- ``state_dict``: the weights, normalisation statistics included (model buffers);
-- ``metadata`` (JSON): model config, the full feature config and its code version, label
+- ``state_dict``: the weights, normalisation statistics included (model buffers); for an
+  ensemble, every member's, as ``members.<i>.<name>``;
+- ``metadata`` (JSON): model config, number of ensemble members (their probabilities are
+  averaged), the full feature config and its code version, label
   order, provenance (index hash, folds and actors trained on, seed, validation and test
   metrics, code version, date);
 - ``checksum``: sha256 over the metadata and every tensor; an edited file is refused.
@@ -50,22 +52,27 @@ def _checksum(metadata_text: str, state_dict: dict) -> str:
     return digest.hexdigest()
 
 
-def export(*, artifacts_dir: Path, run: str = "final", out: Path | None = None) -> Path:
-    """Bundle ``<artifacts>/runs/<run>/model.pt`` with its provenance; returns the path."""
-    from pipeline.train import load_model
+def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
+           out: Path | None = None) -> Path:
+    """Bundle ``<artifacts>/runs/<run>/model.pt`` (or the ensemble of the run's first
+    ``members`` members) with its provenance; returns the path."""
+    from pipeline.train import load_members, member_run
 
-    run_dir = Path(artifacts_dir) / "runs" / run
-    model, saved = load_model(run_dir / "model.pt")
+    model, saved_members = load_members(artifacts_dir, run, members)
+    saved = saved_members[0]
     info = saved["info"]
     cv_report = read_json(Path(artifacts_dir) / "reports" / "cv.json") or {}
     metadata = {
         "model_config": saved["model_config"],
+        "members": members,
         "feature_config": saved["feature_config"],
         "features_version": FEATURES_VERSION,
         "label_map": saved["label_map"],
         "provenance": {
-            "run": run, "index_hash": info["index_hash"], "features_key": info["features_key"],
-            "fold": info["fold"], "actors": info["actors"], "seed": info["seed"],
+            "run": run, "member_runs": [member_run(run, m) for m in range(members)],
+            "index_hash": info["index_hash"], "features_key": info["features_key"],
+            "fold": info["fold"], "actors": info["actors"],
+            "seed": [s["info"]["seed"] for s in saved_members] if members > 1 else info["seed"],
             "best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"],
             "validation": _brief(info.get("val")),
             "test": _test_metrics(cv_report, run),
@@ -133,7 +140,7 @@ def load(path: Path) -> Bundle:
 
     import torch
 
-    from pipeline.model import EmotionCNN, ModelConfig
+    from pipeline.model import ModelConfig, build
 
     path = Path(path)
     if not path.is_file():
@@ -169,7 +176,7 @@ def load(path: Path) -> Bundle:
                               f"{FEATURES_VERSION}: retrain and export with this version")
         if tuple(metadata["label_map"]) != ravdess.EMOTIONS:
             raise BundleError(f"{path} has labels {metadata['label_map']}, expected {ravdess.EMOTIONS}")
-        model = EmotionCNN(ModelConfig.from_dict(metadata["model_config"]))
+        model = build(ModelConfig.from_dict(metadata["model_config"]), metadata.get("members", 1))
         model.load_state_dict(tensors)
         feature_config = FeatureConfig.from_dict(metadata["feature_config"])
     except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:

@@ -1,8 +1,8 @@
 """The ``evaluate`` stage: metrics on held-out actors, or on any folder through a bundle.
 
-- ``evaluate_folds``: each fold's model (``runs/fold-K/model.pt``) on its test fold,
-  clean copies only; per fold, mean and standard deviation across folds, and the pooled
-  confusion matrix. Report ``<artifacts>/reports/cv.json`` (+ ``cv.png``).
+- ``evaluate_folds``: each fold's model (``runs/fold-K/model.pt``, or the ensemble of its
+  members ``fold-K``, ``fold-K.m1``, ...) on its test fold, clean copies only; per fold,
+  mean and standard deviation across folds, and the pooled confusion matrix. Report ``<artifacts>/reports/cv.json`` (+ ``cv.png``).
 - ``evaluate_bundle``: a bundle on a folder of RAVDESS-named clips (labels from the
   names), through exactly the ``predict`` path. Report ``reports/bundle-<name>.json``.
 
@@ -33,33 +33,37 @@ def reports_dir(artifacts_dir: Path) -> Path:
     return Path(artifacts_dir) / "reports"
 
 
-def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str]) -> dict:
-    """Test-fold metrics of each fold's trained model (see module docstring)."""
+def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str],
+                   members: int = 1) -> dict:
+    """Test-fold metrics of each fold's trained model, or of the ensemble of its first
+    ``members`` members (see module docstring)."""
     import torch
 
-    from pipeline.train import load_model, logits_for, run_name
+    from pipeline.train import load_members, logits_for, member_run, run_name
 
     store = load_store(features_dir(artifacts_dir), index_hash=index_hash(data_dir))
     features = torch.from_numpy(store.features)
     per_fold, pooled = [], np.zeros((ravdess.N_CLASSES,) * 2, dtype=np.int64)
     for fold in folds:
         run = run_name(fold)
-        model, saved = load_model(Path(artifacts_dir) / "runs" / run / "model.pt")
+        model, saved_members = load_members(artifacts_dir, run, members)
+        saved = saved_members[0]
         info = saved["info"]
         if info["features_key"] != store.manifest["key"]:
             raise StaleInputError(f"runs/{run} was trained on other features than the current "
                                   f"store: rerun 'cli.py train --fold {fold}'")
         split = split_for(store, fold, val_folds=saved["train_config"]["val_folds"],
-                          seed=saved["train_config"]["seed"])
+                          seed=info.get("split_seed", saved["train_config"]["seed"]))
         predicted = logits_for(model, features, split.test, device=torch.device("cpu")).argmax(1)
         matrix = confusion(store.label[split.test], predicted, ravdess.N_CLASSES)
         pooled += matrix
-        per_fold.append({"run": run, "fold": fold, "actors": info["actors"],
+        per_fold.append({"run": run, "member_runs": [member_run(run, m) for m in range(members)],
+                         "fold": fold, "actors": info["actors"],
                          "best_epoch": info["best_epoch"], "validation": _pick(info.get("val")),
                          "metrics": summarise(matrix, ravdess.EMOTIONS)})
     report = {
         "kind": "cross-validation" if "random" not in folds else "random clip-level split (leaky)",
-        "folds": folds, "fold_runs": per_fold,
+        "folds": folds, "members": members, "fold_runs": per_fold,
         "features": store.manifest["config"], "features_key": store.manifest["key"],
         "index_hash": store.manifest["index_hash"],
         "train_config": saved["train_config"], "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -129,8 +133,9 @@ def _title(report: dict) -> str:
     s = report["summary"]
     if "random" in report["folds"]:
         return f"random clip-level split (actors shared, leaky): UA {m['ua']:.1%}"
-    return (f"{len(report['fold_runs'])}-fold actor-independent CV: UA {s['ua']['mean']:.1%}"
-            f" ± {s['ua']['std']:.1%}")
+    ensemble = f", ensembles of {report['members']}" if report.get("members", 1) > 1 else ""
+    return (f"{len(report['fold_runs'])}-fold actor-independent CV{ensemble}: "
+            f"UA {s['ua']['mean']:.1%} ± {s['ua']['std']:.1%}")
 
 
 def plot_confusion(matrix: np.ndarray, path: Path, *, title: str) -> None:
@@ -167,6 +172,9 @@ def format_report(report: dict) -> str:
     pooled = report["pooled"]
     lines = []
     if report["kind"] != "bundle":
+        if report.get("members", 1) > 1:
+            lines.append(f"each fold's model: an ensemble of {report['members']} members "
+                         "(probabilities averaged)")
         lines.append("fold  actors              UA      WA      macro-F1")
         for run in report["fold_runs"]:
             m = run["metrics"]

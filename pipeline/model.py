@@ -79,6 +79,28 @@ class EmotionCNN(nn.Module):
         return self.head(x.mean(dim=3))
 
 
+class Ensemble(nn.Module):
+    """Members of one architecture trained from different seeds. The output is the log of
+    their mean softmax: a softmax of it gives the averaged probabilities, its argmax the
+    ensemble's choice, so it stands wherever an ``EmotionCNN`` does."""
+
+    def __init__(self, members: list[EmotionCNN]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.config = members[0].config
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.stack([m(features).float().softmax(dim=1) for m in self.members])
+        return probabilities.mean(dim=0).clamp_min(1e-12).log()
+
+
+def build(config: ModelConfig, members: int = 1) -> nn.Module:
+    """An untrained ``EmotionCNN``, or an ``Ensemble`` of ``members`` of them."""
+    if members == 1:
+        return EmotionCNN(config)
+    return Ensemble([EmotionCNN(config) for _ in range(members)])
+
+
 def flops_per_sample(config: ModelConfig, *, n_frames: int) -> int:
     """Multiply-adds x 2 of one forward pass (convolutions and linear layers)."""
     total, rows, cols, in_channels = 0, config.n_mels, n_frames, 2

@@ -66,6 +66,12 @@ class TrainConfig:
         return cls(**{**data, "model": ModelConfig.from_dict(data["model"])})
 
 
+# Ensemble members per run (seeds seed, seed + 1, ...; probabilities averaged). Not part of
+# TrainConfig: a member's training does not depend on how many members there are, so a
+# member stays cached when the count changes.
+MEMBERS = 2
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -85,6 +91,12 @@ def run_name(fold: int | str | None) -> str:
     if fold is None:
         return "final"
     return "random" if fold == "random" else f"fold-{fold}"
+
+
+def member_run(run: str, member: int = 0) -> str:
+    """The run folder of ensemble member ``member`` of ``run``: ``fold-K``, then
+    ``fold-K.m1``, ``fold-K.m2``, ..."""
+    return run if member == 0 else f"{run}.m{member}"
 
 
 def pick_device(requested: str = "auto") -> "torch.device":
@@ -154,18 +166,21 @@ def _spec_augment(x, config: TrainConfig, generator):
 
 
 def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainConfig(),
-          fold: int | str | None = 0, resume: bool = False, force: bool = False,
-          device: str = "auto") -> TrainResult:
+          fold: int | str | None = 0, member: int = 0, resume: bool = False,
+          force: bool = False, device: str = "auto") -> TrainResult:
     """Train one run (see module docstring). ``fold=None`` trains the final model,
-    ``fold="random"`` the leaky clip-level contrast."""
+    ``fold="random"`` the leaky clip-level contrast. Ensemble member ``member`` > 0 trains
+    with seed ``config.seed + member`` into its own run folder, on the same split."""
     import torch
 
     started = time.perf_counter()
     current_index = index_hash(data_dir)
     store = load_store(features_dir(artifacts_dir), index_hash=current_index)
     n_mels, n_frames = store.features.shape[2:]
-    config = replace(config, model=replace(config.model, n_mels=int(n_mels)))
-    run_dir = Path(artifacts_dir) / "runs" / run_name(fold)
+    split_seed = config.seed  # the random split is the same for every member
+    config = replace(config, model=replace(config.model, n_mels=int(n_mels)),
+                     seed=config.seed + member)
+    run_dir = Path(artifacts_dir) / "runs" / member_run(run_name(fold), member)
     key = hash_obj({"train": config.to_dict(), "features": store.manifest["key"], "fold": fold})
     done = read_json(run_dir / "result.json")
     if done and done.get("key") == key and (run_dir / "model.pt").exists() and not force:
@@ -173,7 +188,7 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
         return TrainResult(run_dir, done["best_epoch"], done["epochs_run"], done.get("val"),
                            0.0, cached=True)
 
-    split = split_for(store, fold, val_folds=config.val_folds, seed=config.seed)
+    split = split_for(store, fold, val_folds=config.val_folds, seed=split_seed)
     if len(split.train) == 0:
         raise TrainingError(f"no training rows for fold {fold}: check the index's folds")
     if config.patience and not len(split.val):
@@ -257,7 +272,8 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
     actors = split.actors(store.actor)
     info = {"fold": fold, "test_folds": list(split.test_folds), "val_folds": list(split.val_folds),
             "actors": actors, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-            "val": val, "seed": config.seed, "index_hash": current_index,
+            "val": val, "seed": config.seed, "member": member, "split_seed": split_seed,
+            "index_hash": current_index,
             "features_key": store.manifest["key"]}
     save_model(run_dir / "model.pt", model, train_config=config,
                feature_config=store.manifest["config"]["features"], info=info)
@@ -378,3 +394,29 @@ def load_model(path: Path):
     model.load_state_dict(saved["state_dict"])
     model.eval()
     return model, meta
+
+
+def load_members(artifacts_dir: Path, run: str, members: int):
+    """``(model, saved dicts)`` for the first ``members`` members of ``run`` (``fold-K``,
+    ``final``, ``random``): the model alone for one member, an ``Ensemble`` of them
+    otherwise. Members must share the features and every setting but the seed."""
+    from pipeline.model import Ensemble
+
+    loaded = []
+    for member in range(members):
+        path = Path(artifacts_dir) / "runs" / member_run(run, member) / "model.pt"
+        if not path.exists():
+            target = {"final": "--final", "random": "--fold random"}.get(
+                run, f"--fold {run.removeprefix('fold-')}")
+            raise TrainingError(f"no trained model at {path} (ensemble member {member + 1} of "
+                                f"{members}): run 'cli.py train {target} --members {members}'")
+        loaded.append(load_model(path))
+    first = loaded[0][1]
+    for _, saved in loaded[1:]:
+        same = {**saved["train_config"], "seed": 0} == {**first["train_config"], "seed": 0}
+        if not same or saved["info"]["features_key"] != first["info"]["features_key"]:
+            raise TrainingError(f"the members of {run} were trained with different settings or "
+                                f"features: retrain them with 'cli.py train --members {members} "
+                                "--force'")
+    models = [model for model, _ in loaded]
+    return (models[0] if members == 1 else Ensemble(models)).eval(), [saved for _, saved in loaded]

@@ -18,7 +18,12 @@ def pct(value: float) -> str:
 
 
 def cv_tables(report: dict) -> str:
-    lines = ["| fold | test actors | UA | WA | macro-F1 |", "|---|---|---|---|---|"]
+    lines = []
+    if report.get("members", 1) > 1:
+        first = report["train_config"]["seed"]
+        lines += [f"Each fold's model is an ensemble of {report['members']} members (seeds "
+                  f"{first}–{first + report['members'] - 1}, probabilities averaged).", ""]
+    lines += ["| fold | test actors | UA | WA | macro-F1 |", "|---|---|---|---|---|"]
     for run in report["fold_runs"]:
         metrics = run["metrics"]
         actors = ", ".join(f"{a:02d}" for a in run["actors"]["test"])

@@ -231,3 +231,31 @@ def test_resolve_latest_and_paths(tmp_path):
     os.utime(older, (1_000_000, 1_000_000))
     assert bundles.resolve("latest", artifacts_dir=tmp_path) == newer
     assert bundles.resolve(str(older), artifacts_dir=tmp_path) == older
+
+
+def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path):
+    from pipeline.model import Ensemble, ModelConfig
+    from pipeline.train import TrainConfig, load_model, train
+
+    config = TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16))
+    train(data_dir=trained.data_dir, artifacts_dir=trained.artifacts_dir, fold=None, member=1,
+          config=config, device="cpu")
+    path = bundles.export(artifacts_dir=trained.artifacts_dir, run="final", members=2,
+                          out=tmp_path / "ensemble.pt")
+    loaded = bundles.load(path)
+    assert isinstance(loaded.model, Ensemble) and not loaded.model.training
+    assert loaded.metadata["members"] == 2
+    provenance = loaded.metadata["provenance"]
+    assert provenance["member_runs"] == ["final", "final.m1"] and provenance["seed"] == [0, 1]
+    clip = corpus_clip(trained, emotion=3, actor=2)
+    [result] = predict_files([clip], loaded)
+    singles = []
+    for run in ("final", "final.m1"):
+        model, _ = load_model(trained.artifacts_dir / "runs" / run / "model.pt")
+        singles.append(predict_files([clip], bundles.Bundle(model, loaded.feature_config,
+                                                            loaded.labels, {}, path))[0])
+    for label in ravdess.EMOTIONS:
+        mean = (singles[0].probabilities[label] + singles[1].probabilities[label]) / 2
+        assert result.probabilities[label] == pytest.approx(mean, abs=1e-6)
+    # the single-model bundle of the same run still loads as one model
+    assert not isinstance(trained.bundle.model, Ensemble)

@@ -73,12 +73,16 @@ def test_every_stage_runs_and_reports(workspace):
     assert "64" in out["index"].output
     assert re.search(r"features: 128 rows from 64 clips", out["extract"].output)
     assert "fold-0: last epoch 2 kept (no validation actors)" in out["train-fold-0"].output
+    # the recipe's ensemble: a second member per run, from the next seed
+    assert "fold-0.m1: last epoch 2 kept" in out["train-fold-0"].output
     # 'all' reuses the finished fold 0 and trains the others
     lines = out["train-all"].output.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["fold-0", "fold-1", "fold-2"]
-    assert lines[0].endswith("(cached)") and not lines[1].endswith("(cached)")
+    assert [line.split(":")[0] for line in lines] == [
+        "fold-0", "fold-0.m1", "fold-1", "fold-1.m1", "fold-2", "fold-2.m1"]
+    assert lines[1].endswith("(cached)") and not lines[2].endswith("(cached)")
     assert "final: last epoch 2 kept (no validation actors)" in out["train-final"].output
-    for run in ("fold-0", "fold-1", "fold-2", "final"):
+    assert "final.m1: last epoch 2 kept (no validation actors)" in out["train-final"].output
+    for run in ("fold-0", "fold-1", "fold-2", "final", "fold-0.m1", "final.m1"):
         assert (workspace.artifacts_dir / "runs" / run / "model.pt").is_file()
         assert (workspace.artifacts_dir / "runs" / run / "result.json").is_file()
 
@@ -88,8 +92,10 @@ def test_evaluate_all_folds_writes_the_cross_validation_report(workspace):
     assert "mean  ± std" in output
     for fold in (0, 1, 2):
         assert re.search(rf"^\s+{fold}\s+\d\d", output, re.MULTILINE), output
+    assert "each fold's model: an ensemble of 2 members" in output
     report = json.loads((workspace.artifacts_dir / "reports" / "cv.json").read_text())
     assert [run["fold"] for run in report["fold_runs"]] == [0, 1, 2]
+    assert report["members"] == 2 and report["fold_runs"][1]["member_runs"] == ["fold-1", "fold-1.m1"]
     assert report["pooled"]["n"] == 64
     assert (workspace.artifacts_dir / "reports" / "cv.png").stat().st_size > 0
 
@@ -99,6 +105,20 @@ def test_export_writes_bundles(workspace):
     assert f"bundle written to {bundles / 'ser-fold-0.pt'}" in workspace.outputs["export-fold"].output
     assert f"bundle written to {bundles / 'ser-final.pt'}" in workspace.outputs["export-final"].output
     assert sorted(p.name for p in bundles.iterdir()) == ["ser-final.pt", "ser-fold-0.pt"]
+    from pipeline.bundle import load
+
+    assert load(bundles / "ser-final.pt").metadata["members"] == 2
+
+
+def test_members_option_picks_the_ensemble_size(workspace, tmp_path):
+    out = tmp_path / "single.pt"
+    ok(workspace.run("export", "--members", "1", "--out", str(out)))
+    from pipeline.bundle import load
+
+    assert load(out).metadata["members"] == 1
+    result = workspace.run("export", "--members", "3", "--out", str(tmp_path / "three.pt"))
+    assert result.exit_code == 1 and "run 'cli.py train --final --members 3'" in result.output
+    assert not (tmp_path / "three.pt").exists()
 
 
 def test_predict_one_file_prints_the_verdict_and_every_emotion(workspace):

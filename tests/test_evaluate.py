@@ -193,3 +193,35 @@ def test_fold_bundle_carries_its_cross_validation_result(fold_runs):
     test = bundles.load(path).metadata["provenance"]["test"]
     assert test["ua"] == pytest.approx(report["fold_runs"][2]["metrics"]["ua"])
     assert test["n"] == report["fold_runs"][2]["metrics"]["n"]
+
+
+def test_ensemble_evaluation_averages_the_members_probabilities(fold_runs):
+    import torch
+
+    from pipeline.errors import TrainingError
+    from pipeline.extract import features_dir
+    from pipeline.splits import fold_split
+    from pipeline.store import load_store
+    from pipeline.train import TrainConfig, load_model, train
+    from pipeline.model import ModelConfig
+
+    config = TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16))
+    train(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir, fold=2, member=1,
+          config=config, device="cpu")
+    report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
+                            folds=[2], members=2)
+    assert report["members"] == 2 and report["fold_runs"][0]["member_runs"] == ["fold-2", "fold-2.m1"]
+    assert "an ensemble of 2 members" in format_report(report)
+    store = load_store(features_dir(fold_runs.artifacts_dir))
+    test_rows = fold_split(fold=store.fold, copy=store.copy, test_fold=2).test
+    x = torch.from_numpy(store.features[test_rows])
+    with torch.no_grad():
+        probabilities = [load_model(fold_runs.artifacts_dir / "runs" / run / "model.pt")[0](x).softmax(1)
+                         for run in ("fold-2", "fold-2.m1")]
+    predicted = torch.stack(probabilities).mean(0).argmax(1).numpy()
+    expected = confusion(store.label[test_rows], predicted, ravdess.N_CLASSES)
+    assert report["fold_runs"][0]["metrics"]["confusion"] == expected.tolist()
+    # a fold without its second member: the error says how to train it
+    with pytest.raises(TrainingError, match="--fold 0 --members 2"):
+        evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
+                       folds=[0, 2], members=2)

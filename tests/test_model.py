@@ -131,3 +131,23 @@ def test_every_pooling_gives_logits(pooling):
     model = EmotionCNN(ModelConfig(n_mels=16, channels=(4, 8, 8), hidden=8, pooling=pooling))
     assert model(torch.randn(3, 2, 16, 40)).shape == (3, 8)
     assert flops_per_sample(model.config, n_frames=40) > 0
+
+
+def test_ensemble_returns_the_log_of_the_members_mean_probabilities():
+    from pipeline.model import Ensemble, build
+
+    torch.manual_seed(0)
+    members = [EmotionCNN(SMALL).eval() for _ in range(3)]
+    ensemble = Ensemble(members).eval()
+    x = torch.randn(5, 2, SMALL.n_mels, 20)
+    with torch.no_grad():
+        mean = torch.stack([m(x).softmax(dim=1) for m in members]).mean(dim=0)
+        out = ensemble(x)
+    assert torch.allclose(out.softmax(dim=1), mean, atol=1e-6)
+    assert torch.equal(out.argmax(dim=1), mean.argmax(dim=1))
+    assert ensemble.config == SMALL
+    assert type(build(SMALL)) is EmotionCNN
+    restored = build(SMALL, 3)
+    restored.load_state_dict(ensemble.state_dict())  # members.<i>.<name> keys
+    with torch.no_grad():
+        assert torch.allclose(restored.eval()(x), out)

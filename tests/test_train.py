@@ -28,7 +28,7 @@ from pipeline.errors import StaleInputError, TrainingError
 from pipeline.extract import ExtractConfig, features_dir
 from pipeline.features import FEATURES_VERSION, FeatureConfig
 from pipeline.index import Clip, index_paths
-from pipeline.model import ModelConfig
+from pipeline.model import Ensemble, ModelConfig
 from pipeline.splits import fold_split
 from pipeline.stages import (CODE_VERSION, hash_file, manifest, read_json, write_json_atomic,
                              write_text_atomic)
@@ -315,6 +315,34 @@ def test_without_validation_a_fold_trains_on_every_other_actor_and_keeps_the_las
     last = torch.load(result.run_dir / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(kept[k], last[k]) for k in kept)
     assert all("val_ua" not in record for record in _metrics(result.run_dir))
+
+
+def test_ensemble_members_train_from_consecutive_seeds_on_the_same_split(store):
+    config = replace(SMALL, epochs=1, val_folds=0)
+    first = _run(store, config, fold=0)
+    second = _run(store, config, fold=0, member=1)
+    assert (first.run_dir.name, second.run_dir.name) == ("fold-0", "fold-0.m1")
+    infos = [read_json(r.run_dir / "result.json") for r in (first, second)]
+    assert [i["seed"] for i in infos] == [0, 1] and [i["member"] for i in infos] == [0, 1]
+    assert infos[0]["split_seed"] == infos[1]["split_seed"] == 0
+    assert infos[0]["actors"] == infos[1]["actors"]
+    a, b = _weights(first.run_dir), _weights(second.run_dir)
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    # member 0 is the plain run: the same key as training without members
+    assert _run(store, config, fold=0).cached
+
+    model, saved = train_module.load_members(store[1], "fold-0", 2)
+    assert isinstance(model, Ensemble) and len(model.members) == 2 and not model.training
+    assert [s["info"]["seed"] for s in saved] == [0, 1]
+    with pytest.raises(TrainingError, match=r"member 3 of 3\): run 'cli.py train --fold 0 --members 3'"):
+        train_module.load_members(store[1], "fold-0", 3)
+
+
+def test_members_trained_with_other_settings_are_refused(store):
+    _run(store, replace(SMALL, epochs=1, val_folds=0), fold=0)
+    _run(store, replace(SMALL, epochs=2, val_folds=0), fold=0, member=1)
+    with pytest.raises(TrainingError, match="different settings or features.*--members 2 --force"):
+        train_module.load_members(store[1], "fold-0", 2)
 
 
 def test_patience_without_validation_actors_names_the_fix(store):
