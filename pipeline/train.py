@@ -1,7 +1,8 @@
 """The ``train`` stage: the CNN on one cross-validation fold (or all actors for the final
 model), from the in-memory feature store, on CUDA / MPS / CPU.
 
-Run folder ``<artifacts>/runs/fold-K`` (or ``final``):
+Run folder ``<artifacts>/runs/fold-K`` (or ``final``, ``random``); ensemble member m > 0
+of a run trains from seed + m into ``fold-K.m<m>`` (``MEMBERS`` per run by default):
 
 - ``checkpoint.pt``: written atomically after every epoch (weights, optimiser, schedule,
   best weights, history); ``--resume`` continues from it and ends where an uninterrupted
