@@ -7,8 +7,8 @@ floating-point operations per sample (to hold the figures against the hardware's
     python benchmarks/bench_train.py --device cuda
 
 Uses the real feature store (artifacts/features) when it exists; otherwise random
-tensors of the default shape and the size of one fold's training set (12 actors x 60
-clips x (1 + K) copies). Needs torch, numpy and h5py only (no librosa).
+tensors of the default shape and the size of one fold's training set (16 actors x 60
+clips x (1 + K) copies). A run trains ``MEMBERS`` such models (the seed ensemble). Needs torch, numpy and h5py only (no librosa).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def training_rows(features_dir: Path):
         split = fold_split(fold=store.fold, copy=store.copy, test_fold=0)
         return store.features, store.label.astype(np.int64), split.train, "real store, fold 0"
     shape = FeatureConfig().shape
-    rows = 12 * 60 * (1 + AugmentConfig().copies)
+    rows = 16 * 60 * (1 + AugmentConfig().copies)
     rng = np.random.default_rng(0)
     features = rng.standard_normal((rows, *shape)).astype(np.float16)
     return features, rng.integers(0, 8, rows), np.arange(rows), "random stand-in"
