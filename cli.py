@@ -200,6 +200,8 @@ def evaluate(obj: Context, fold, bundle_path, source, jobs, members):
     if bundle_path or source:
         if not (bundle_path and source):
             raise click.UsageError("--bundle and --source go together")
+        if members:
+            raise click.UsageError("--members is for --fold runs; a bundle already holds its members")
         from pipeline.bundle import resolve
 
         path = resolve(None if bundle_path == "shipped" else bundle_path,

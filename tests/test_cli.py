@@ -197,6 +197,9 @@ def test_evaluate_bundle_needs_a_source(workspace):
     result = workspace.run("evaluate", "--bundle", "latest")
     assert result.exit_code == 2
     assert "--bundle and --source go together" in result.output
+    result = workspace.run("evaluate", "--bundle", "latest", "--source", str(workspace.corpus),
+                           "--members", "2")
+    assert result.exit_code == 2 and "a bundle already holds its members" in result.output
 
 
 def test_errors_are_one_line_with_the_fix(workspace, tmp_path):
