@@ -259,3 +259,31 @@ def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path
         assert result.probabilities[label] == pytest.approx(mean, abs=1e-6)
     # the single-model bundle of the same run still loads as one model
     assert not isinstance(trained.bundle.model, Ensemble)
+
+
+def test_the_shipped_bundle_loads_predicts_and_matches_the_readme(tmp_path):
+    """The committed model: the recipe's ensemble, trained on RAVDESS actors 01-20, usable
+    with no corpus, and quoted in the README with its own cross-validation figure."""
+    import re
+
+    import soundfile
+
+    from conftest import synth_speech
+    from pipeline.train import MEMBERS
+
+    loaded = bundles.load(bundles.SHIPPED)
+    assert loaded.metadata["members"] == MEMBERS
+    provenance = loaded.metadata["provenance"]
+    assert provenance["run"] == "final"
+    assert provenance["actors"]["train"] == list(range(1, 21))
+    clip = tmp_path / "mine.wav"
+    soundfile.write(clip, synth_speech(emotion=5, seconds=2.0, sample_rate=22050), 22050)
+    [result] = predict_files([clip], loaded)
+    assert result.error == "" and result.emotion in ravdess.EMOTIONS
+    assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    quoted = re.search(r"\| \*\*mean ± std\*\* \| \| \*\*(\d+\.\d)% ± (\d+\.\d)%\*\*", readme)
+    assert quoted, "README lacks the cross-validation mean row"
+    ua = provenance["test"]["ua"]
+    assert (float(quoted[1]), float(quoted[2])) == (round(100 * ua["mean"], 1),
+                                                    round(100 * ua["std"], 1))
