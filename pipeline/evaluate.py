@@ -2,7 +2,8 @@
 
 - ``evaluate_folds``: each fold's model (``runs/fold-K/model.pt``, or the ensemble of its
   members ``fold-K``, ``fold-K.m1``, ...) on its test fold, clean copies only; per fold,
-  mean and standard deviation across folds, and the pooled confusion matrix. Report ``<artifacts>/reports/cv.json`` (+ ``cv.png``).
+  mean and standard deviation across folds, and the pooled confusion matrix. Report
+  ``<artifacts>/reports/cv.json`` (+ ``cv.png``).
 - ``evaluate_bundle``: a bundle on a folder of RAVDESS-named clips (labels from the
   names), through exactly the ``predict`` path. Report ``reports/bundle-<name>.json``.
 

@@ -30,12 +30,10 @@ from pipeline.store import load_store  # noqa: E402
 def last_epoch_probabilities(run_dir: Path, features, rows: np.ndarray) -> np.ndarray:
     import torch
 
-    from pipeline.model import EmotionCNN
     from pipeline.train import load_model, logits_for
 
-    model, _ = load_model(run_dir / "model.pt")  # for the config; the weights come next
+    model, _ = load_model(run_dir / "model.pt")  # the kept epoch; swap in the last one
     last = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
-    model = EmotionCNN(model.config)
     model.load_state_dict(last)
     logits = logits_for(model, features, rows, device=torch.device("cpu"))
     return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
