@@ -64,6 +64,10 @@ members_option = click.option(
     "--members", type=click.IntRange(min=1), default=None,
     help="Ensemble members per run, trained from seeds SEED, SEED+1, ... with their "
          "probabilities averaged (default: the recipe's, pipeline.train.MEMBERS).")
+tta_option = click.option(
+    "--tta/--no-tta", default=True,
+    help="Score each window as it is and in mild pitch / shift / speed variants, "
+         "probabilities averaged (pipeline.views); --no-tta scores the window alone.")
 
 
 @cli.command()
@@ -189,11 +193,12 @@ def _folds(obj: Context, fold: str, final: bool) -> list:
 @click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of RAVDESS-named clips, with --bundle.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
-              show_default="all cores", help="Feature workers, with --bundle.")
+              show_default="all cores", help="Feature workers (audio read for test-time views).")
 @members_option
+@tta_option
 @click.pass_obj
 @friendly_errors
-def evaluate(obj: Context, fold, bundle_path, source, jobs, members):
+def evaluate(obj: Context, fold, bundle_path, source, jobs, members, tta):
     """Per-emotion and summary metrics on held-out folds, or a bundle on a folder."""
     from pipeline import evaluate as evaluation
 
@@ -206,14 +211,16 @@ def evaluate(obj: Context, fold, bundle_path, source, jobs, members):
 
         path = resolve(None if bundle_path == "shipped" else bundle_path,
                        artifacts_dir=obj.artifacts_dir)
-        report = evaluation.evaluate_bundle(bundle_path=path, source=source,
+        report = evaluation.evaluate_bundle(bundle_path=path, source=source, tta=tta,
                                             artifacts_dir=obj.artifacts_dir, jobs=jobs)
     else:
         from pipeline.train import MEMBERS
+        from pipeline.views import CLEAN, TEST_VIEWS
 
         report = evaluation.evaluate_folds(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir,
                                            folds=_folds(obj, fold or "all", final=False),
-                                           members=members or MEMBERS)
+                                           members=members or MEMBERS,
+                                           views=TEST_VIEWS if tta else CLEAN, jobs=jobs)
     click.echo(evaluation.format_report(report))
     name = "cv" if len(report.get("folds", [])) > 1 else None
     click.echo(f"report: {evaluation.reports_dir(obj.artifacts_dir)} "
@@ -226,15 +233,18 @@ def evaluate(obj: Context, fold, bundle_path, source, jobs, members):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Bundle file (default artifacts/bundles/ser-RUN.pt).")
 @members_option
+@tta_option
 @click.pass_obj
 @friendly_errors
-def export(obj: Context, run, out, members):
-    """Write a self-contained model bundle (weights, configs, labels, provenance)."""
+def export(obj: Context, run, out, members, tta):
+    """Write a self-contained model bundle (weights, configs, labels, test-time views,
+    provenance)."""
     from pipeline.bundle import export as run_export
     from pipeline.train import MEMBERS
+    from pipeline.views import CLEAN, TEST_VIEWS
 
     path = run_export(artifacts_dir=obj.artifacts_dir, run=run, members=members or MEMBERS,
-                      out=out)
+                      views=TEST_VIEWS if tta else CLEAN, out=out)
     click.echo(f"bundle written to {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 
@@ -248,9 +258,10 @@ def export(obj: Context, run, out, members):
 @click.option("--windows", is_flag=True, help="Also report each window of long recordings.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers.")
+@tta_option
 @click.pass_obj
 @friendly_errors
-def predict(obj: Context, inputs, bundle_path, output, windows, jobs):
+def predict(obj: Context, inputs, bundle_path, output, windows, jobs, tta):
     """Predict the emotion of audio files or folders (WAV/FLAC/OGG/MP3, any rate)."""
     from pipeline import bundle as bundles
     from pipeline.predict import format_single, format_table, predict_files, write_results
@@ -258,6 +269,10 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs):
     if output and output.suffix.lower() not in (".csv", ".jsonl"):
         raise click.BadParameter(f"{output}: use a .csv or .jsonl file name", param_hint="--output")
     loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
+    if not tta:
+        from pipeline.views import CLEAN
+
+        loaded.views = CLEAN
     results = predict_files(list(inputs), loaded, jobs=jobs)
     if output:
         write_results(results, output, loaded.labels, windows=windows)

@@ -80,13 +80,18 @@ def params_for(config: AugmentConfig, *, seed: int, clip_id: str, copy: int) -> 
 def augmented_features(y: np.ndarray, params: AugmentParams, config: FeatureConfig) -> np.ndarray:
     """Apply ``params`` to a whole clip ``y`` (float32 at ``config.sample_rate``) and
     compute its features, float32 ``(2, n_mels, n_frames)``. Identity params give exactly
-    ``features.clean_features``.
+    ``features.clean_features``."""
+    return speech_features(speech_region(y, config), params, config)
 
-    Order: speech region -> speed (resample, so tempo and pitch change together) ->
-    window with time shift -> noise at the sampled SNR (relative to the speech power) ->
-    spectrogram with the pitch warp.
+
+def speech_features(speech: np.ndarray, params: AugmentParams, config: FeatureConfig) -> np.ndarray:
+    """Apply ``params`` to a stretch of speech (already trimmed, or one window of a long
+    recording) and compute the features of the window built around it.
+
+    Order: speed (resample, so tempo and pitch change together) -> window with time
+    shift -> noise at the sampled SNR (relative to the speech power) -> spectrogram with
+    the pitch warp.
     """
-    speech = speech_region(y, config)
     if params.speed != 1.0:
         speech = resample(speech, orig_sr=config.sample_rate * params.speed,
                           target_sr=config.sample_rate)

@@ -7,8 +7,9 @@ A bundle is a ``torch.save`` file holding only tensors and strings, so it is loa
 - ``state_dict``: the weights, normalisation statistics included (model buffers); for an
   ensemble, every member's, as ``members.<i>.<name>``;
 - ``metadata`` (JSON): model config, number of ensemble members (their probabilities are
-  averaged), the full feature config and its code version, label
-  order, provenance (index hash, folds and actors trained on, seed, validation and test
+  averaged), the test-time views ``predict`` scores each window in (``pipeline.views``;
+  none recorded: the clean window alone), the full feature config and its code version,
+  label order, provenance (index hash, folds and actors trained on, seed, validation and test
   metrics, code version, date);
 - ``checksum``: sha256 over the metadata and every tensor; an edited file is refused.
 
@@ -22,6 +23,8 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipeline import views as test_views
 
 from pipeline import __version__, ravdess
 from pipeline.errors import BundleError
@@ -39,7 +42,8 @@ class Bundle:
     feature_config: FeatureConfig
     labels: tuple[str, ...]
     metadata: dict
-    path: Path
+    path: Path | None
+    views: tuple = test_views.CLEAN  # AugmentParams of each test-time view
 
 
 def _checksum(metadata_text: str, state_dict: dict) -> str:
@@ -53,9 +57,10 @@ def _checksum(metadata_text: str, state_dict: dict) -> str:
 
 
 def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
-           out: Path | None = None) -> Path:
+           views: tuple = test_views.TEST_VIEWS, out: Path | None = None) -> Path:
     """Bundle ``<artifacts>/runs/<run>/model.pt`` (or the ensemble of the run's first
-    ``members`` members) with its provenance; returns the path."""
+    ``members`` members) with its provenance and the test-time ``views`` ``predict``
+    will use; returns the path."""
     from pipeline.train import load_members, member_run
 
     model, saved_members = load_members(artifacts_dir, run, members)
@@ -65,6 +70,7 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
     metadata = {
         "model_config": saved["model_config"],
         "members": members,
+        "test_views": test_views.to_list(views),
         "feature_config": saved["feature_config"],
         "features_version": FEATURES_VERSION,
         "label_map": saved["label_map"],
@@ -75,6 +81,7 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
             "best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"],
             "validation": _brief(info.get("val")),
             "test": _test_metrics(cv_report, run),
+            "test_views": cv_report.get("test_views"),  # what "test" was measured with
             "train_config": saved["train_config"],
             "code_version": __version__,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -178,6 +185,7 @@ def load(path: Path) -> Bundle:
         model = build(ModelConfig.from_dict(metadata["model_config"]), metadata.get("members", 1))
         model.load_state_dict(tensors)
         feature_config = FeatureConfig.from_dict(metadata["feature_config"])
+        views = test_views.from_list(metadata.get("test_views"))
     except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
         # an intact file (the checksum matched) that this version's model or features
         # cannot take: written by another version under the same format number
@@ -187,4 +195,4 @@ def load(path: Path) -> Bundle:
                           f"({__version__}): {_first_line(exc)}; re-export it with "
                           "this version or install the version that wrote it") from exc
     model.eval()
-    return Bundle(model, feature_config, tuple(metadata["label_map"]), metadata, path)
+    return Bundle(model, feature_config, tuple(metadata["label_map"]), metadata, path, views)

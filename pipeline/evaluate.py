@@ -1,9 +1,11 @@
 """The ``evaluate`` stage: metrics on held-out actors, or on any folder through a bundle.
 
 - ``evaluate_folds``: each fold's model (``runs/fold-K/model.pt``, or the ensemble of its
-  members ``fold-K``, ``fold-K.m1``, ...) on its test fold, clean copies only; per fold,
-  mean and standard deviation across folds, and the pooled confusion matrix. Report
-  ``<artifacts>/reports/cv.json`` (+ ``cv.png``).
+  members ``fold-K``, ``fold-K.m1``, ...) on its test fold's clips; per fold, mean and
+  standard deviation across folds, and the pooled confusion matrix. Report
+  ``<artifacts>/reports/cv.json`` (+ ``cv.png``). With test-time views (the default,
+  ``pipeline.views``) each test clip is read from the corpus and scored through exactly
+  ``predict``'s path; with the clean view alone, its stored clean copy is scored.
 - ``evaluate_bundle``: a bundle on a folder of RAVDESS-named clips (labels from the
   names), through exactly the ``predict`` path. Report ``reports/bundle-<name>.json``.
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import ravdess
+from pipeline import views as test_views
 from pipeline.errors import PipelineError, StaleInputError
 from pipeline.extract import features_dir
 from pipeline.index import index_hash
@@ -35,15 +38,12 @@ def reports_dir(artifacts_dir: Path) -> Path:
 
 
 def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str],
-                   members: int = 1) -> dict:
+                   members: int = 1, views: tuple = test_views.TEST_VIEWS, jobs: int = 1) -> dict:
     """Test-fold metrics of each fold's trained model, or of the ensemble of its first
-    ``members`` members (see module docstring)."""
-    import torch
-
-    from pipeline.train import load_members, logits_for, member_run, run_name
+    ``members`` members, each test clip scored in ``views`` (see module docstring)."""
+    from pipeline.train import load_members, member_run, run_name
 
     store = load_store(features_dir(artifacts_dir), index_hash=index_hash(data_dir))
-    features = torch.from_numpy(store.features)
     per_fold, pooled = [], np.zeros((ravdess.N_CLASSES,) * 2, dtype=np.int64)
     for fold in folds:
         run = run_name(fold)
@@ -55,8 +55,9 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
                                   f"store: rerun 'cli.py train --fold {fold}'")
         split = split_for(store, fold, val_folds=saved["train_config"]["val_folds"],
                           seed=info.get("split_seed", saved["train_config"]["seed"]))
-        predicted = logits_for(model, features, split.test, device=torch.device("cpu")).argmax(1)
-        matrix = confusion(store.label[split.test], predicted, ravdess.N_CLASSES)
+        probabilities = test_probabilities(model, saved, store, split.test, views=views,
+                                           data_dir=data_dir, jobs=jobs)
+        matrix = confusion(store.label[split.test], probabilities.argmax(1), ravdess.N_CLASSES)
         pooled += matrix
         per_fold.append({"run": run, "member_runs": [member_run(run, m) for m in range(members)],
                          "fold": fold, "actors": info["actors"],
@@ -64,7 +65,8 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
                          "metrics": summarise(matrix, ravdess.EMOTIONS)})
     report = {
         "kind": "cross-validation" if "random" not in folds else "random clip-level split (leaky)",
-        "folds": folds, "members": members, "fold_runs": per_fold,
+        "folds": folds, "members": members, "test_views": test_views.to_list(views),
+        "fold_runs": per_fold,
         "features": store.manifest["config"], "features_key": store.manifest["key"],
         "index_hash": store.manifest["index_hash"],
         "train_config": saved["train_config"], "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -74,6 +76,43 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     name = "cv" if len(folds) > 1 else run_name(folds[0])
     write_report(report, reports_dir(artifacts_dir) / name)
     return report
+
+
+def test_probabilities(model, saved: dict, store, rows: np.ndarray, *, views: tuple,
+                       data_dir: Path, jobs: int = 1) -> np.ndarray:
+    """Class probabilities ``(len(rows), classes)`` of ``model`` for store ``rows``: their
+    stored clean copies when ``views`` is the clean window alone, otherwise their clips'
+    audio through ``predict_files`` in every view."""
+    import torch
+
+    if tuple(views) == test_views.CLEAN:
+        from pipeline.train import logits_for
+
+        logits = logits_for(model, torch.from_numpy(store.features), rows,
+                            device=torch.device("cpu"))
+        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    from pipeline.bundle import Bundle
+    from pipeline.download import corpus_root
+    from pipeline.features import FeatureConfig
+    from pipeline.index import load_index
+    from pipeline.predict import predict_files
+
+    root = corpus_root(data_dir)
+    paths = {clip.clip_id: root / clip.path for clip in load_index(data_dir)}
+    files = [paths[_text(clip_id)] for clip_id in store.clip_id[rows]]
+    scorer = Bundle(model, FeatureConfig.from_dict(saved["feature_config"]), ravdess.EMOTIONS,
+                    {}, None, tuple(views))
+    results = predict_files(files, scorer, jobs=jobs)
+    failed = next((r for r in results if r.error), None)
+    if failed:
+        raise PipelineError(f"{failed.path}: {failed.error}; it was readable when 'cli.py "
+                            "extract' ran: restore the file, or score the stored clean copies "
+                            "with 'cli.py evaluate --no-tta'")
+    return np.array([[r.probabilities[label] for label in ravdess.EMOTIONS] for r in results])
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _pick(metrics: dict | None) -> dict | None:
@@ -91,12 +130,16 @@ def _mean_std(metrics: list[dict]) -> dict:
     return summary
 
 
-def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, jobs: int = 1) -> dict:
-    """A bundle on every RAVDESS-named audio file under ``source`` (labels from names)."""
+def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, jobs: int = 1,
+                    tta: bool = True) -> dict:
+    """A bundle on every RAVDESS-named audio file under ``source`` (labels from names),
+    each window in the bundle's test-time views (``tta=False``: the clean window alone)."""
     from pipeline import bundle as bundles
     from pipeline.predict import expand_inputs, predict_files
 
     loaded = bundles.load(bundle_path)
+    if not tta:
+        loaded.views = test_views.CLEAN
     files = [p for p in expand_inputs([source]) if ravdess.label_of(p.stem) is not None
              and ravdess.parse_name(p.stem).is_speech]
     if not files:
@@ -115,6 +158,7 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
     report = {"kind": "bundle", "bundle": str(bundle_path), "source": str(Path(source).resolve()),
               "actors": actors, "files": len(files), "failed": len(results) - len(scored),
               "provenance": loaded.metadata["provenance"],
+              "test_views": test_views.to_list(loaded.views),
               "features": loaded.metadata["feature_config"],
               "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pooled": metrics}
     write_report(report, reports_dir(artifacts_dir) / f"bundle-{Path(bundle_path).stem}")
@@ -175,6 +219,9 @@ def format_report(report: dict) -> str:
     if report["kind"] != "bundle":
         if report.get("members", 1) > 1:
             lines.append(f"each fold's model: an ensemble of {report['members']} members "
+                         "(probabilities averaged)")
+        if len(report.get("test_views") or [{}]) > 1:
+            lines.append(f"each test clip scored in {len(report['test_views'])} test-time views "
                          "(probabilities averaged)")
         lines.append("fold  actors              UA      WA      macro-F1")
         for run in report["fold_runs"]:

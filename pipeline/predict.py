@@ -10,6 +10,9 @@ resample, then
   than the loudest are dropped (pauses), the rest are scored in batches and their
   probabilities averaged, and each window's result can be reported (a timeline).
 
+Each window is scored in every test-time view the bundle records (``pipeline.views``:
+the window itself and mild pitch, shift and speed variants), probabilities averaged.
+
 A file that cannot be scored gets a result with the reason in ``error``; a batch never
 stops on one bad file.
 """
@@ -23,7 +26,9 @@ import numpy as np
 
 from pipeline.audio import load_mono
 from pipeline.errors import AudioError, PipelineError
-from pipeline.features import FeatureConfig, clean_features, log_mel_and_mfcc, place, speech_bounds
+from pipeline.augment import AugmentParams
+from pipeline.features import FeatureConfig, speech_bounds
+from pipeline.views import CLEAN, window_views
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3")
 LONG_FACTOR = 1.5
@@ -32,8 +37,8 @@ QUIET_WINDOW_DB = 30.0
 
 @dataclass
 class FileFeatures:
-    """What a worker returns: windows ``(n, 2, n_mels, n_frames)`` float32 and their start
-    times in seconds, or an error."""
+    """What a worker returns: windows ``(n, views, 2, n_mels, n_frames)`` float32 and
+    their start times in seconds, or an error."""
 
     path: str
     windows: np.ndarray | None = None
@@ -65,8 +70,9 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     return files
 
 
-def file_windows(path: Path, config: FeatureConfig) -> FileFeatures:
-    """Worker: the feature windows of one file (see module docstring)."""
+def file_windows(path: Path, config: FeatureConfig,
+                 views: tuple[AugmentParams, ...] = CLEAN) -> FileFeatures:
+    """Worker: the feature windows of one file, each in every view (see module docstring)."""
     try:
         y = load_mono(path, sample_rate=config.sample_rate)
     except AudioError as exc:
@@ -82,7 +88,8 @@ def file_windows(path: Path, config: FeatureConfig) -> FileFeatures:
             notes.append(f"padded: {speech.size / config.sample_rate:.2f} s of speech in a "
                          f"{config.window_seconds:.2f} s window")
         start = max(0.0, (offset + (speech.size - size) / 2) / config.sample_rate)
-        return FileFeatures(str(path), clean_features(y, config)[None], [round(start, 3)], notes)
+        return FileFeatures(str(path), window_views(speech, config, views)[None],
+                            [round(start, 3)], notes)
     hop = size // 2
     starts = list(range(0, speech.size - size + 1, hop))
     if starts[-1] + size < speech.size:
@@ -90,7 +97,7 @@ def file_windows(path: Path, config: FeatureConfig) -> FileFeatures:
     chunks = [speech[s:s + size] for s in starts]
     loudness = np.array([np.sqrt(np.mean(np.square(c, dtype=np.float64))) for c in chunks])
     keep = [i for i, rms in enumerate(loudness) if rms >= loudness.max() * 10 ** (-QUIET_WINDOW_DB / 20)]
-    windows = np.stack([log_mel_and_mfcc(place(chunks[i], length=size), config) for i in keep])
+    windows = np.stack([window_views(chunks[i], config, views) for i in keep])
     notes = [f"{len(keep)} windows of {config.window_seconds:g} s over "
              f"{speech.size / config.sample_rate:.1f} s of speech"
              + (f" ({len(chunks) - len(keep)} quiet windows skipped)" if len(keep) < len(chunks) else "")]
@@ -98,25 +105,27 @@ def file_windows(path: Path, config: FeatureConfig) -> FileFeatures:
                         [round((offset + starts[i]) / config.sample_rate, 3) for i in keep], notes)
 
 
-def _featurize(paths: list[Path], config: FeatureConfig, *, jobs: int, progress):
+def _featurize(paths: list[Path], config: FeatureConfig, views: tuple[AugmentParams, ...], *,
+               jobs: int, progress):
     """Yield ``FileFeatures`` in input order, computed by ``jobs`` processes."""
     if jobs == 1 or len(paths) < 8:
         for path in paths:
-            yield file_windows(path, config)
+            yield file_windows(path, config, views)
             progress.update(1)
         return
     from joblib import Parallel, delayed, parallel_config
 
     with parallel_config(backend="loky", inner_max_num_threads=1):
         runner = Parallel(n_jobs=jobs, return_as="generator", batch_size=8)
-        for item in runner(delayed(file_windows)(path, config) for path in paths):
+        for item in runner(delayed(file_windows)(path, config, views) for path in paths):
             progress.update(1)
             yield item
 
 
 def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1,
                   batch_windows: int = 256) -> list[FileResult]:
-    """Score every file; results in input order, one per file."""
+    """Score every file with ``bundle`` (its model, feature config, labels and test-time
+    views); results in input order, one per file."""
     import torch
 
     from pipeline.progress import bar
@@ -133,8 +142,10 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1,
         if not pending:
             return
         stacked = torch.from_numpy(np.concatenate([f.windows for f, _ in pending]))
+        n_windows, n_views = stacked.shape[:2]
         with torch.no_grad():
-            probs = torch.softmax(bundle.model(stacked), dim=1).numpy()
+            probs = torch.softmax(bundle.model(stacked.flatten(0, 1)), dim=1).numpy()
+        probs = probs.reshape(n_windows, n_views, -1).mean(axis=1)  # average the views
         position = 0
         for feats, result in pending:
             window_probs = probs[position:position + len(feats.windows)]
@@ -153,12 +164,13 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1,
 
     torch.set_num_threads(max(1, min(2, jobs)))
     with bar(total=len(paths), desc="predict", unit="file") as progress:
-        for feats in _featurize(paths, bundle.feature_config, jobs=jobs, progress=progress):
+        for feats in _featurize(paths, bundle.feature_config, bundle.views, jobs=jobs,
+                                progress=progress):
             result = FileResult(feats.path, error=feats.error, notes=feats.notes)
             results.append(result)
             if feats.windows is not None:
                 pending.append((feats, result))
-                if sum(len(f.windows) for f, _ in pending) >= batch_windows:
+                if sum(f.windows.shape[0] * f.windows.shape[1] for f, _ in pending) >= batch_windows:
                     flush()
         flush()
     return results

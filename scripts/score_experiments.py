@@ -6,6 +6,10 @@ Test folds are never looked at here.
     python scripts/score_experiments.py h512e120bal h512balwd5 h512balt10 --folds 0,2 \
         --features artifacts/hop512/features
 
+``--views`` scores each clip in a set of test-time views (``pipeline.views``), read from
+the corpus: ``test`` is the recipe's ``TEST_VIEWS``; the others are the single-change
+sets compared before choosing it (docs/experiments.md, "Fourth round").
+
 Runs trained with more validation folds (``--set val_folds=2``) are scored on fold k+1
 only, so every experiment is compared on the same actors.
 """
@@ -25,30 +29,40 @@ from pipeline.index import index_hash  # noqa: E402
 from pipeline.metrics import confusion, summarise  # noqa: E402
 from pipeline.splits import split_for  # noqa: E402
 from pipeline.store import load_store  # noqa: E402
+from pipeline.augment import AugmentParams as View  # noqa: E402
+from pipeline.views import CLEAN, TEST_VIEWS  # noqa: E402
+
+VIEW_SETS = {
+    "clean": CLEAN,
+    "test": TEST_VIEWS,
+    "pitch1": (View(), View(semitones=-1.0), View(semitones=1.0)),
+    "pitch2": (View(), View(semitones=-2.0), View(semitones=2.0)),
+    "shift": (View(), View(shift_seconds=-0.15), View(shift_seconds=0.15)),
+    "speed": (View(), View(speed=0.95), View(speed=1.05)),
+}
 
 
-def last_epoch_probabilities(run_dir: Path, features, rows: np.ndarray) -> np.ndarray:
+def last_epoch_probabilities(run_dir: Path, store, rows: np.ndarray, views) -> np.ndarray:
     import torch
 
-    from pipeline.train import load_model, logits_for
+    from pipeline.evaluate import test_probabilities
+    from pipeline.train import load_model
 
-    model, _ = load_model(run_dir / "model.pt")  # the kept epoch; swap in the last one
+    model, saved = load_model(run_dir / "model.pt")  # the kept epoch; swap in the last one
     last = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
     model.load_state_dict(last)
-    logits = logits_for(model, features, rows, device=torch.device("cpu"))
-    return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    return test_probabilities(model, saved, store, rows, views=views, data_dir=Path("data"),
+                              jobs=2)
 
 
 def main() -> None:
-    import torch
-
     parser = argparse.ArgumentParser()
     parser.add_argument("names", nargs="+")
     parser.add_argument("--folds", default="0,2")
     parser.add_argument("--features", default="artifacts/features")
+    parser.add_argument("--views", choices=sorted(VIEW_SETS), default="clean")
     args = parser.parse_args()
     store = load_store(Path(args.features), index_hash=index_hash(Path("data")))
-    features = torch.from_numpy(store.features)
 
     def ua(probabilities: np.ndarray, truth: np.ndarray) -> float:
         matrix = confusion(truth, probabilities.argmax(1), len(ravdess.EMOTIONS))
@@ -61,7 +75,8 @@ def main() -> None:
         members = []
         for name in args.names:
             run_dir = Path("artifacts/experiments") / name / "runs" / f"fold-{fold}"
-            members.append(last_epoch_probabilities(run_dir, features, split.val))
+            members.append(last_epoch_probabilities(run_dir, store, split.val,
+                                                    VIEW_SETS[args.views]))
             totals.setdefault(name, []).append(ua(members[-1], truth))
             print(f"fold {fold} (validation fold {split.val_folds[0]}): {name} {totals[name][-1]:.3f}")
         if len(members) > 1:

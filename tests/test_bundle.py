@@ -253,7 +253,8 @@ def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path
     for run in ("final", "final.m1"):
         model, _ = load_model(trained.artifacts_dir / "runs" / run / "model.pt")
         singles.append(predict_files([clip], bundles.Bundle(model, loaded.feature_config,
-                                                            loaded.labels, {}, path))[0])
+                                                            loaded.labels, {}, path,
+                                                            loaded.views))[0])
     for label in ravdess.EMOTIONS:
         mean = (singles[0].probabilities[label] + singles[1].probabilities[label]) / 2
         assert result.probabilities[label] == pytest.approx(mean, abs=1e-6)
@@ -278,6 +279,8 @@ def test_the_shipped_bundle_loads_predicts_and_matches_the_readme(tmp_path):
     assert provenance["actors"]["train"] == list(range(1, 21))
     clip = tmp_path / "mine.wav"
     soundfile.write(clip, synth_speech(emotion=5, seconds=2.0, sample_rate=22050), 22050)
+    # predict scores with the test-time views its cross-validation figure was measured with
+    assert loaded.metadata["test_views"] == provenance["test_views"]
     [result] = predict_files([clip], loaded)
     assert result.error == "" and result.emotion in ravdess.EMOTIONS
     assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)

@@ -121,6 +121,26 @@ def test_members_option_picks_the_ensemble_size(workspace, tmp_path):
     assert not (tmp_path / "three.pt").exists()
 
 
+def test_tta_option_on_export_and_predict(workspace, tmp_path):
+    from pipeline.bundle import load
+    from pipeline.views import CLEAN, TEST_VIEWS
+
+    bundle = workspace.artifacts_dir / "bundles" / "ser-final.pt"
+    assert load(bundle).views == TEST_VIEWS
+    clean_bundle = tmp_path / "clean.pt"
+    ok(workspace.run("export", "--no-tta", "--out", str(clean_bundle)))
+    assert load(clean_bundle).views == CLEAN and load(clean_bundle).metadata["test_views"] == [{}]
+    clip = str(workspace.corpus / "Actor_03" / f"{clip_name(emotion=2, actor=3)}.wav")
+    outputs = {}
+    for name, args in (("views", ["--bundle", str(bundle)]),
+                       ("no-tta", ["--bundle", str(bundle), "--no-tta"]),
+                       ("clean bundle", ["--bundle", str(clean_bundle)])):
+        out = tmp_path / f"{name}.csv"
+        ok(workspace.run("predict", clip, "-j", "1", "-o", str(out), *args))
+        outputs[name] = out.read_text()
+    assert outputs["no-tta"] == outputs["clean bundle"] != outputs["views"]
+
+
 def test_predict_one_file_prints_the_verdict_and_every_emotion(workspace):
     clip = workspace.corpus / "Actor_03" / f"{clip_name(emotion=5, actor=3)}.wav"
     output = ok(workspace.run("predict", str(clip), "--bundle", "latest", "-j", "1")).output

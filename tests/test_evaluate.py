@@ -17,6 +17,7 @@ from pipeline import ravdess
 from pipeline.errors import PipelineError, StaleInputError
 from pipeline.evaluate import evaluate_bundle, evaluate_folds, format_report
 from pipeline.metrics import confusion, summarise
+from pipeline.views import CLEAN, TEST_VIEWS, to_list
 
 FOLDS = [0, 1, 2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -97,7 +98,7 @@ def test_fold_metrics_match_the_fold_model_on_its_test_actors(fold_runs):
     from pipeline.train import load_model
 
     report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
-                            folds=[1])
+                            folds=[1], views=CLEAN)
     assert (fold_runs.artifacts_dir / "reports" / "fold-1.json").is_file()
     store = load_store(features_dir(fold_runs.artifacts_dir))
     model, _ = load_model(fold_runs.artifacts_dir / "runs" / "fold-1" / "model.pt")
@@ -107,6 +108,52 @@ def test_fold_metrics_match_the_fold_model_on_its_test_actors(fold_runs):
         predicted = model(torch.from_numpy(store.features[test_rows])).argmax(1).numpy()
     expected = confusion(store.label[test_rows], predicted, ravdess.N_CLASSES)
     assert report["fold_runs"][0]["metrics"]["confusion"] == expected.tolist()
+
+
+def test_test_time_views_score_each_test_clip_from_its_audio(fold_runs):
+    """The default: every test clip read from the corpus, scored in every view, the
+    probabilities averaged, and the report says which views."""
+    import torch
+
+    from pipeline.audio import load_mono
+    from pipeline.download import corpus_root
+    from pipeline.extract import features_dir
+    from pipeline.features import speech_region
+    from pipeline.splits import fold_split
+    from pipeline.store import load_store
+    from pipeline.train import load_model
+    from pipeline.views import window_views
+
+    report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
+                            folds=[1])
+    assert report["test_views"] == to_list(TEST_VIEWS)
+    assert f"{len(TEST_VIEWS)} test-time views" in format_report(report)
+    store = load_store(features_dir(fold_runs.artifacts_dir))
+    model, saved = load_model(fold_runs.artifacts_dir / "runs" / "fold-1" / "model.pt")
+    config = saved["feature_config"]
+    from pipeline.features import FeatureConfig
+
+    config = FeatureConfig.from_dict(config)
+    root = corpus_root(fold_runs.data_dir)
+    test_rows = fold_split(fold=store.fold, copy=store.copy, test_fold=1).test
+    predicted = []
+    for clip_id in store.clip_id[test_rows]:
+        name = clip_id.decode() if isinstance(clip_id, bytes) else str(clip_id)
+        [path] = root.rglob(f"{name}.wav")
+        speech = speech_region(load_mono(path, sample_rate=config.sample_rate), config)
+        with torch.no_grad():
+            probabilities = model(torch.from_numpy(window_views(speech, config, TEST_VIEWS))).softmax(1)
+        predicted.append(int(probabilities.mean(0).argmax()))
+    expected = confusion(store.label[test_rows], np.array(predicted), ravdess.N_CLASSES)
+    assert report["fold_runs"][0]["metrics"]["confusion"] == expected.tolist()
+
+
+def test_test_time_views_without_the_audio_name_the_file_and_the_fix(tmp_path, fold_runs,
+                                                                     monkeypatch):
+    monkeypatch.setattr("pipeline.download.corpus_root", lambda data_dir: tmp_path)
+    with pytest.raises(PipelineError, match=r"\.wav: .*--no-tta"):
+        evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
+                       folds=[1])
 
 
 def test_models_trained_on_other_features_are_refused(tmp_path, fold_runs):
@@ -209,7 +256,7 @@ def test_ensemble_evaluation_averages_the_members_probabilities(fold_runs):
     train(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir, fold=2, member=1,
           config=config, device="cpu")
     report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
-                            folds=[2], members=2)
+                            folds=[2], members=2, views=CLEAN)
     assert report["members"] == 2 and report["fold_runs"][0]["member_runs"] == ["fold-2", "fold-2.m1"]
     assert "an ensemble of 2 members" in format_report(report)
     store = load_store(features_dir(fold_runs.artifacts_dir))

@@ -64,11 +64,11 @@ def test_prediction_features_equal_stored_clean_copy(trained):
         path = corpus_clip(trained, emotion=emotion, actor=actor)
         computed = file_windows(path, config)
         assert computed.error == ""
-        assert computed.windows.shape == (1, *config.shape)
+        assert computed.windows.shape == (1, 1, *config.shape)  # one window, one view
         row = np.flatnonzero((store.clip_id == path.stem) & (store.copy == 0))
         assert row.size == 1
         stored = store.features[row[0]]
-        as_stored = computed.windows[0].astype(np.float16)
+        as_stored = computed.windows[0, 0].astype(np.float16)
         # identical computation: equal after the float16 cast, at worst one float16 step
         # apart where a float32 value sits on a rounding boundary
         step = np.spacing(np.abs(stored)).astype(np.float32)
@@ -77,6 +77,27 @@ def test_prediction_features_equal_stored_clean_copy(trained):
         # and not merely close to any augmented copy: the augmented row differs
         augmented = store.features[np.flatnonzero((store.clip_id == path.stem) & (store.copy == 1))[0]]
         assert not np.array_equal(as_stored, augmented)
+
+
+def test_a_bundle_scores_every_test_time_view_and_averages_them(trained):
+    import dataclasses
+
+    from pipeline.views import CLEAN, TEST_VIEWS, to_list
+
+    bundle = trained.bundle
+    assert bundle.views == TEST_VIEWS  # export records the recipe's views by default
+    assert bundle.metadata["test_views"] == to_list(TEST_VIEWS)
+    path = corpus_clip(trained, emotion=6, actor=3)
+    assert file_windows(path, bundle.feature_config, TEST_VIEWS).windows.shape == (
+        1, len(TEST_VIEWS), *bundle.feature_config.shape)
+    [result] = predict_files([path], bundle)
+    one_view = [predict_files([path], dataclasses.replace(bundle, views=(view,)))[0]
+                for view in TEST_VIEWS]
+    for label in ravdess.EMOTIONS:
+        mean = np.mean([r.probabilities[label] for r in one_view])
+        assert result.probabilities[label] == pytest.approx(mean, abs=1e-6)
+    [clean] = predict_files([path], dataclasses.replace(bundle, views=CLEAN))
+    assert clean.probabilities == one_view[0].probabilities != result.probabilities
 
 
 def test_long_recording_is_scored_in_overlapping_windows_and_quiet_ones_dropped(tmp_path, trained):
@@ -89,7 +110,7 @@ def test_long_recording_is_scored_in_overlapping_windows_and_quiet_ones_dropped(
 
     computed = file_windows(path, config)
     assert computed.error == ""
-    assert computed.windows.shape[1:] == config.shape
+    assert computed.windows.shape[1:] == (1, *config.shape)
     starts = np.array(computed.starts)
     steps = np.diff(starts)
     assert len(starts) >= 6 and np.all(steps > 0)
