@@ -18,11 +18,17 @@ def pct(value: float) -> str:
 
 
 def cv_tables(report: dict) -> str:
-    lines = []
+    lines, sentences = [], []
     if report.get("members", 1) > 1:
         first = report["train_config"]["seed"]
-        lines += [f"Each fold's model is an ensemble of {report['members']} members (seeds "
-                  f"{first}–{first + report['members'] - 1}, probabilities averaged).", ""]
+        sentences.append(f"Each fold's model is an ensemble of {report['members']} members "
+                         f"(seeds {first}–{first + report['members'] - 1}, probabilities "
+                         "averaged).")
+    if len(report.get("test_views") or [{}]) > 1:
+        sentences.append(f"Each test clip is scored in {len(report['test_views'])} test-time "
+                         "views (`pipeline.views`), probabilities averaged.")
+    if sentences:
+        lines += [" ".join(sentences), ""]
     lines += ["| fold | test actors | UA | WA | macro-F1 |", "|---|---|---|---|---|"]
     for run in report["fold_runs"]:
         metrics = run["metrics"]
