@@ -118,7 +118,7 @@ def test_test_time_views_score_each_test_clip_from_its_audio(fold_runs):
     from pipeline.audio import load_mono
     from pipeline.download import corpus_root
     from pipeline.extract import features_dir
-    from pipeline.features import speech_region
+    from pipeline.features import FeatureConfig, speech_region
     from pipeline.splits import fold_split
     from pipeline.store import load_store
     from pipeline.train import load_model
@@ -130,10 +130,7 @@ def test_test_time_views_score_each_test_clip_from_its_audio(fold_runs):
     assert f"{len(TEST_VIEWS)} test-time views" in format_report(report)
     store = load_store(features_dir(fold_runs.artifacts_dir))
     model, saved = load_model(fold_runs.artifacts_dir / "runs" / "fold-1" / "model.pt")
-    config = saved["feature_config"]
-    from pipeline.features import FeatureConfig
-
-    config = FeatureConfig.from_dict(config)
+    config = FeatureConfig.from_dict(saved["feature_config"])
     root = corpus_root(fold_runs.data_dir)
     test_rows = fold_split(fold=store.fold, copy=store.copy, test_fold=1).test
     predicted = []
@@ -141,8 +138,9 @@ def test_test_time_views_score_each_test_clip_from_its_audio(fold_runs):
         name = clip_id.decode() if isinstance(clip_id, bytes) else str(clip_id)
         [path] = root.rglob(f"{name}.wav")
         speech = speech_region(load_mono(path, sample_rate=config.sample_rate), config)
+        views = torch.from_numpy(window_views(speech, config, TEST_VIEWS))
         with torch.no_grad():
-            probabilities = model(torch.from_numpy(window_views(speech, config, TEST_VIEWS))).softmax(1)
+            probabilities = model(views).softmax(1)
         predicted.append(int(probabilities.mean(0).argmax()))
     expected = confusion(store.label[test_rows], np.array(predicted), ravdess.N_CLASSES)
     assert report["fold_runs"][0]["metrics"]["confusion"] == expected.tolist()
