@@ -68,12 +68,14 @@ def main() -> None:
     print(f"single file from a cold shell (python cli.py predict FILE): median "
           f"{statistics.median(singles):.2f} s over {args.repeats} runs "
           f"({', '.join(f'{s:.2f}' for s in singles)})")
-    with tempfile.TemporaryDirectory() as tmp:
-        listing = [str(f) for f in files]
-        batch = timed([*cli, "predict", "--bundle", bundle, "--jobs", "2", *listing,
-                       "--output", str(Path(tmp) / "out.csv")])
-    print(f"batch, 2 workers (whole command, start-up included): {batch:.1f} s, "
-          f"{len(files) / batch:.0f} clips/s")
+    listing = [str(f) for f in files]
+    for label, extra in (("with the bundle's test-time views", []),
+                         ("the clean window alone (--no-tta)", ["--no-tta"])):
+        with tempfile.TemporaryDirectory() as tmp:
+            batch = timed([*cli, "predict", "--bundle", bundle, "--jobs", "2", *extra,
+                           *listing, "--output", str(Path(tmp) / "out.csv")])
+        print(f"batch, 2 workers, {label} (whole command, start-up included): {batch:.1f} s, "
+              f"{len(files) / batch:.0f} clips/s")
     out = subprocess.run([sys.executable, "-c", PER_FILE_LOOP, str(ROOT), bundle, *listing],
                          check=True, capture_output=True, text=True)
     loop = float(out.stdout.strip().splitlines()[-1])
