@@ -151,3 +151,25 @@ def test_ensemble_returns_the_log_of_the_members_mean_probabilities():
     restored.load_state_dict(ensemble.state_dict())  # members.<i>.<name> keys
     with torch.no_grad():
         assert torch.allclose(restored.eval()(x), out)
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_inference_copy_folds_batch_norm_and_gives_the_same_outputs(members):
+    from pipeline.model import build, for_inference
+
+    torch.manual_seed(1)
+    model = build(SMALL, members)
+    with torch.no_grad():  # trained-looking batch-norm statistics, not the identity
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.running_mean.uniform_(-1, 1)
+                layer.running_var.uniform_(0.5, 2)
+                layer.weight.uniform_(0.5, 1.5)
+                layer.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    fused = for_inference(model)
+    x = torch.randn(6, 2, SMALL.n_mels, 24)
+    with torch.no_grad():
+        assert torch.allclose(fused(x), model(x), atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # untouched
