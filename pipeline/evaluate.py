@@ -55,8 +55,8 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
                                   f"store: rerun 'cli.py train --fold {fold}'")
         split = split_for(store, fold, val_folds=saved["train_config"]["val_folds"],
                           seed=info.get("split_seed", saved["train_config"]["seed"]))
-        probabilities = test_probabilities(model, saved, store, split.test, views=views,
-                                           data_dir=data_dir, jobs=jobs)
+        probabilities = held_out_probabilities(model, saved, store, split.test, views=views,
+                                               data_dir=data_dir, jobs=jobs)
         matrix = confusion(store.label[split.test], probabilities.argmax(1), ravdess.N_CLASSES)
         pooled += matrix
         per_fold.append({"run": run, "member_runs": [member_run(run, m) for m in range(members)],
@@ -78,8 +78,8 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     return report
 
 
-def test_probabilities(model, saved: dict, store, rows: np.ndarray, *, views: tuple,
-                       data_dir: Path, jobs: int = 1) -> np.ndarray:
+def held_out_probabilities(model, saved: dict, store, rows: np.ndarray, *, views: tuple,
+                           data_dir: Path, jobs: int = 1) -> np.ndarray:
     """Class probabilities ``(len(rows), classes)`` of ``model`` for store ``rows``: their
     stored clean copies when ``views`` is the clean window alone, otherwise their clips'
     audio through ``predict_files`` in every view."""

@@ -180,8 +180,8 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1,
             results.append(result)
             if feats.windows is not None:
                 pending.append((feats, result))
-                inputs = sum(f.windows.shape[0] * f.windows.shape[1] for f, _ in pending)
-                if inputs >= batch_windows:  # windows x views
+                queued = sum(f.windows.shape[0] * f.windows.shape[1] for f, _ in pending)
+                if queued >= batch_windows:  # windows x views
                     flush()
         flush()
     return results

@@ -45,14 +45,14 @@ VIEW_SETS = {
 def last_epoch_probabilities(run_dir: Path, store, rows: np.ndarray, views) -> np.ndarray:
     import torch
 
-    from pipeline.evaluate import test_probabilities
+    from pipeline.evaluate import held_out_probabilities
     from pipeline.train import load_model
 
     model, saved = load_model(run_dir / "model.pt")  # the kept epoch; swap in the last one
     last = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
     model.load_state_dict(last)
-    return test_probabilities(model, saved, store, rows, views=views, data_dir=Path("data"),
-                              jobs=2)
+    return held_out_probabilities(model, saved, store, rows, views=views,
+                                  data_dir=Path("data"), jobs=2)
 
 
 def main() -> None:
