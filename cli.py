@@ -269,11 +269,7 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, tta):
     if output and output.suffix.lower() not in (".csv", ".jsonl"):
         raise click.BadParameter(f"{output}: use a .csv or .jsonl file name", param_hint="--output")
     loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
-    if not tta:
-        from pipeline.views import CLEAN
-
-        loaded.views = CLEAN
-    results = predict_files(list(inputs), loaded, jobs=jobs)
+    results = predict_files(list(inputs), loaded, jobs=jobs, tta=tta)
     if output:
         write_results(results, output, loaded.labels, windows=windows)
         click.echo(f"{len(results)} file(s) scored into {output}")

@@ -61,7 +61,7 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
     """Bundle ``<artifacts>/runs/<run>/model.pt`` (or the ensemble of the run's first
     ``members`` members) with its provenance and the test-time ``views`` ``predict``
     will use; returns the path."""
-    from pipeline.train import load_members, member_run
+    from pipeline.train import load_members, member_runs
 
     model, saved_members = load_members(artifacts_dir, run, members)
     saved = saved_members[0]
@@ -75,7 +75,7 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
         "features_version": FEATURES_VERSION,
         "label_map": saved["label_map"],
         "provenance": {
-            "run": run, "member_runs": [member_run(run, m) for m in range(members)],
+            "run": run, "member_runs": member_runs(run, members),
             "index_hash": info["index_hash"], "features_key": info["features_key"],
             "fold": info["fold"], "actors": info["actors"], "seed": info["seed"],
             "best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"],

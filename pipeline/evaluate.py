@@ -41,7 +41,7 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
                    members: int = 1, views: tuple = test_views.TEST_VIEWS, jobs: int = 1) -> dict:
     """Test-fold metrics of each fold's trained model, or of the ensemble of its first
     ``members`` members, each test clip scored in ``views`` (see module docstring)."""
-    from pipeline.train import load_members, member_run, run_name
+    from pipeline.train import load_members, member_runs, run_name
 
     store = load_store(features_dir(artifacts_dir), index_hash=index_hash(data_dir))
     per_fold, pooled = [], np.zeros((ravdess.N_CLASSES,) * 2, dtype=np.int64)
@@ -59,7 +59,7 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
                                                data_dir=data_dir, jobs=jobs)
         matrix = confusion(store.label[split.test], probabilities.argmax(1), ravdess.N_CLASSES)
         pooled += matrix
-        per_fold.append({"run": run, "member_runs": [member_run(run, m) for m in range(members)],
+        per_fold.append({"run": run, "member_runs": member_runs(run, members),
                          "fold": fold, "actors": info["actors"],
                          "best_epoch": info["best_epoch"], "validation": _pick(info.get("val")),
                          "metrics": summarise(matrix, ravdess.EMOTIONS)})
@@ -138,14 +138,12 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
     from pipeline.predict import expand_inputs, predict_files
 
     loaded = bundles.load(bundle_path)
-    if not tta:
-        loaded.views = test_views.CLEAN
     files = [p for p in expand_inputs([source]) if ravdess.label_of(p.stem) is not None
              and ravdess.parse_name(p.stem).is_speech]
     if not files:
         raise PipelineError(f"no RAVDESS-named speech clips (03-01-EE-II-SS-RR-AA.wav) under "
                             f"{source}: evaluation needs labels from the file names")
-    results = predict_files(files, loaded, jobs=jobs)
+    results = predict_files(files, loaded, jobs=jobs, tta=tta)
     scored = [r for r in results if not r.error]
     for r in results:
         if r.error:
@@ -158,7 +156,7 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
     report = {"kind": "bundle", "bundle": str(bundle_path), "source": str(Path(source).resolve()),
               "actors": actors, "files": len(files), "failed": len(results) - len(scored),
               "provenance": loaded.metadata["provenance"],
-              "test_views": test_views.to_list(loaded.views),
+              "test_views": test_views.to_list(loaded.views if tta else test_views.CLEAN),
               "features": loaded.metadata["feature_config"],
               "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pooled": metrics}
     write_report(report, reports_dir(artifacts_dir) / f"bundle-{Path(bundle_path).stem}")

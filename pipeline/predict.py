@@ -126,10 +126,10 @@ def _featurize(paths: list[Path], config: FeatureConfig, views: tuple[AugmentPar
             yield item
 
 
-def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1,
+def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1, tta: bool = True,
                   batch_windows: int = 256) -> list[FileResult]:
     """Score every file with ``bundle`` (its model, feature config, labels and test-time
-    views); results in input order, one per file."""
+    views; ``tta=False``: the clean window alone); results in input order, one per file."""
     import torch
 
     from pipeline.model import for_inference
@@ -174,7 +174,8 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1,
     # thread: two model threads beside two workers on two cores ran a batch 1.3x slower
     torch.set_num_threads(max(1, (os.cpu_count() or 1) - jobs))
     with bar(total=len(paths), desc="predict", unit="file") as progress:
-        for feats in _featurize(paths, bundle.feature_config, bundle.views, jobs=jobs,
+        views = bundle.views if tta else CLEAN
+        for feats in _featurize(paths, bundle.feature_config, views, jobs=jobs,
                                 progress=progress):
             result = FileResult(feats.path, error=feats.error, notes=feats.notes)
             results.append(result)

@@ -100,6 +100,11 @@ def member_run(run: str, member: int = 0) -> str:
     return run if member == 0 else f"{run}.m{member}"
 
 
+def member_runs(run: str, members: int) -> list[str]:
+    """The run folders of the first ``members`` members of ``run``."""
+    return [member_run(run, member) for member in range(members)]
+
+
 def pick_device(requested: str = "auto") -> "torch.device":
     import torch
 
@@ -404,8 +409,8 @@ def load_members(artifacts_dir: Path, run: str, members: int):
     from pipeline.model import Ensemble
 
     loaded = []
-    for member in range(members):
-        path = Path(artifacts_dir) / "runs" / member_run(run, member) / "model.pt"
+    for member, folder in enumerate(member_runs(run, members)):
+        path = Path(artifacts_dir) / "runs" / folder / "model.pt"
         if not path.exists():
             target = {"final": "--final", "random": "--fold random"}.get(
                 run, f"--fold {run.removeprefix('fold-')}")
