@@ -19,7 +19,7 @@ class ModelConfig:
     n_classes: int = 8
     channels: tuple[int, ...] = (16, 32, 64)
     hidden: int = 128
-    dropout: float = 0.3
+    dropout: float = 0.1  # 0.3 and 0.5 were tried (docs/experiments.md)
     clip_norm: bool = False  # also subtract each clip's own mean per channel and mel row
     pooling: str = "meanmax"  # over time after the conv blocks: "mean" or "meanmax" (both, concatenated)
 
