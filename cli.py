@@ -191,14 +191,16 @@ def _folds(obj: Context, fold: str, final: bool) -> list:
 @click.option("--bundle", "bundle_path", default=None,
               help="Evaluate this bundle ('latest', a path, or 'shipped') on --source.")
 @click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder of RAVDESS-named clips, with --bundle.")
+              default=None, help="Folder of labelled clips (RAVDESS or URDU names), with --bundle.")
+@click.option("--corpus", type=click.Choice(["auto", "ravdess", "urdu"]), default="auto",
+              help="How --source names its labels (auto: tell from the names).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers (audio read for test-time views).")
 @members_option
 @tta_option
 @click.pass_obj
 @friendly_errors
-def evaluate(obj: Context, fold, bundle_path, source, jobs, members, tta):
+def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta):
     """Per-emotion and summary metrics on held-out folds, or a bundle on a folder."""
     from pipeline import evaluate as evaluation
 
@@ -212,7 +214,8 @@ def evaluate(obj: Context, fold, bundle_path, source, jobs, members, tta):
         path = resolve(None if bundle_path == "shipped" else bundle_path,
                        artifacts_dir=obj.artifacts_dir)
         report = evaluation.evaluate_bundle(bundle_path=path, source=source, tta=tta,
-                                            artifacts_dir=obj.artifacts_dir, jobs=jobs)
+                                            corpus=corpus, artifacts_dir=obj.artifacts_dir,
+                                            jobs=jobs)
     else:
         from pipeline.train import MEMBERS
         from pipeline.views import CLEAN, TEST_VIEWS
@@ -255,7 +258,9 @@ def export(obj: Context, run, out, members, tta):
                    "[env SER_BUNDLE].")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write results to a .csv or .jsonl file instead of the terminal.")
-@click.option("--windows", is_flag=True, help="Also report each window of long recordings.")
+@click.option("--windows", "--timeline", "windows", is_flag=True,
+              help="Also report every speech segment (start_s, end_s, speech_s, emotion, "
+                   "probabilities); with a .csv --output, one row per segment.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers.")
 @tta_option
@@ -264,7 +269,8 @@ def export(obj: Context, run, out, members, tta):
 def predict(obj: Context, inputs, bundle_path, output, windows, jobs, tta):
     """Predict the emotion of audio files or folders (WAV/FLAC/OGG/MP3, any rate)."""
     from pipeline import bundle as bundles
-    from pipeline.predict import format_single, format_table, predict_files, write_results
+    from pipeline.predict import predict_files
+    from pipeline.results import format_single, format_table, write_results
 
     if output and output.suffix.lower() not in (".csv", ".jsonl"):
         raise click.BadParameter(f"{output}: use a .csv or .jsonl file name", param_hint="--output")

@@ -1,5 +1,6 @@
 """Reading audio: any sample rate, mono or stereo, WAV / FLAC / OGG / MP3 through soundfile,
-resampled with soxr. Every failure is an ``AudioError`` whose message names the file."""
+and soxr resampling. Every failure is an ``AudioError`` whose message names the file.
+What happens next (channel mix, DC, level, speech detection) is ``pipeline.frontend``."""
 
 from __future__ import annotations
 
@@ -9,11 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import AudioError
-
-# Below -80 dBFS peak a recording carries no usable speech. The quietest RAVDESS takes
-# peak near -36 dBFS, far above this.
-SILENCE_PEAK = 1e-4
-
 
 @dataclass(frozen=True)
 class AudioInfo:
@@ -49,27 +45,11 @@ def read(path: Path) -> tuple[np.ndarray, int]:
     return samples, int(sample_rate)
 
 
-def to_mono(samples: np.ndarray) -> np.ndarray:
-    """Average channels: ``(frames, channels)`` -> ``(frames,)`` float32."""
-    return samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
-
-
 def resample(y: np.ndarray, *, orig_sr: float, target_sr: float) -> np.ndarray:
-    """soxr high-quality resampling (what librosa uses by default)."""
+    """soxr high-quality resampling (what librosa uses by default) of float
+    ``(num_samples,)``; returns float32."""
     if orig_sr == target_sr:
         return np.ascontiguousarray(y, dtype=np.float32)
     import soxr
 
     return soxr.resample(y, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
-
-
-def load_mono(path: Path, *, sample_rate: int) -> np.ndarray:
-    """Read, average to mono, resample to ``sample_rate``; refuse silent recordings.
-
-    Returns float32 of shape ``(n_samples,)``.
-    """
-    samples, file_rate = read(path)
-    y = resample(to_mono(samples), orig_sr=file_rate, target_sr=sample_rate)
-    if y.size == 0 or float(np.max(np.abs(y))) < SILENCE_PEAK:
-        raise AudioError(f"{path}: silent (peak below -80 dBFS); nothing to score")
-    return y

@@ -1,7 +1,11 @@
 """Augmentation: time shift, pitch shift, added noise and speed change.
 
+They act on the front end's output (``pipeline.frontend``: speech found and
+level-normalised), so noise is added after speech detection and every copy covers the
+clean copy's speech.
+
 Parameters are sampled first (``sample_params``, from a generator seeded by run seed,
-clip id and copy index), then applied (``augmented_features``), and stored next to the
+clip id and copy index), then applied (``speech_features``), and stored next to the
 tensors, so any copy can be rebuilt alone from its row and does not depend on which
 worker made it (the ``randomize_parameters`` / ``apply`` split of audiomentations).
 """
@@ -14,7 +18,7 @@ from dataclasses import asdict, astuple, dataclass
 import numpy as np
 
 from pipeline.audio import resample
-from pipeline.features import FeatureConfig, log_mel_and_mfcc, place, speech_region
+from pipeline.features import FeatureConfig, log_mel_and_mfcc, place
 
 
 @dataclass(frozen=True)
@@ -77,16 +81,11 @@ def params_for(config: AugmentConfig, *, seed: int, clip_id: str, copy: int) -> 
     return sample_params(config, copy_rng(seed=seed, clip_id=clip_id, copy=copy))
 
 
-def augmented_features(y: np.ndarray, params: AugmentParams, config: FeatureConfig) -> np.ndarray:
-    """Apply ``params`` to a whole clip ``y`` (float32 at ``config.sample_rate``) and
-    compute its features, float32 ``(2, n_mels, n_frames)``. Identity params give exactly
-    ``features.clean_features``."""
-    return speech_features(speech_region(y, config), params, config)
-
-
 def speech_features(speech: np.ndarray, params: AugmentParams, config: FeatureConfig) -> np.ndarray:
-    """Apply ``params`` to a stretch of speech (already trimmed, or one window of a long
-    recording) and compute the features of the window built around it.
+    """Apply ``params`` to a stretch of front-end speech (float32 ``(num_samples,)`` at
+    ``config.sample_rate``: a clip's speech, or one segment of a long recording) and
+    compute the features of the window built around it, float32 ``(2, n_mels,
+    n_frames)``. Identity params give exactly ``features.clean_features``.
 
     Order: speed (resample, so tempo and pitch change together) -> window with time
     shift -> noise at the sampled SNR (relative to the speech power) -> spectrogram with

@@ -22,6 +22,10 @@ class AudioError(PipelineError):
     """A file is not usable audio (unreadable, empty, silent, truncated)."""
 
 
+class NoSpeechError(AudioError):
+    """A readable, non-silent recording in which the speech detector found too little speech."""
+
+
 class TrainingError(PipelineError):
     """Training cannot continue (NaN loss, empty split, bad checkpoint)."""
 

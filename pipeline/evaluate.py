@@ -6,8 +6,10 @@
   ``<artifacts>/reports/cv.json`` (+ ``cv.png``). With test-time views (the default,
   ``pipeline.views``) each test clip is read from the corpus and scored through exactly
   ``predict``'s path; with the clean view alone, its stored clean copy is scored.
-- ``evaluate_bundle``: a bundle on a folder of RAVDESS-named clips (labels from the
-  names), through exactly the ``predict`` path. Report ``reports/bundle-<name>.json``.
+- ``evaluate_bundle``: a bundle on a folder of labelled clips (RAVDESS or URDU names,
+  ``pipeline.corpora``), through exactly the ``predict`` path; for a corpus with fewer
+  emotions, also the restricted figures (``cross_corpus``). Report
+  ``reports/bundle-<bundle>-<source folder>.json``.
 
 Every report states which model(s), folds, actors and config produced it.
 """
@@ -43,7 +45,11 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     ``members`` members, each test clip scored in ``views`` (see module docstring)."""
     from pipeline.train import load_members, member_runs, run_name
 
+    from pipeline.index import load_index
+
     store = load_store(features_dir(artifacts_dir), index_hash=index_hash(data_dir))
+    clip_folds = {clip.clip_id: clip.fold for clip in load_index(data_dir)}
+    failures = store.manifest.get("failures", {})
     per_fold, pooled = [], np.zeros((ravdess.N_CLASSES,) * 2, dtype=np.int64)
     for fold in folds:
         run = run_name(fold)
@@ -62,6 +68,8 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
         per_fold.append({"run": run, "member_runs": member_runs(run, members),
                          "fold": fold, "actors": info["actors"],
                          "best_epoch": info["best_epoch"], "validation": _pick(info.get("val")),
+                         # clips extract could not use (no speech detected): not scored
+                         "unscored": sorted(c for c in failures if clip_folds.get(c) == fold),
                          "metrics": summarise(matrix, ravdess.EMOTIONS)})
     report = {
         "kind": "cross-validation" if "random" not in folds else "random clip-level split (leaky)",
@@ -71,6 +79,7 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
         "index_hash": store.manifest["index_hash"],
         "train_config": saved["train_config"], "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "summary": _mean_std([f["metrics"] for f in per_fold]),
+        "unscored": sorted(failures),
         "pooled": summarise(pooled, ravdess.EMOTIONS),
     }
     name = "cv" if len(folds) > 1 else run_name(folds[0])
@@ -131,36 +140,73 @@ def _mean_std(metrics: list[dict]) -> dict:
 
 
 def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, jobs: int = 1,
-                    tta: bool = True) -> dict:
-    """A bundle on every RAVDESS-named audio file under ``source`` (labels from names),
-    each window in the bundle's test-time views (``tta=False``: the clean window alone)."""
+                    tta: bool = True, corpus: str = "auto") -> dict:
+    """A bundle on every labelled audio file under ``source`` (labels from the names of
+    ``corpus``: ``ravdess``, ``urdu``, or ``auto`` to tell from the names; see
+    ``pipeline.corpora``), each segment in the bundle's test-time views (``tta=False``: the
+    clean window alone). For a corpus with fewer emotions than the model's eight, the
+    report adds the restricted figures (``cross_corpus``). Files without speech are
+    reported and left out. Report ``reports/bundle-<bundle>-<source folder>.json``."""
     from pipeline import bundle as bundles
+    from pipeline import corpora
     from pipeline.predict import expand_inputs, predict_files
 
     loaded = bundles.load(bundle_path)
-    files = [p for p in expand_inputs([source]) if ravdess.label_of(p.stem) is not None
-             and ravdess.parse_name(p.stem).is_speech]
+    candidates = expand_inputs([source])
+    chosen = corpora.detect(candidates) if corpus == "auto" else corpora.CORPORA[corpus]
+    files = [p for p in candidates if chosen.label_of(p) is not None]
     if not files:
-        raise PipelineError(f"no RAVDESS-named speech clips (03-01-EE-II-SS-RR-AA.wav) under "
-                            f"{source}: evaluation needs labels from the file names")
+        raise PipelineError(f"no {chosen.name}-named clips ({chosen.pattern}) under {source}: "
+                            "evaluation needs labels from the file names")
     results = predict_files(files, loaded, jobs=jobs, tta=tta)
     scored = [r for r in results if not r.error]
     for r in results:
         if r.error:
             log.warning("not scored: %s: %s", r.path, r.error)
-    true = [ravdess.label_of(Path(r.path).stem) for r in scored]
-    predicted = [loaded.labels.index(r.emotion) for r in scored]
-    metrics = summarise(confusion(np.array(true), np.array(predicted), ravdess.N_CLASSES),
-                        ravdess.EMOTIONS)
-    actors = sorted({ravdess.parse_name(Path(r.path).stem).actor for r in scored})
+    if not scored:
+        raise PipelineError(f"none of the {len(files)} clips under {source} could be scored; "
+                            f"first: {results[0].path}: {results[0].error}")
+    true = np.array([chosen.label_of(Path(r.path)) for r in scored])
+    probabilities = np.array([[r.probabilities[label] for label in ravdess.EMOTIONS]
+                              for r in scored])
     report = {"kind": "bundle", "bundle": str(bundle_path), "source": str(Path(source).resolve()),
-              "actors": actors, "files": len(files), "failed": len(results) - len(scored),
+              "corpus": chosen.name, "files": len(files), "failed": len(results) - len(scored),
               "provenance": loaded.metadata["provenance"],
               "test_views": test_views.to_list(loaded.views if tta else test_views.CLEAN),
               "features": loaded.metadata["feature_config"],
-              "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pooled": metrics}
-    write_report(report, reports_dir(artifacts_dir) / f"bundle-{Path(bundle_path).stem}")
+              "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              **cross_corpus(true, probabilities, chosen.emotions)}
+    if chosen.name == "ravdess":
+        report["actors"] = sorted({ravdess.parse_name(Path(r.path).stem).actor for r in scored})
+    name = f"bundle-{Path(bundle_path).stem}-{Path(source).resolve().name}"
+    write_report(report, reports_dir(artifacts_dir) / name)
     return report
+
+
+def cross_corpus(true: np.ndarray, probabilities: np.ndarray, emotions: tuple[str, ...]) -> dict:
+    """Figures of 8-way ``probabilities`` ``(n, 8)`` against ``true`` labels ``(n,)`` from a
+    corpus that has only ``emotions``:
+
+    - ``pooled``: the 8-way argmax (a verdict outside ``emotions``, e.g. calm, is wrong);
+      UA is the mean recall over ``emotions``;
+    - ``restricted`` (only when ``emotions`` is not all eight): calm's probability added
+      to neutral's, then the argmax over ``emotions`` alone;
+    - ``predicted_share``: the share of clips given each of the eight emotions (8-way).
+    """
+    labels = ravdess.EMOTIONS
+    predicted = probabilities.argmax(axis=1)
+    figures = {"pooled": summarise(confusion(true, predicted, len(labels)), labels),
+               "predicted_share": {label: float(np.mean(predicted == i))
+                                   for i, label in enumerate(labels)}}
+    if tuple(emotions) != labels:
+        present = np.array([labels.index(e) for e in emotions])
+        folded = probabilities.copy()
+        if "neutral" in emotions and "calm" not in emotions:
+            folded[:, labels.index("neutral")] += folded[:, labels.index("calm")]
+        restricted = present[folded[:, present].argmax(axis=1)]
+        figures["restricted"] = summarise(confusion(true, restricted, len(labels)), labels)
+        figures["emotions"] = list(emotions)
+    return figures
 
 
 def write_report(report: dict, stem: Path) -> None:
@@ -172,7 +218,8 @@ def write_report(report: dict, stem: Path) -> None:
 def _title(report: dict) -> str:
     m = report["pooled"]
     if report["kind"] == "bundle":
-        return f"{Path(report['bundle']).name} on {report['files']} clips: UA {m['ua']:.1%}"
+        return (f"{Path(report['bundle']).name} on {report['files']} {report.get('corpus', '')} "
+                f"clips: UA {m['ua']:.1%}")
     s = report["summary"]
     if "random" in report["folds"]:
         return f"random clip-level split (actors shared, leaky): UA {m['ua']:.1%}"
@@ -231,10 +278,27 @@ def format_report(report: dict) -> str:
         s = report["summary"]
         lines.append("mean  ± std             " + "  ".join(
             f"{s[k]['mean']:.1%}±{s[k]['std']:.1%}" for k in SUMMARY_KEYS))
+        if report.get("unscored"):
+            lines.append(f"not scored: {len(report['unscored'])} clip(s) in which extract found "
+                         "no speech (listed in the report)")
         lines.append("")
+    emotions = report.get("emotions") or list(pooled["per_class"])
     lines.append(f"{'emotion':<10} {'recall':>7} {'precision':>9} {'F1':>6} {'n':>5}")
-    for label, m in pooled["per_class"].items():
+    for label in emotions:
+        m = pooled["per_class"][label]
         lines.append(f"{label:<10} {m['recall']:7.1%} {m['precision']:9.1%} {m['f1']:6.1%} {m['support']:5d}")
     lines.append(f"{'pooled':<10} UA {pooled['ua']:.1%}  WA {pooled['wa']:.1%}  "
                  f"macro-F1 {pooled['macro_f1']:.1%}  ({pooled['n']} clips)")
+    if "restricted" in report:
+        restricted = report["restricted"]
+        recalls = ", ".join(f"{label} {restricted['per_class'][label]['recall']:.1%}"
+                            for label in emotions)
+        lines.append(f"{len(emotions)}-way (argmax over the corpus's emotions, calm added to "
+                     f"neutral): UA {restricted['ua']:.1%}  WA {restricted['wa']:.1%}  ({recalls})")
+    if report.get("failed"):
+        lines.append(f"not scored: {report['failed']} of {report['files']} clips (see the warnings)")
+    if "predicted_share" in report:
+        shares = sorted(report["predicted_share"].items(), key=lambda item: -item[1])
+        lines.append("verdicts (8-way): " + ", ".join(f"{label} {share:.0%}"
+                                                       for label, share in shares if share > 0))
     return "\n".join(lines)

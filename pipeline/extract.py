@@ -1,4 +1,5 @@
-"""The ``extract`` stage: every indexed clip -> a clean and K augmented feature tensors,
+"""The ``extract`` stage: every indexed clip -> the front end (``pipeline.frontend``:
+conditioning, speech detection, loudness) -> a clean and K augmented feature tensors,
 computed in parallel (joblib process workers, one BLAS thread each) into HDF5 shards.
 
 Clips are split into fixed shards (by index order, ``shard_clips`` each). One worker
@@ -25,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import ravdess
-from pipeline.augment import AugmentConfig, AugmentParams, augmented_features, params_for
-from pipeline.audio import load_mono
+from pipeline import frontend
+from pipeline.augment import AugmentConfig, AugmentParams, params_for, speech_features
 from pipeline.download import corpus_root
 from pipeline.errors import AudioError, PipelineError
 from pipeline.features import FEATURES_VERSION, FeatureConfig
@@ -107,14 +108,14 @@ def build_shard(task: ShardTask) -> dict:
     with threadpool_limits(1):
         for clip in task.clips:
             try:
-                y = load_mono(Path(clip.path), sample_rate=config.features.sample_rate)
+                speech = frontend.load(Path(clip.path), config.features).whole_speech()
             except AudioError as exc:
                 failures[clip.clip_id] = str(exc)
                 continue
             for copy in range(config.augment.copies + 1):
                 params = params_for(config.augment, seed=config.seed, clip_id=clip.clip_id,
                                     copy=copy)
-                rows["features"].append(augmented_features(y, params, config.features))
+                rows["features"].append(speech_features(speech, params, config.features))
                 rows["aug_params"].append(params.to_row())
                 for name, value in (("label", clip.label), ("actor", clip.actor),
                                     ("fold", clip.fold), ("copy", copy), ("clip_id", clip.clip_id)):

@@ -1,12 +1,9 @@
-"""Feature computation: a waveform -> a ``(2, n_mels, n_frames)`` tensor of MFCC and log-mel.
+"""Feature computation: a stretch of speech -> a ``(2, n_mels, n_frames)`` tensor of MFCC
+and log-mel.
 
-The window (``FeatureConfig.window_mode``):
-
-- ``trim`` (default): cut leading and trailing silence (frames more than ``trim_top_db``
-  below the loudest), then centre the speech in a fixed window of ``window_seconds``,
-  padding with zeros or cropping the middle. Every RAVDESS clip starts and ends with
-  silence of varying length; trimming puts the speech, not the silence, in the window.
-- ``centre``: the same without trimming.
+The speech comes from the front end (``pipeline.frontend``: channel mix, DC removal,
+speech detection, loudness normalisation); ``place`` centres it in a fixed window of
+``window_seconds``, padding with zeros or cropping the middle.
 
 The spectrogram is computed here in NumPy (Hann-windowed STFT, Slaney mel filterbank,
 ``10 log10`` power with an 80 dB floor below the maximum, orthonormal DCT-II for the
@@ -20,30 +17,29 @@ Pitch shift is applied in the frequency domain: the power spectrum is warped by
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.frontend import FrontEndConfig
+
 # Bump when the computation changes, so cached feature stores are recomputed.
-FEATURES_VERSION = 2
+# 3: the conditioning front end (polarity-aware mix, DC high-pass, BS.1770 loudness per
+# segment) and Silero VAD replace the average-to-mono and the energy trim.
+FEATURES_VERSION = 3
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
     sample_rate: int = 16000
     window_seconds: float = 3.0
-    window_mode: str = "trim"  # "trim" or "centre"
-    trim_top_db: float = 40.0
     n_fft: int = 1024
     hop_length: int = 512  # 32 ms: half the frames of 256, which bought twice the epochs
     n_mels: int = 64
     fmin: float = 0.0
     fmax: float = 8000.0
     top_db: float = 80.0
-
-    def __post_init__(self):
-        if self.window_mode not in ("trim", "centre"):
-            raise ValueError(f"window_mode {self.window_mode!r}: use 'trim' or 'centre'")
+    front_end: FrontEndConfig = field(default_factory=FrontEndConfig)
 
     @property
     def window_samples(self) -> int:
@@ -58,11 +54,12 @@ class FeatureConfig:
         return (2, self.n_mels, self.n_frames)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**{k: getattr(self, k) for k in self.__dataclass_fields__ if k != "front_end"},
+                "front_end": self.front_end.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureConfig":
-        return cls(**data)
+        return cls(**{**data, "front_end": FrontEndConfig.from_dict(data.get("front_end", {}))})
 
 
 def hz_to_mel(freq: np.ndarray) -> np.ndarray:
@@ -137,20 +134,6 @@ def _one_blas_thread():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-def trim_bounds(y: np.ndarray, *, top_db: float, frame_length: int = 1024,
-                hop_length: int = 256) -> tuple[int, int]:
-    """``(start, end)`` sample bounds after cutting leading and trailing frames whose RMS
-    is more than ``top_db`` below the loudest frame (librosa.effects.trim's rule)."""
-    if y.size < frame_length:
-        return 0, y.size
-    frames = np.lib.stride_tricks.sliding_window_view(y, frame_length)[::hop_length]
-    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
-    loud = np.flatnonzero(rms > rms.max() * 10.0 ** (-top_db / 20.0))
-    if loud.size == 0:
-        return 0, y.size
-    return int(loud[0] * hop_length), int(min(y.size, loud[-1] * hop_length + frame_length))
-
-
 def place(y: np.ndarray, *, length: int, offset: int = 0) -> np.ndarray:
     """Centre ``y`` in ``length`` zeros (cropping the middle if longer), moved ``offset``
     samples right (negative: left); what falls outside is cut. float32 ``(length,)``."""
@@ -161,18 +144,6 @@ def place(y: np.ndarray, *, length: int, offset: int = 0) -> np.ndarray:
     if count > 0:
         out[dst_from:dst_from + count] = y[src_from:src_from + count]
     return out
-
-
-def speech_bounds(y: np.ndarray, config: FeatureConfig) -> tuple[int, int]:
-    """Sample bounds of the part of a clip the window is built around (trimmed or whole)."""
-    if config.window_mode == "trim":
-        return trim_bounds(y, top_db=config.trim_top_db)
-    return 0, y.size
-
-
-def speech_region(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    start, end = speech_bounds(y, config)
-    return y[start:end]
 
 
 def power_spectrogram(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
@@ -210,8 +181,8 @@ def log_mel_and_mfcc(y: np.ndarray, config: FeatureConfig, *,
     return np.stack([mfcc, log_mel]).astype(np.float32)
 
 
-def clean_features(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """The un-augmented features of a whole clip ``y`` at ``config.sample_rate``: the same
-    computation ``extract`` stores as copy 0 and ``predict`` uses. ``(2, n_mels, n_frames)``."""
-    window = place(speech_region(y, config), length=config.window_samples)
-    return log_mel_and_mfcc(window, config)
+def clean_features(speech: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The un-augmented features of a stretch of front-end speech (float32
+    ``(num_samples,)`` at ``config.sample_rate``): the window centred on it, as ``extract``
+    stores copy 0 and ``predict`` scores it. float32 ``(2, n_mels, n_frames)``."""
+    return log_mel_and_mfcc(place(speech, length=config.window_samples), config)

@@ -1,20 +1,17 @@
 """The ``predict`` stage: score audio files with a bundle.
 
-Per file (in joblib workers): read (any rate, mono or stereo, WAV / FLAC / OGG / MP3),
-resample, then
+Per file (in joblib workers): the front end (``pipeline.frontend``: decode any rate, mono
+or stereo, WAV / FLAC / OGG / MP3; channel mix, DC removal, Silero VAD, loudness per
+segment), then every speech segment is scored in one window, computed exactly as
+``extract`` computes a clean copy (a recording that is one segment, as every RAVDESS
+clip is, gives exactly its stored clean copy). Each window is scored in every test-time
+view the bundle records (``pipeline.views``: the window itself and mild pitch, shift
+and speed variants), probabilities averaged. The file's verdict weights its segments by
+their seconds of speech, and each segment's timeline record can be reported
+(``pipeline.results``).
 
-- a recording whose speech (after trimming silence) fits in 1.5 windows is scored as one
-  window, computed exactly as ``extract`` computes a clean copy (shorter speech is padded,
-  and the result says so);
-- a longer one is cut into windows with 50 % overlap; windows more than 30 dB quieter
-  than the loudest are dropped (pauses), the rest are scored in batches and their
-  probabilities averaged, and each window's result can be reported (a timeline).
-
-Each window is scored in every test-time view the bundle records (``pipeline.views``:
-the window itself and mild pitch, shift and speed variants), probabilities averaged.
-
-A file that cannot be scored gets a result with the reason in ``error``; a batch never
-stops on one bad file.
+A file that cannot be scored (unreadable, silent, no speech detected) gets a result with
+the reason in ``error``; a batch never stops on one bad file.
 """
 
 from __future__ import annotations
@@ -25,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import load_mono
-from pipeline.errors import AudioError, PipelineError
+from pipeline import frontend
 from pipeline.augment import AugmentParams
-from pipeline.features import FeatureConfig, speech_bounds
+from pipeline.errors import AudioError, PipelineError
+from pipeline.features import FeatureConfig
+from pipeline.results import FileResult, timeline_record, verdict
 from pipeline.views import CLEAN, window_views
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3")
-LONG_FACTOR = 1.5
-QUIET_WINDOW_DB = 30.0
 # Model inputs per forward pass. Small batches stay in the CPU caches: on the 2-core
 # development machine 64 at a time ran 2-3x faster than 256 or more at once.
 FORWARD_BATCH = 64
@@ -41,25 +37,14 @@ FORWARD_BATCH = 64
 
 @dataclass
 class FileFeatures:
-    """What a worker returns: windows ``(n, views, 2, n_mels, n_frames)`` float32 and
-    their start times in seconds, or an error."""
+    """What a worker returns: one window per segment, ``(n_segments, views, 2, n_mels,
+    n_frames)`` float32, and each segment's ``(start_s, end_s, speech_s)``; or an error."""
 
     path: str
     windows: np.ndarray | None = None
-    starts: list[float] = field(default_factory=list)
+    segments: list[tuple[float, float, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str = ""
-
-
-@dataclass
-class FileResult:
-    path: str
-    emotion: str = ""
-    confidence: float = float("nan")
-    probabilities: dict[str, float] = field(default_factory=dict)
-    error: str = ""
-    notes: list[str] = field(default_factory=list)
-    windows: list[dict] = field(default_factory=list)  # per window: start, end, emotion, probs
 
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -76,37 +61,21 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 
 def file_windows(path: Path, config: FeatureConfig,
                  views: tuple[AugmentParams, ...] = CLEAN) -> FileFeatures:
-    """Worker: the feature windows of one file, each in every view (see module docstring)."""
+    """Worker: the feature window of every speech segment of one file, each in every view
+    (see module docstring)."""
     try:
-        y = load_mono(path, sample_rate=config.sample_rate)
+        speech = frontend.load(path, config)
     except AudioError as exc:
         return FileFeatures(str(path), error=str(exc).removeprefix(f"{path}: "))
     except Exception as exc:  # a batch must never stop on one file
         return FileFeatures(str(path), error=f"{type(exc).__name__}: {exc}")
-    offset, end = speech_bounds(y, config)
-    speech = y[offset:end]
-    size = config.window_samples
-    if speech.size <= LONG_FACTOR * size:
-        notes = []
-        if speech.size < size:
-            notes.append(f"padded: {speech.size / config.sample_rate:.2f} s of speech in a "
-                         f"{config.window_seconds:.2f} s window")
-        start = max(0.0, (offset + (speech.size - size) / 2) / config.sample_rate)
-        return FileFeatures(str(path), window_views(speech, config, views)[None],
-                            [round(start, 3)], notes)
-    hop = size // 2
-    starts = list(range(0, speech.size - size + 1, hop))
-    if starts[-1] + size < speech.size:
-        starts.append(speech.size - size)
-    chunks = [speech[s:s + size] for s in starts]
-    loudness = np.array([np.sqrt(np.mean(np.square(c, dtype=np.float64))) for c in chunks])
-    keep = [i for i, rms in enumerate(loudness) if rms >= loudness.max() * 10 ** (-QUIET_WINDOW_DB / 20)]
-    windows = np.stack([window_views(chunks[i], config, views) for i in keep])
-    notes = [f"{len(keep)} windows of {config.window_seconds:g} s over "
-             f"{speech.size / config.sample_rate:.1f} s of speech"
-             + (f" ({len(chunks) - len(keep)} quiet windows skipped)" if len(keep) < len(chunks) else "")]
-    return FileFeatures(str(path), windows,
-                        [round((offset + starts[i]) / config.sample_rate, 3) for i in keep], notes)
+    rate = config.sample_rate
+    windows = np.stack([window_views(speech.segment_audio(s), config, views)
+                        for s in speech.segments])
+    bounds = [(s.start / rate, s.end / rate, s.speech_samples / rate) for s in speech.segments]
+    count = len(speech.segments)
+    note = f"{speech.speech_seconds:.2f} s of speech" + (f" in {count} segments" if count > 1 else "")
+    return FileFeatures(str(path), windows, bounds, [note])
 
 
 def _featurize(paths: list[Path], config: FeatureConfig, views: tuple[AugmentParams, ...], *,
@@ -156,18 +125,15 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1, tta: bool 
         probs = probs.reshape(n_windows, n_views, -1).mean(axis=1)  # average the views
         position = 0
         for feats, result in pending:
-            window_probs = probs[position:position + len(feats.windows)]
+            segment_probs = probs[position:position + len(feats.windows)]
             position += len(feats.windows)
-            mean = window_probs.mean(axis=0)
+            mean = verdict(segment_probs, [speech_s for _, _, speech_s in feats.segments])
             best = int(mean.argmax())
             result.emotion, result.confidence = labels[best], float(mean[best])
             result.probabilities = {label: float(p) for label, p in zip(labels, mean)}
-            window_seconds = bundle.feature_config.window_seconds
-            result.windows = [{"start": s, "end": round(s + window_seconds, 3),
-                               "emotion": labels[int(p.argmax())],
-                               "confidence": float(p.max()),
-                               "probabilities": {label: float(v) for label, v in zip(labels, p)}}
-                              for s, p in zip(feats.starts, window_probs)]
+            result.segments = [timeline_record(result.path, start_s=start, end_s=end,
+                                               speech_s=speech_s, probabilities=p, labels=labels)
+                               for (start, end, speech_s), p in zip(feats.segments, segment_probs)]
         pending.clear()
 
     # the feature workers keep ``jobs`` cores busy and the model gets the rest, at least one
@@ -188,62 +154,3 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1, tta: bool 
     return results
 
 
-def result_rows(results: list[FileResult], labels: tuple[str, ...]) -> list[dict]:
-    """The CSV contract: path, emotion, confidence, one column per emotion, error."""
-    return [{"path": r.path, "emotion": r.emotion,
-             "confidence": "" if r.error else f"{r.confidence:.6f}",
-             **{label: "" if r.error else f"{r.probabilities[label]:.6f}" for label in labels},
-             "error": r.error} for r in results]
-
-
-def write_results(results: list[FileResult], out: Path, labels: tuple[str, ...], *,
-                  windows: bool = False) -> None:
-    """``.csv`` (the contract above) or ``.jsonl`` (also notes, and windows on request)."""
-    import csv
-    import io
-    import json
-
-    from pipeline.stages import write_text_atomic
-
-    out = Path(out)
-    if out.suffix.lower() == ".jsonl":
-        lines = []
-        for r in results:
-            record = {"path": r.path, "emotion": r.emotion or None,
-                      "confidence": None if r.error else r.confidence,
-                      "probabilities": r.probabilities or None, "error": r.error, "notes": r.notes}
-            if windows:
-                record["windows"] = r.windows
-            lines.append(json.dumps(record) + "\n")
-        write_text_atomic(out, "".join(lines))
-    elif out.suffix.lower() == ".csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["path", "emotion", "confidence", *labels, "error"],
-                                lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(result_rows(results, labels))
-        write_text_atomic(out, buffer.getvalue())
-    else:
-        raise PipelineError(f"--output {out}: use a .csv or .jsonl file name")
-
-
-def format_single(result: FileResult, labels: tuple[str, ...], *, windows: bool = False) -> str:
-    """The original tool's output: the verdict, then every emotion's probability."""
-    if result.error:
-        return f"{result.path}: error: {result.error}"
-    lines = [f"Predicted emotion: {result.emotion} with {result.confidence:.2%} confidence"]
-    lines += [f"  {label:<10} {result.probabilities[label]:7.2%}" for label in labels]
-    lines += [f"  note: {note}" for note in result.notes]
-    if windows:
-        lines += [f"  {w['start']:7.2f}-{w['end']:7.2f} s  {w['emotion']:<10} {w['confidence']:.0%}"
-                  for w in result.windows]
-    return "\n".join(lines)
-
-
-def format_table(results: list[FileResult]) -> str:
-    width = max(len(r.path) for r in results)
-    lines = [f"{'path':<{width}}  {'emotion':<10} {'confidence':>10}  error"]
-    for r in results:
-        confidence = "" if r.error else f"{r.confidence:.2%}"
-        lines.append(f"{r.path:<{width}}  {r.emotion:<10} {confidence:>10}  {r.error}")
-    return "\n".join(lines)

@@ -1,5 +1,5 @@
-"""Tests of pipeline/audio.py: decoding, mono mixdown, resampling, and the failures that
-must surface as an AudioError naming the file."""
+"""Tests of pipeline/audio.py: decoding, resampling, and the failures that must surface as
+an AudioError naming the file (through the front end, which every stage reads with)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline.audio import AudioInfo, load_mono, read, resample, to_mono
+from pipeline import frontend
+from pipeline.audio import AudioInfo, read, resample
 from pipeline.errors import AudioError, PipelineError
+from pipeline.features import FeatureConfig
 
 
 def _tone(seconds: float, *, sample_rate: int, freq: float, amplitude: float = 0.5) -> np.ndarray:
@@ -23,7 +25,7 @@ def _peak_hz(y: np.ndarray, sample_rate: int) -> float:
     return float(np.fft.rfftfreq(y.size, 1 / sample_rate)[np.argmax(spectrum)])
 
 
-def test_stereo_is_averaged_to_mono(tmp_path):
+def test_stereo_is_read_as_frames_by_channels(tmp_path):
     left = _tone(0.5, sample_rate=16000, freq=440.0, amplitude=0.6)
     right = _tone(0.5, sample_rate=16000, freq=1000.0, amplitude=0.2)
     path = tmp_path / "stereo.wav"
@@ -31,25 +33,15 @@ def test_stereo_is_averaged_to_mono(tmp_path):
 
     samples, sample_rate = read(path)
     assert samples.shape == (left.size, 2) and sample_rate == 16000
-    y = load_mono(path, sample_rate=16000)
-    assert y.shape == (left.size,) and y.dtype == np.float32
-    np.testing.assert_allclose(y, (left + right) / 2, atol=1e-7)
-
-
-def test_to_mono_keeps_a_mono_signal_and_averages_channels():
-    mono = np.arange(6, dtype=np.float32)[:, None]
-    np.testing.assert_array_equal(to_mono(mono), np.arange(6, dtype=np.float32))
-    three = np.array([[1.0, 2.0, 6.0], [0.0, -3.0, 0.0]], dtype=np.float32)
-    out = to_mono(three)
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, [3.0, -1.0])
+    np.testing.assert_array_equal(samples, np.stack([left, right], axis=1))
 
 
 @pytest.mark.parametrize("file_rate", [8000, 22050, 44100, 48000])
-def test_load_mono_resamples_to_the_requested_rate(tmp_path, file_rate):
+def test_resample_to_the_requested_rate_keeps_the_pitch(tmp_path, file_rate):
     path = tmp_path / f"tone-{file_rate}.flac"
     soundfile.write(path, _tone(1.0, sample_rate=file_rate, freq=440.0), file_rate)
-    y = load_mono(path, sample_rate=16000)
+    samples, rate = read(path)
+    y = resample(samples[:, 0], orig_sr=rate, target_sr=16000)
     assert y.dtype == np.float32
     assert abs(y.size - 16000) <= 1
     assert abs(_peak_hz(y, 16000) - 440.0) < 2.0  # the pitch survives resampling
@@ -116,12 +108,13 @@ def test_unusable_files_raise_audio_error_naming_the_file(tmp_path, make, reason
     path = tmp_path / "03-01-05-01-01-01-07.wav"
     make(path)
     with pytest.raises(AudioError, match=reason) as caught:
-        load_mono(path, sample_rate=16000)
+        frontend.load(path, FeatureConfig())
     assert str(path) in str(caught.value)
     assert isinstance(caught.value, PipelineError)  # the CLI turns it into one clean line
 
 
-def test_a_quiet_but_real_recording_is_not_called_silent(tmp_path):
-    path = tmp_path / "quiet.wav"
-    soundfile.write(path, _tone(0.5, sample_rate=16000, freq=440.0, amplitude=0.01), 16000)
-    assert np.max(np.abs(load_mono(path, sample_rate=16000))) > 0.005
+def test_a_quiet_but_real_recording_is_not_called_silent():
+    quiet = _tone(0.5, sample_rate=16000, freq=440.0, amplitude=0.001)[:, None]  # -60 dBFS
+    y = frontend.condition(quiet, file_rate=16000, sample_rate=16000,
+                           config=FeatureConfig().front_end)
+    assert np.max(np.abs(y)) > 0.01  # brought to the standard level, not refused

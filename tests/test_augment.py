@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import synth_speech
-from pipeline.audio import load_mono
-from pipeline.augment import (AugmentConfig, AugmentParams, augmented_features, copy_rng,
-                              params_for, sample_params)
+from pipeline import frontend
+from pipeline.augment import (AugmentConfig, AugmentParams, copy_rng, params_for, sample_params,
+                              speech_features)
 from pipeline.download import corpus_root
 from pipeline.extract import ExtractConfig, extract
 from pipeline.features import FeatureConfig, clean_features
@@ -26,7 +26,9 @@ AUGMENT = AugmentConfig()
 
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
-    return synth_speech(emotion=6, seed=11)
+    """Front-end speech: found by the detector and level-normalised, as extract sees it."""
+    return frontend.from_samples(synth_speech(emotion=6, seed=11), file_rate=16000,
+                                 features=FEATURES).whole_speech()
 
 
 # --- parameters ---------------------------------------------------------------------------
@@ -37,8 +39,8 @@ def test_same_seed_clip_and_copy_give_identical_params_and_features(speech):
     again = params_for(AUGMENT, seed=5, clip_id="03-01-06-01-01-01-02", copy=1)
     assert first == again
     assert first != AugmentParams()
-    np.testing.assert_array_equal(augmented_features(speech, first, FEATURES),
-                                  augmented_features(speech, again, FEATURES))
+    np.testing.assert_array_equal(speech_features(speech, first, FEATURES),
+                                  speech_features(speech, again, FEATURES))
 
 
 def test_different_copies_clips_and_seeds_differ(speech):
@@ -51,8 +53,8 @@ def test_different_copies_clips_and_seeds_differ(speech):
         assert other != base
         for name in AugmentParams.FIELDS:  # every field is drawn, none is shared
             assert getattr(other, name) != getattr(base, name)
-    copy1 = augmented_features(speech, base, FEATURES)
-    copy2 = augmented_features(speech, others[0], FEATURES)
+    copy1 = speech_features(speech, base, FEATURES)
+    copy2 = speech_features(speech, others[0], FEATURES)
     assert not np.allclose(copy1, copy2, atol=0.5)
 
 
@@ -80,11 +82,11 @@ def test_copy_zero_is_the_identity_and_reproduces_clean_features_exactly(speech)
     assert identity == AugmentParams()
     assert (identity.shift_seconds, identity.semitones, identity.snr_db, identity.speed) == (
         0.0, 0.0, float("inf"), 1.0)
-    np.testing.assert_array_equal(augmented_features(speech, identity, FEATURES),
+    np.testing.assert_array_equal(speech_features(speech, identity, FEATURES),
                                   clean_features(speech, FEATURES))
-    centre = FeatureConfig(window_mode="centre", n_mels=40)
-    np.testing.assert_array_equal(augmented_features(speech, identity, centre),
-                                  clean_features(speech, centre))
+    other = FeatureConfig(n_mels=40, window_seconds=2.0)
+    np.testing.assert_array_equal(speech_features(speech, identity, other),
+                                  clean_features(speech, other))
 
 
 def test_params_round_trip_through_a_row():
@@ -111,7 +113,7 @@ def _energy_centre(features: np.ndarray) -> float:
 
 
 def test_time_shift_moves_the_speech_right(speech):
-    shifted = augmented_features(speech, AugmentParams(shift_seconds=0.25), FEATURES)
+    shifted = speech_features(speech, AugmentParams(shift_seconds=0.25), FEATURES)
     moved_frames = _energy_centre(shifted) - _energy_centre(clean_features(speech, FEATURES))
     assert moved_frames == pytest.approx(0.25 * FEATURES.sample_rate / FEATURES.hop_length, abs=1.0)
 
@@ -120,7 +122,7 @@ def test_pitch_shift_of_an_octave_doubles_the_frequency():
     t = np.arange(FEATURES.sample_rate) / FEATURES.sample_rate
     tone = lambda hz: (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32)  # noqa: E731
     peak_band = lambda f: int(np.argmax(f[1].mean(axis=1)))  # noqa: E731
-    up = augmented_features(tone(500.0), AugmentParams(semitones=12.0), FEATURES)
+    up = speech_features(tone(500.0), AugmentParams(semitones=12.0), FEATURES)
     assert peak_band(up) == peak_band(clean_features(tone(1000.0), FEATURES))
     assert peak_band(up) > peak_band(clean_features(tone(500.0), FEATURES))
 
@@ -130,18 +132,20 @@ def test_speed_change_shortens_the_speech(speech):
         return int((features[1] > features[1].max() - 30.0).any(axis=0).sum())
 
     clean = active_frames(clean_features(speech, FEATURES))
-    faster = active_frames(augmented_features(speech, AugmentParams(speed=1.25), FEATURES))
+    faster = active_frames(speech_features(speech, AugmentParams(speed=1.25), FEATURES))
     assert clean / faster == pytest.approx(1.25, rel=0.06)
 
 
 def test_noise_fills_the_silence_at_the_requested_level(speech):
     clean = clean_features(speech, FEATURES)
-    loud = augmented_features(speech, AugmentParams(snr_db=0.0, noise_seed=3), FEATURES)
-    faint = augmented_features(speech, AugmentParams(snr_db=40.0, noise_seed=3), FEATURES)
-    # the padding is at the floor (top_db below the peak) without noise, well above it with
-    assert np.median(clean[1]) == pytest.approx(clean[1].max() - FEATURES.top_db, abs=0.01)
-    assert np.median(loud[1]) > np.median(faint[1]) + 20.0
-    other_seed = augmented_features(speech, AugmentParams(snr_db=0.0, noise_seed=4), FEATURES)
+    loud = speech_features(speech, AugmentParams(snr_db=0.0, noise_seed=3), FEATURES)
+    faint = speech_features(speech, AugmentParams(snr_db=40.0, noise_seed=3), FEATURES)
+    # the zero padding (the window's first frames) is at the floor (top_db below the peak)
+    # without noise, well above it with
+    padding = slice(0, 5)
+    assert np.median(clean[1][:, padding]) == pytest.approx(clean[1].max() - FEATURES.top_db, abs=0.01)
+    assert np.median(loud[1][:, padding]) > np.median(faint[1][:, padding]) + 20.0
+    other_seed = speech_features(speech, AugmentParams(snr_db=0.0, noise_seed=4), FEATURES)
     assert not np.array_equal(loud, other_seed)
 
 
@@ -160,6 +164,6 @@ def test_a_stored_row_is_rebuilt_exactly_from_its_recorded_params(indexed, tmp_p
         clip_id, copy = rows["clip_id"][i], int(rows["copy"][i])
         params = AugmentParams.from_row(rows["aug_params"][i])
         assert params == params_for(config.augment, seed=3, clip_id=clip_id, copy=copy)
-        y = load_mono(Path(paths[clip_id]), sample_rate=FEATURES.sample_rate)
-        rebuilt = augmented_features(y, params, config.features).astype(np.float16)
+        y = frontend.load(Path(paths[clip_id]), config.features).whole_speech()
+        rebuilt = speech_features(y, params, config.features).astype(np.float16)
         np.testing.assert_array_equal(rebuilt, rows["features"][i])

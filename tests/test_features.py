@@ -1,4 +1,4 @@
-"""Tests of pipeline/features.py: shapes, agreement with librosa, trimming, windowing."""
+"""Tests of pipeline/features.py: shapes, agreement with librosa, windowing."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from hypothesis import strategies as st
 from conftest import synth_speech
 from pipeline.audio import resample
 from pipeline.features import (FeatureConfig, clean_features, log_mel_and_mfcc, mel_filterbank,
-                               place, trim_bounds)
+                               place)
+from pipeline.frontend import FrontEndConfig
+from pipeline.vad import VadConfig
 
 # A config that differs from the defaults in every knob that changes the output.
-OTHER = FeatureConfig(sample_rate=22050, window_seconds=2.0, window_mode="centre",
-                      trim_top_db=30.0, n_fft=2048, hop_length=512, n_mels=40, fmin=50.0,
-                      fmax=11025.0, top_db=60.0)
+OTHER = FeatureConfig(sample_rate=22050, window_seconds=2.0, n_fft=2048, hop_length=512,
+                      n_mels=40, fmin=50.0, fmax=11025.0, top_db=60.0,
+                      front_end=FrontEndConfig(highpass_hz=40.0, target_lufs=-20.0,
+                                               vad=VadConfig(threshold=0.4)))
 CONFIGS = pytest.mark.parametrize("config", [FeatureConfig(), OTHER], ids=["default", "other"])
 
 
@@ -37,13 +40,13 @@ def test_clean_features_have_the_configured_shape_and_float32(config):
     assert np.all(np.isfinite(features))
 
 
-def test_config_round_trips_through_a_dict():
+def test_config_round_trips_through_a_dict_and_json():
+    import json
+
     assert FeatureConfig.from_dict(OTHER.to_dict()) == OTHER
-
-
-def test_unknown_window_mode_is_refused():
-    with pytest.raises(ValueError, match="window_mode 'middle'"):
-        FeatureConfig(window_mode="middle")
+    assert FeatureConfig.from_dict(json.loads(json.dumps(OTHER.to_dict()))) == OTHER
+    assert OTHER.to_dict()["front_end"]["vad"]["threshold"] == 0.4
+    assert hash(OTHER) != hash(FeatureConfig())  # the front end is part of the cache key
 
 
 # --- agreement with librosa ---------------------------------------------------------------
@@ -80,42 +83,6 @@ def test_log_mel_and_mfcc_equal_librosa(config):
     assert np.isclose(ours[1].min(), ours[1].max() - config.top_db, atol=1e-3)
     np.testing.assert_allclose(ours[1], log_mel, rtol=0, atol=1e-3)
     np.testing.assert_allclose(ours[0], mfcc, rtol=0, atol=1e-3)
-
-
-# --- trimming -----------------------------------------------------------------------------
-
-
-def _tone(samples: int, *, sample_rate: int = 16000, freq: float = 300.0) -> np.ndarray:
-    return (0.5 * np.sin(2 * np.pi * freq * np.arange(samples) / sample_rate)).astype(np.float32)
-
-
-def test_trim_bounds_cut_leading_and_trailing_silence():
-    lead, speech, tail = 8000, 16000, 12000
-    y = np.concatenate([np.zeros(lead), _tone(speech), np.zeros(tail)]).astype(np.float32)
-    start, end = trim_bounds(y, top_db=40.0, frame_length=1024, hop_length=256)
-    # a frame is kept when it overlaps the tone, so the bounds sit within one frame of it
-    assert lead - 1024 < start <= lead
-    assert lead + speech <= end < lead + speech + 1024
-    assert end - start < y.size - 10000
-
-
-def test_trim_bounds_keep_everything_when_nothing_stands_out():
-    assert trim_bounds(np.zeros(20000, dtype=np.float32), top_db=40.0) == (0, 20000)
-    # a steady tone: nothing is cut but the tail that fills no whole frame (< one hop)
-    start, end = trim_bounds(_tone(20000), top_db=40.0, frame_length=1024, hop_length=256)
-    assert start == 0 and 20000 - 256 < end <= 20000
-    assert trim_bounds(_tone(500), top_db=40.0) == (0, 500)  # shorter than one frame
-
-
-def test_trim_mode_ignores_how_much_silence_surrounds_the_speech():
-    speech = synth_speech(emotion=4, seed=7)[4800:-4800]  # without its own silence
-    hop = 256  # silence lengths on the hop grid, so the trimmed samples are identical
-    short = np.concatenate([np.zeros(10 * hop), speech, np.zeros(40 * hop)]).astype(np.float32)
-    long = np.concatenate([np.zeros(60 * hop), speech, np.zeros(5 * hop)]).astype(np.float32)
-    trim = FeatureConfig()
-    np.testing.assert_array_equal(clean_features(short, trim), clean_features(long, trim))
-    centre = FeatureConfig(window_mode="centre")
-    assert not np.allclose(clean_features(short, centre), clean_features(long, centre), atol=1.0)
 
 
 # --- placing a clip in the window ---------------------------------------------------------

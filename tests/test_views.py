@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import synth_speech
-from pipeline.augment import AugmentParams, augmented_features
-from pipeline.features import FeatureConfig, clean_features, speech_region
+from pipeline import frontend
+from pipeline.augment import AugmentParams, speech_features
+from pipeline.features import FeatureConfig, clean_features
 from pipeline.views import CLEAN, TEST_VIEWS, from_list, to_list, window_views
 
 FEATURES = FeatureConfig()
@@ -19,15 +20,16 @@ FEATURES = FeatureConfig()
 
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
-    return synth_speech(emotion=4, seconds=1.5, seed=3)
+    return frontend.from_samples(synth_speech(emotion=4, seconds=1.5, seed=3), file_rate=16000,
+                                 features=FEATURES).whole_speech()
 
 
 def test_every_view_is_its_augmentation_and_the_first_is_the_clean_window(speech):
-    views = window_views(speech_region(speech, FEATURES), FEATURES, TEST_VIEWS)
+    views = window_views(speech, FEATURES, TEST_VIEWS)
     assert views.shape == (len(TEST_VIEWS), *FEATURES.shape) and views.dtype == np.float32
     np.testing.assert_array_equal(views[0], clean_features(speech, FEATURES))
     for features, view in zip(views[1:], TEST_VIEWS[1:]):
-        np.testing.assert_array_equal(features, augmented_features(speech, view, FEATURES))
+        np.testing.assert_array_equal(features, speech_features(speech, view, FEATURES))
         assert np.abs(features - views[0]).max() > 1.0  # each view really changes the input
 
 

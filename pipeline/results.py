@@ -1,0 +1,135 @@
+"""What scoring a file produces, and how it is written: the per-file result, the timeline
+record, CSV / JSONL files and terminal text.
+
+**The timeline record** (one per scored segment; ``predict --windows``, later the
+service and streaming scorers reuse it): ``file``, ``start_s`` and ``end_s`` (the
+segment's bounds in the recording, seconds), ``speech_s`` (seconds of detected speech
+in it), ``emotion``, ``confidence`` and one probability per emotion.
+
+**The file's verdict** is the mean of its segments' probabilities weighted by each
+segment's seconds of speech, so a long stretch of talk counts more than a short
+interjection; a recording that is one segment gets that segment's probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+
+TIMELINE_FIELDS = ("file", "start_s", "end_s", "speech_s", "emotion", "confidence")
+
+
+@dataclass
+class FileResult:
+    """One file's verdict, or the reason it has none in ``error``; ``segments`` holds its
+    timeline records."""
+
+    path: str
+    emotion: str = ""
+    confidence: float = float("nan")
+    probabilities: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+    segments: list[dict] = field(default_factory=list)
+
+
+def timeline_record(path: str, *, start_s: float, end_s: float, speech_s: float,
+                    probabilities: np.ndarray, labels: tuple[str, ...]) -> dict:
+    """The timeline record of one segment (see module docstring); ``probabilities``
+    float ``(len(labels),)``."""
+    best = int(np.argmax(probabilities))
+    return {"file": path, "start_s": round(start_s, 3), "end_s": round(end_s, 3),
+            "speech_s": round(speech_s, 3), "emotion": labels[best],
+            "confidence": float(probabilities[best]),
+            **{label: float(p) for label, p in zip(labels, probabilities)}}
+
+
+def verdict(segment_probabilities: np.ndarray, speech_seconds: np.ndarray) -> np.ndarray:
+    """The file's probabilities: segment probabilities ``(n_segments, classes)`` averaged
+    with weights ``speech_seconds`` ``(n_segments,)``. Returns ``(classes,)``."""
+    weights = np.asarray(speech_seconds, dtype=np.float64)
+    return (weights @ segment_probabilities / weights.sum()).astype(np.float64)
+
+
+def result_rows(results: list[FileResult], labels: tuple[str, ...]) -> list[dict]:
+    """The CSV contract: path, emotion, confidence, one column per emotion, error."""
+    return [{"path": r.path, "emotion": r.emotion,
+             "confidence": "" if r.error else f"{r.confidence:.6f}",
+             **{label: "" if r.error else f"{r.probabilities[label]:.6f}" for label in labels},
+             "error": r.error} for r in results]
+
+
+def timeline_rows(results: list[FileResult], labels: tuple[str, ...]) -> list[dict]:
+    """The timeline CSV: one row per scored segment; a file without segments gets one
+    row holding its error."""
+    rows = []
+    for r in results:
+        if r.error:
+            rows.append({"file": r.path, "error": r.error})
+        for record in r.segments:
+            rows.append({**record, "confidence": f"{record['confidence']:.6f}",
+                         **{label: f"{record[label]:.6f}" for label in labels}, "error": ""})
+    return rows
+
+
+def write_results(results: list[FileResult], out: Path, labels: tuple[str, ...], *,
+                  windows: bool = False) -> None:
+    """``.csv`` (one row per file, the contract above; with ``windows``, the timeline
+    instead: one row per segment) or ``.jsonl`` (one line per file, with notes; with
+    ``windows``, its timeline records under ``segments``)."""
+    import csv
+    import io
+    import json
+
+    from pipeline.stages import write_text_atomic
+
+    out = Path(out)
+    if out.suffix.lower() == ".jsonl":
+        lines = []
+        for r in results:
+            record = {"path": r.path, "emotion": r.emotion or None,
+                      "confidence": None if r.error else r.confidence,
+                      "probabilities": r.probabilities or None, "error": r.error, "notes": r.notes}
+            if windows:
+                record["segments"] = r.segments
+            lines.append(json.dumps(record) + "\n")
+        write_text_atomic(out, "".join(lines))
+    elif out.suffix.lower() == ".csv":
+        if windows:
+            columns, rows = [*TIMELINE_FIELDS, *labels, "error"], timeline_rows(results, labels)
+        else:
+            columns, rows = ["path", "emotion", "confidence", *labels, "error"], result_rows(results, labels)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(out, buffer.getvalue())
+    else:
+        raise PipelineError(f"--output {out}: use a .csv or .jsonl file name")
+
+
+def format_single(result: FileResult, labels: tuple[str, ...], *, windows: bool = False) -> str:
+    """The original tool's output: the verdict, then every emotion's probability."""
+    if result.error:
+        return f"{result.path}: error: {result.error}"
+    lines = [f"Predicted emotion: {result.emotion} with {result.confidence:.2%} confidence"]
+    lines += [f"  {label:<10} {result.probabilities[label]:7.2%}" for label in labels]
+    lines += [f"  note: {note}" for note in result.notes]
+    if windows:
+        lines += [f"  {s['start_s']:7.2f}-{s['end_s']:7.2f} s  {s['emotion']:<10} "
+                  f"{s['confidence']:.0%}  ({s['speech_s']:.1f} s of speech)"
+                  for s in result.segments]
+    return "\n".join(lines)
+
+
+def format_table(results: list[FileResult]) -> str:
+    width = max(len(r.path) for r in results)
+    lines = [f"{'path':<{width}}  {'emotion':<10} {'confidence':>10}  error"]
+    for r in results:
+        confidence = "" if r.error else f"{r.confidence:.2%}"
+        lines.append(f"{r.path:<{width}}  {r.emotion:<10} {confidence:>10}  {r.error}")
+    return "\n".join(lines)
