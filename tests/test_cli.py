@@ -176,7 +176,7 @@ def test_predict_folder_to_csv_and_jsonl(workspace, tmp_path):
     records = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
     assert [r["path"] for r in records] == [row["path"] for row in rows]
     assert [r["emotion"] for r in records] == [row["emotion"] for row in rows]
-    assert all(len(r["windows"]) == 1 for r in records)
+    assert all(len(r["segments"]) == 1 for r in records)
 
 
 def test_predict_unsupported_output_suffix_is_one_clean_error(workspace, tmp_path):
@@ -209,7 +209,7 @@ def test_evaluate_a_bundle_on_a_folder(workspace, tmp_path):
     bundle = workspace.artifacts_dir / "bundles" / "ser-fold-0.pt"
     result = ok(workspace.run("evaluate", "--bundle", str(bundle), "--source", str(source), "-j", "1"))
     assert "(8 clips)" in result.output
-    report = json.loads((workspace.artifacts_dir / "reports" / "bundle-ser-fold-0.json").read_text())
+    report = json.loads((workspace.artifacts_dir / "reports" / f"bundle-ser-fold-0-{source.name}.json").read_text())
     assert report["files"] == 8 and report["actors"] == [7] and report["failed"] == 0
 
 

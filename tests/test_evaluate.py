@@ -115,10 +115,10 @@ def test_test_time_views_score_each_test_clip_from_its_audio(fold_runs):
     probabilities averaged, and the report says which views."""
     import torch
 
-    from pipeline.audio import load_mono
+    from pipeline import frontend
     from pipeline.download import corpus_root
     from pipeline.extract import features_dir
-    from pipeline.features import FeatureConfig, speech_region
+    from pipeline.features import FeatureConfig
     from pipeline.splits import fold_split
     from pipeline.store import load_store
     from pipeline.train import load_model
@@ -137,7 +137,7 @@ def test_test_time_views_score_each_test_clip_from_its_audio(fold_runs):
     for clip_id in store.clip_id[test_rows]:
         name = clip_id.decode() if isinstance(clip_id, bytes) else str(clip_id)
         [path] = root.rglob(f"{name}.wav")
-        speech = speech_region(load_mono(path, sample_rate=config.sample_rate), config)
+        speech = frontend.load(path, config).whole_speech()
         views = torch.from_numpy(window_views(speech, config, TEST_VIEWS))
         with torch.no_grad():
             probabilities = model(views).softmax(1)
@@ -200,6 +200,7 @@ def test_bundle_on_a_ravdess_named_folder_goes_through_predict(tmp_path, fold_ru
     report = evaluate_bundle(bundle_path=fold_bundle, source=source, artifacts_dir=artifacts_dir)
     assert report["kind"] == "bundle"
     assert report["files"] == len(good) + 1 and report["failed"] == 1
+    assert report["corpus"] == "ravdess" and "restricted" not in report
     assert report["actors"] == [5, 6]
     assert report["pooled"]["n"] == len(good)
     assert report["provenance"]["run"] == "fold-0"
@@ -214,7 +215,7 @@ def test_bundle_on_a_ravdess_named_folder_goes_through_predict(tmp_path, fold_ru
     assert report["pooled"]["confusion"] == expected["confusion"]
     assert report["pooled"]["ua"] == pytest.approx(expected["ua"])
 
-    stem = artifacts_dir / "reports" / f"bundle-{fold_bundle.stem}"
+    stem = artifacts_dir / "reports" / f"bundle-{fold_bundle.stem}-clips"
     assert json.loads(stem.with_suffix(".json").read_text())["files"] == len(good) + 1
     assert stem.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
     assert "pooled" in format_report(report)
@@ -223,7 +224,7 @@ def test_bundle_on_a_ravdess_named_folder_goes_through_predict(tmp_path, fold_ru
 def test_bundle_on_a_folder_without_ravdess_names_is_an_error(tmp_path, fold_bundle):
     (tmp_path / "clips").mkdir()
     soundfile.write(tmp_path / "clips" / "hello.wav", synth_speech(emotion=1), 16000)
-    with pytest.raises(PipelineError, match="RAVDESS-named"):
+    with pytest.raises(PipelineError, match=r"no labelled clips.*ravdess \(03-01-EE"):
         evaluate_bundle(bundle_path=fold_bundle, source=tmp_path / "clips",
                         artifacts_dir=tmp_path / "artifacts")
 

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from conftest import clip_name, prepare_store, synth_speech
 from pipeline import ravdess
 from pipeline.errors import PipelineError
-from pipeline.predict import expand_inputs, file_windows, format_single, predict_files, write_results
+from pipeline.predict import expand_inputs, file_windows, predict_files
+from pipeline.results import TIMELINE_FIELDS, format_single, write_results
 
 CSV_COLUMNS = ["path", "emotion", "confidence", "neutral", "calm", "happy", "sad", "angry",
                "fearful", "disgust", "surprised", "error"]
@@ -100,26 +101,27 @@ def test_a_bundle_scores_every_test_time_view_and_averages_them(trained):
     assert clean.probabilities == one_view[0].probabilities != result.probabilities
 
 
-def test_long_recording_is_scored_in_overlapping_windows_and_quiet_ones_dropped(tmp_path, trained):
+def test_long_recording_is_scored_segment_by_segment_at_its_pauses(tmp_path, trained):
     config = trained.bundle.feature_config
     rate = config.sample_rate
-    speech = synth_speech(emotion=5, seconds=10.0, seed=1)
-    pause = 0.3 * 10 ** (-60 / 20) * np.sin(2 * np.pi * 200 * np.arange(10 * rate) / rate)
+    speech = synth_speech(emotion=5, seconds=10.0, seed=1)  # utterances 0.4 s apart
+    hum = 0.3 * np.sin(2 * np.pi * 50 * np.arange(10 * rate) / rate)  # not speech
     path = tmp_path / "talk.wav"
-    soundfile.write(path, np.concatenate([speech, pause.astype(np.float32), speech]), rate)
+    soundfile.write(path, np.concatenate([speech, hum.astype(np.float32), speech]), rate)
 
     computed = file_windows(path, config)
     assert computed.error == ""
     assert computed.windows.shape[1:] == (1, *config.shape)
-    starts = np.array(computed.starts)
-    steps = np.diff(starts)
-    assert len(starts) >= 6 and np.all(steps > 0)
-    # 50 % overlap within a stretch of speech, and a jump over the pause
-    assert np.isclose(np.median(steps), config.window_seconds / 2, atol=1e-3)
-    assert steps.max() > 2 * config.window_seconds
-    # no kept window lies wholly inside the 10 s pause (speech ends near 10.6 s)
-    assert not np.any((starts > 10.9) & (starts + config.window_seconds < 20.3))
-    assert "quiet windows skipped" in computed.notes[0]
+    assert computed.windows.shape[0] == len(computed.segments) >= 4
+    starts = np.array([start for start, _, _ in computed.segments])
+    ends = np.array([end for _, end, _ in computed.segments])
+    assert np.all(np.diff(starts) > 0) and np.all(ends[:-1] <= starts[1:])
+    assert np.all(ends - starts <= config.front_end.vad.max_segment_seconds + 1e-9)
+    # nothing is scored inside the 10 s of hum
+    hum_start, hum_end = speech.size / rate, speech.size / rate + 10.0
+    assert not np.any((starts > hum_start + 0.5) & (ends < hum_end - 0.5))
+    assert all(0.5 <= speech_s <= end - start + 1e-9 for start, end, speech_s in computed.segments)
+    assert "s of speech in" in computed.notes[0]
 
 
 # -- the CSV / JSONL contract ------------------------------------------------------------
@@ -145,7 +147,7 @@ def test_csv_contract(tmp_path, trained):
     assert not list(out.parent.glob("*.tmp"))
 
 
-def test_jsonl_output_with_windows(tmp_path, trained):
+def test_jsonl_output_with_the_timeline(tmp_path, trained):
     files = [corpus_clip(trained, emotion=6, actor=3), tmp_path / "missing.wav"]
     results = predict_files(files, trained.bundle)
     out = tmp_path / "results.jsonl"
@@ -155,7 +157,9 @@ def test_jsonl_output_with_windows(tmp_path, trained):
     assert set(good["probabilities"]) == set(ravdess.EMOTIONS)
     assert sum(good["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert good["confidence"] == pytest.approx(max(good["probabilities"].values()))
-    assert len(good["windows"]) == 1
+    [segment] = good["segments"]
+    assert set(segment) == {*TIMELINE_FIELDS, *ravdess.EMOTIONS}
+    assert segment["file"] == good["path"] and segment["emotion"] == good["emotion"]
     assert missing["path"] == str(files[1])
     assert missing["error"] and missing["emotion"] is None and missing["confidence"] is None
 
@@ -186,7 +190,16 @@ def test_no_audio_files_is_an_error(tmp_path, trained):
 
 
 GOOD = ("good-a.wav", "good-b.wav", "short.wav", "long.wav", "stereo-8k.mp3", "hires-96k.flac")
-BAD = ("corrupt.wav", "empty.wav", "text.wav", "silent.wav")
+BAD = ("corrupt.wav", "empty.wav", "text.wav", "silent.wav", "hum.wav", "tone.flac", "noise.wav")
+NOT_SPEECH = ("hum.wav", "tone.flac", "noise.wav")
+
+
+def write_not_speech(folder: Path, rng: np.random.Generator) -> None:
+    """50 Hz hum, a 440 Hz tone and white noise, 3 s each at 16 kHz."""
+    t = np.arange(3 * 16000) / 16000
+    soundfile.write(folder / "hum.wav", 0.3 * np.sin(2 * np.pi * 50 * t), 16000)
+    soundfile.write(folder / "tone.flac", 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
+    soundfile.write(folder / "noise.wav", 0.3 * rng.standard_normal(t.size), 16000)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +208,7 @@ def mixed_folder(tmp_path_factory, trained) -> Path:
     rng = np.random.default_rng(7)
     for name, (emotion, actor) in zip(GOOD[:2], ((3, 1), (5, 2))):
         (folder / name).write_bytes(corpus_clip(trained, emotion=emotion, actor=actor).read_bytes())
-    soundfile.write(folder / "short.wav", 0.3 * np.sin(2 * np.pi * 220 * np.arange(4800) / 16000), 16000)
+    soundfile.write(folder / "short.wav", synth_speech(emotion=8, seconds=0.5, seed=4)[2400:-2400], 16000)
     soundfile.write(folder / "long.wav", synth_speech(emotion=2, seconds=59.4, seed=3), 16000)
     soundfile.write(folder / "stereo-8k.mp3", synth_speech(emotion=6, sample_rate=8000, channels=2),
                     8000, format="MP3")
@@ -204,6 +217,7 @@ def mixed_folder(tmp_path_factory, trained) -> Path:
     (folder / "empty.wav").write_bytes(b"")
     (folder / "text.wav").write_text("this is not audio\n" * 20)
     soundfile.write(folder / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    write_not_speech(folder, rng)
     (folder / "readme.txt").write_text("not audio; not a candidate")
     return folder
 
@@ -231,6 +245,9 @@ def test_broken_files_say_why(mixed_results):
     assert "silent" in mixed_results["silent.wav"].error
     assert "not readable" in mixed_results["corrupt.wav"].error
     assert "not readable" in mixed_results["text.wav"].error
+    for name in NOT_SPEECH:
+        assert re.fullmatch(r"no speech detected \(0\.00 s of speech found; a segment needs "
+                            r"at least 0\.5 s\)", mixed_results[name].error), name
 
 
 @pytest.mark.parametrize("name", GOOD)
@@ -242,26 +259,30 @@ def test_good_files_are_scored(mixed_results, name):
     assert result.confidence == pytest.approx(max(result.probabilities.values()))
 
 
-def test_short_clip_is_padded_with_a_note(mixed_results):
+def test_a_short_utterance_is_one_segment_with_a_note(mixed_results):
     result = mixed_results["short.wav"]
-    assert len(result.windows) == 1
+    [segment] = result.segments
     [note] = result.notes
-    speech_seconds = float(re.match(r"padded: ([0-9.]+) s of speech in a 3.00 s window", note)[1])
-    assert 0.25 <= speech_seconds <= 0.3
+    speech_seconds = float(re.fullmatch(r"([0-9.]+) s of speech", note)[1])
+    assert 0.5 <= speech_seconds <= 1.5
+    assert segment["speech_s"] == pytest.approx(speech_seconds, abs=0.01)
 
 
-def test_long_clip_reports_several_windows(mixed_results, trained):
+def test_long_clip_reports_its_segments_and_weights_them_by_speech(mixed_results):
     result = mixed_results["long.wav"]
-    starts = [w["start"] for w in result.windows]
+    starts = [s["start_s"] for s in result.segments]
     assert len(starts) >= 5
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
-    for window in result.windows:
-        assert window["end"] == pytest.approx(window["start"] + trained.bundle.feature_config.window_seconds)
-        assert sum(window["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    # the file's probabilities are the mean of its windows'
-    mean = np.mean([[w["probabilities"][e] for e in ravdess.EMOTIONS] for w in result.windows], axis=0)
-    assert np.allclose(mean, [result.probabilities[e] for e in ravdess.EMOTIONS], atol=1e-6)
-    assert "windows of 3 s" in result.notes[0]
+    for segment in result.segments:
+        assert segment["end_s"] > segment["start_s"]
+        assert sum(segment[e] for e in ravdess.EMOTIONS) == pytest.approx(1.0, abs=1e-5)
+        assert segment["emotion"] == max(ravdess.EMOTIONS, key=lambda e: segment[e])
+    # the file's probabilities are the mean of its segments', weighted by seconds of speech
+    weights = np.array([s["speech_s"] for s in result.segments])
+    per_segment = np.array([[s[e] for e in ravdess.EMOTIONS] for s in result.segments])
+    expected = weights @ per_segment / weights.sum()
+    assert np.allclose(expected, [result.probabilities[e] for e in ravdess.EMOTIONS], atol=1e-5)
+    assert re.fullmatch(r"[0-9.]+ s of speech in [0-9]+ segments", result.notes[0])
 
 
 def test_parallel_workers_give_the_same_results_in_order(mixed_folder, mixed_results, trained):
@@ -284,7 +305,7 @@ def test_cli_exit_status_and_one_row_per_file(tmp_path, mixed_folder, trained):
     out = tmp_path / "mixed.csv"
     failed = runner.invoke(cli, [*common, str(mixed_folder), "--output", str(out)])
     assert failed.exit_code == 1, failed.output
-    assert "4 of 10 file(s) could not be scored" in failed.output
+    assert "7 of 13 file(s) could not be scored" in failed.output
     with open(out, newline="") as handle:
         rows = {Path(row["path"]).name: row for row in csv.DictReader(handle)}
     assert sorted(rows) == sorted(GOOD + BAD)
@@ -297,3 +318,38 @@ def test_cli_exit_status_and_one_row_per_file(tmp_path, mixed_folder, trained):
     assert passed.exit_code == 0, passed.output
     with open(out_good, newline="") as handle:
         assert len(list(csv.DictReader(handle))) == len(GOOD)
+
+
+def test_cli_on_a_folder_of_hum_tone_and_noise_writes_an_error_row_each(tmp_path, trained):
+    from cli import cli
+
+    folder = tmp_path / "not-speech"
+    folder.mkdir()
+    write_not_speech(folder, np.random.default_rng(3))
+    out = tmp_path / "not-speech.csv"
+    result = CliRunner().invoke(cli, ["-q", "predict", "--bundle", str(trained.bundle_path),
+                                      str(folder), "--output", str(out)])
+    assert result.exit_code == 1, result.output
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(Path(row["path"]).name for row in rows) == sorted(NOT_SPEECH)
+    for row in rows:
+        assert row["error"].startswith("no speech detected")
+        assert row["emotion"] == "" and all(row[label] == "" for label in ravdess.EMOTIONS)
+
+
+def test_timeline_csv_has_one_row_per_segment_and_a_row_per_failed_file(tmp_path, mixed_folder,
+                                                                       mixed_results, trained):
+    results = [mixed_results[name] for name in ("long.wav", "good-a.wav", "hum.wav")]
+    out = tmp_path / "timeline.csv"
+    write_results(results, out, trained.bundle.labels, windows=True)
+    with open(out, newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        assert reader.fieldnames == [*TIMELINE_FIELDS, *ravdess.EMOTIONS, "error"]
+    long_rows = [row for row in rows if row["file"].endswith("long.wav")]
+    assert len(long_rows) == len(mixed_results["long.wav"].segments)
+    assert [float(row["start_s"]) for row in long_rows] == [
+        s["start_s"] for s in mixed_results["long.wav"].segments]
+    [hum] = [row for row in rows if row["file"].endswith("hum.wav")]
+    assert hum["error"].startswith("no speech detected") and hum["emotion"] == ""
