@@ -15,6 +15,7 @@ import pytest
 import soundfile
 
 SHARED_RAVDESS = Path(__file__).resolve().parents[1].parent / "shared" / "ravdess"
+SHARED_URDU = SHARED_RAVDESS.parent / "urdu"
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
