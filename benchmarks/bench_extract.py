@@ -10,7 +10,7 @@ and a roll, then ``feature.melspectrogram`` + ``feature.mfcc``. It is slow, so i
 on fewer clips (``--baseline-clips``) and is compared as clips per second.
 Each variant runs in a fresh process; peak memory is the largest RSS of any one process
 of its tree (the parent or one worker).
-Also prints what one clip costs per step (decode, resample, augment, features).
+Also prints what one clip costs per step (decode, conditioning, speech detection, features, augmented copies).
 """
 
 from __future__ import annotations
@@ -101,26 +101,33 @@ def step_costs(paths: list[Path], copies: int) -> dict:
     import soundfile
     from threadpoolctl import threadpool_limits
 
-    from pipeline.audio import resample, to_mono
-    from pipeline.augment import AugmentConfig, augmented_features, params_for
+    from pipeline import frontend
+    from pipeline.augment import AugmentConfig, params_for, speech_features
     from pipeline.features import FeatureConfig, clean_features
 
     config, augment = FeatureConfig(), AugmentConfig(copies=copies)
-    times: dict[str, list[float]] = {"decode": [], "resample": [], "clean features": [],
+    fe = config.front_end
+    times: dict[str, list[float]] = {"decode": [], "conditioning + resample": [],
+                                     "speech detection + loudness": [], "clean features": [],
                                      "augmented copies": []}
     with threadpool_limits(1):
         for path in paths:
             t0 = time.perf_counter()
             samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
             t1 = time.perf_counter()
-            y = resample(to_mono(samples), orig_sr=rate, target_sr=config.sample_rate)
+            y = frontend.condition(samples, file_rate=rate, sample_rate=config.sample_rate,
+                                   config=fe)
             t2 = time.perf_counter()
-            clean_features(y, config)
+            speech = frontend.detect(y, sample_rate=config.sample_rate,
+                                     window_samples=config.window_samples, config=fe).whole_speech()
             t3 = time.perf_counter()
-            for copy in range(1, copies + 1):
-                augmented_features(y, params_for(augment, seed=0, clip_id=path.stem, copy=copy), config)
+            clean_features(speech, config)
             t4 = time.perf_counter()
-            for name, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            for copy in range(1, copies + 1):
+                speech_features(speech, params_for(augment, seed=0, clip_id=path.stem, copy=copy),
+                                config)
+            t5 = time.perf_counter()
+            for name, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
                 times[name].append(value * 1000)
     return {name: float(np.median(values)) for name, values in times.items()}
 

@@ -31,7 +31,7 @@ librosa.feature.mfcc(y=np.zeros(16000, dtype=np.float32), sr=16000)  # numba war
 started = time.perf_counter()
 for path in paths:  # one file at a time: load, features, one forward pass
     y, sr = librosa.load(path, sr=cfg.sample_rate)
-    y, _ = librosa.effects.trim(y, top_db=cfg.trim_top_db)
+    y, _ = librosa.effects.trim(y, top_db=40)  # the energy trim of the original tool
     y = librosa.util.fix_length(y, size=cfg.window_samples)
     mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=cfg.n_fft,
           hop_length=cfg.hop_length, n_mels=cfg.n_mels, fmax=cfg.fmax), top_db=cfg.top_db)
