@@ -134,3 +134,21 @@ def test_speech_between_long_pauses_becomes_separate_segments(speech):
     for segment in talk.segments:
         assert segment.speech_samples == pytest.approx(one.segments[0].speech_samples,
                                                        abs=2 * VAD_FRAME_SAMPLES)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", [
+    "Actor_01/03-01-02-01-01-02-01",   # stereo
+    "Actor_02/03-01-04-01-01-01-02",   # a quiet sad take
+    "Actor_11/03-01-05-02-01-01-11",   # a strong angry take
+    "Actor_20/03-01-06-01-01-02-20",   # stereo, fearful
+])
+def test_real_clips_keep_their_features_under_gain_and_dc(name):
+    from conftest import SHARED_RAVDESS
+
+    samples, rate = soundfile.read(str(SHARED_RAVDESS / f"{name}.flac"), dtype="float32",
+                                   always_2d=True)
+    reference = frontend.from_samples(samples, file_rate=rate, features=CONFIG)
+    for changed in (samples * np.float32(10 ** (-30 / 20)), samples * np.float32(10.0),
+                    0.9 * samples / np.abs(samples).max(), samples + np.float32(0.02)):
+        _assert_same(reference, frontend.from_samples(changed, file_rate=rate, features=CONFIG))
