@@ -25,7 +25,7 @@ from pipeline import ravdess
 from pipeline import views as test_views
 from pipeline.errors import PipelineError, StaleInputError
 from pipeline.extract import features_dir
-from pipeline.index import index_hash
+from pipeline.index import index_hash, load_index
 from pipeline.metrics import confusion, summarise
 from pipeline.progress import log
 from pipeline.splits import split_for
@@ -44,8 +44,6 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     """Test-fold metrics of each fold's trained model, or of the ensemble of its first
     ``members`` members, each test clip scored in ``views`` (see module docstring)."""
     from pipeline.train import load_members, member_runs, run_name
-
-    from pipeline.index import load_index
 
     store = load_store(features_dir(artifacts_dir), index_hash=index_hash(data_dir))
     clip_folds = {clip.clip_id: clip.fold for clip in load_index(data_dir)}
@@ -103,7 +101,6 @@ def held_out_probabilities(model, saved: dict, store, rows: np.ndarray, *, views
     from pipeline.bundle import Bundle
     from pipeline.download import corpus_root
     from pipeline.features import FeatureConfig
-    from pipeline.index import load_index
     from pipeline.predict import predict_files
 
     root = corpus_root(data_dir)

@@ -26,6 +26,7 @@ from pipeline.download import corpus_root
 from pipeline.errors import PipelineError
 from pipeline.extract import ExtractConfig, ShardTask, build_shard, extract, plan_shards
 from pipeline.features import FeatureConfig
+from pipeline.frontend import FrontEndConfig
 from pipeline.index import IndexConfig, build_index, index_hash, load_index
 from pipeline.stages import read_json
 from pipeline.store import load_store
@@ -139,9 +140,10 @@ def test_force_recomputes_every_shard_to_the_same_values(indexed, tmp_path):
 
 @pytest.mark.parametrize("change", [
     {"features": FeatureConfig(n_mels=32)},
+    {"features": FeatureConfig(front_end=FrontEndConfig(target_lufs=-30.0))},
     {"augment": AugmentConfig(copies=1, max_semitones=1.0)},
     {"seed": 5},
-], ids=["n_mels", "max_semitones", "seed"])
+], ids=["n_mels", "front_end", "max_semitones", "seed"])
 def test_a_changed_setting_recomputes(indexed, tmp_path, change):
     before = _run(indexed, tmp_path / "artifacts")
     old = _shards(before.features_dir)
@@ -214,6 +216,17 @@ def test_unreadable_and_silent_clips_are_recorded_and_skipped(indexed, tmp_path)
     assert len(store) == (N_CLIPS - 2) * 2
     assert corrupt not in set(store.clip_id) and silent not in set(store.clip_id)
     assert read_json(result.features_dir / "manifest.json")["failures"] == result.failures
+
+
+def test_a_clip_without_speech_is_recorded_and_skipped(indexed, tmp_path):
+    clip = load_index(indexed)[9]
+    t = np.arange(clip.frames) / clip.sample_rate
+    soundfile.write(corpus_root(indexed) / clip.path, 0.3 * np.sin(2 * np.pi * 440 * t),
+                    clip.sample_rate)  # a tone with the clip's name
+    result = _run(indexed, tmp_path / "artifacts")
+    assert list(result.failures) == [clip.clip_id]
+    assert "no speech detected (0.00 s of speech found" in result.failures[clip.clip_id]
+    assert clip.clip_id not in set(load_store(result.features_dir).clip_id)
 
 
 def test_too_many_failures_fail_the_stage_without_a_manifest(indexed, tmp_path):
