@@ -8,9 +8,10 @@ A bundle is a ``torch.save`` file holding only tensors and strings, so it is loa
   ensemble, every member's, as ``members.<i>.<name>``;
 - ``metadata`` (JSON): model config, number of ensemble members (their probabilities are
   averaged), the test-time views ``predict`` scores each window in (``pipeline.views``;
-  none recorded: the clean window alone), the full feature config and its code version,
-  label order, provenance (index hash, folds and actors trained on, seed, validation and test
-  metrics, code version, date);
+  none recorded: the clean window alone), the full feature config (front end included)
+  and its code version, label order, the speech detector's version (another installed
+  version is warned about at load), provenance (index hash, folds and actors trained
+  on, seed, validation and test metrics, code version, date);
 - ``checksum``: sha256 over the metadata and every tensor; an edited file is refused.
 
 Loading needs only this package, torch and numpy: not ``data/`` nor ``artifacts/``.
@@ -30,6 +31,7 @@ from pipeline import __version__, ravdess
 from pipeline.errors import BundleError
 from pipeline.features import FEATURES_VERSION, FeatureConfig
 from pipeline.stages import atomic_path, read_json
+from pipeline.vad import detector_version
 
 FORMAT = "ser-pipeline-bundle"
 FORMAT_VERSION = 1
@@ -73,6 +75,7 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
         "test_views": test_views.to_list(views),
         "feature_config": saved["feature_config"],
         "features_version": FEATURES_VERSION,
+        "speech_detector": f"silero-vad {detector_version()}",
         "label_map": saved["label_map"],
         "provenance": {
             "run": run, "member_runs": member_runs(run, members),
@@ -194,5 +197,12 @@ def load(path: Path) -> Bundle:
         raise BundleError(f"{path} (written by version {written_by}) does not fit this version "
                           f"({__version__}): {_first_line(exc)}; re-export it with "
                           "this version or install the version that wrote it") from exc
+    installed = f"silero-vad {detector_version()}"
+    if metadata.get("speech_detector", installed) != installed:
+        from pipeline.progress import log
+
+        log.warning("%s was made with %s, this installation has %s: speech boundaries, and so "
+                    "scores, can differ slightly; install the bundle's version to reproduce them",
+                    path, metadata["speech_detector"], installed)
     model.eval()
     return Bundle(model, feature_config, tuple(metadata["label_map"]), metadata, path, views)

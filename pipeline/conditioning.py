@@ -39,7 +39,9 @@ def mix_channels(samples: np.ndarray) -> np.ndarray:
 
     ``samples``: float array ``(num_frames, channels)``. Returns float32 ``(num_frames,)``.
     Each channel whose correlation with the loudest channel is negative is inverted
-    before averaging, so out-of-phase channels add up instead of cancelling.
+    before averaging, so out-of-phase channels add up instead of cancelling. Loudness
+    and correlation are measured with each channel's mean removed, so a DC offset does
+    not decide the polarity.
     """
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim == 1:
@@ -47,8 +49,9 @@ def mix_channels(samples: np.ndarray) -> np.ndarray:
     if samples.shape[1] == 1:
         return samples[:, 0]
     as64 = samples.astype(np.float64)
-    reference = as64[:, int(np.argmax(np.sum(np.square(as64), axis=0)))]
-    signs = np.where(reference @ as64 < 0, -1.0, 1.0)
+    centred = as64 - as64.mean(axis=0)  # decide on the signal, not on a DC offset
+    reference = centred[:, int(np.argmax(np.sum(np.square(centred), axis=0)))]
+    signs = np.where(reference @ centred < 0, -1.0, 1.0)
     return (as64 @ signs / samples.shape[1]).astype(np.float32)
 
 

@@ -65,13 +65,14 @@ def file_windows(path: Path, config: FeatureConfig,
     (see module docstring)."""
     try:
         speech = frontend.load(path, config)
+        windows = np.stack([window_views(speech.segment_audio(s), config, views)
+                            for s in speech.segments])
     except AudioError as exc:
         return FileFeatures(str(path), error=str(exc).removeprefix(f"{path}: "))
     except Exception as exc:  # a batch must never stop on one file
-        return FileFeatures(str(path), error=f"{type(exc).__name__}: {exc}")
+        return FileFeatures(str(path), error=f"{type(exc).__name__}: {exc} (a bug: please "
+                                              "report it with this file)")
     rate = config.sample_rate
-    windows = np.stack([window_views(speech.segment_audio(s), config, views)
-                        for s in speech.segments])
     bounds = [(s.start / rate, s.end / rate, s.speech_samples / rate) for s in speech.segments]
     count = len(speech.segments)
     note = f"{speech.speech_seconds:.2f} s of speech" + (f" in {count} segments" if count > 1 else "")

@@ -4,7 +4,9 @@ record, CSV / JSONL files and terminal text.
 **The timeline record** (one per scored segment; ``predict --windows``, later the
 service and streaming scorers reuse it): ``file``, ``start_s`` and ``end_s`` (the
 segment's bounds in the recording, seconds), ``speech_s`` (seconds of detected speech
-in it), ``emotion``, ``confidence`` and one probability per emotion.
+in it), ``emotion``, ``confidence`` and one probability per emotion. A segment is scored
+in one analysis window centred on it: one longer than the window (up to 1.5 windows,
+``VadConfig.max_segment_seconds``) is scored on its middle ``window_seconds``.
 
 **The file's verdict** is the mean of its segments' probabilities weighted by each
 segment's seconds of speech, so a long stretch of talk counts more than a short

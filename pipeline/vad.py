@@ -44,6 +44,11 @@ class VadConfig:
     max_gap_seconds: float = 1.0
     max_segment_seconds: float = 4.5  # 1.5 analysis windows
 
+    def __post_init__(self):
+        if self.min_speech_seconds < 0.4:  # one BS.1770 loudness block
+            raise ValueError(f"min_speech_seconds {self.min_speech_seconds}: a segment needs at "
+                             "least 0.4 s, one loudness block")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -59,26 +64,41 @@ class Segment:
 
 
 @functools.lru_cache(maxsize=1)
-def _model():
+def _silero():
+    """``(model, get_speech_timestamps)``, loaded once per process. Importing
+    ``silero_vad`` sets torch to one thread for the whole process; the caller's setting
+    is put back."""
     import torch
 
     threads = torch.get_num_threads()
-    from silero_vad import load_silero_vad  # its import sets torch to one thread
+    try:
+        from silero_vad import get_speech_timestamps, load_silero_vad
 
-    model = load_silero_vad()
-    torch.set_num_threads(threads)
-    return model
+        model = load_silero_vad()
+    finally:
+        torch.set_num_threads(threads)
+    return model, get_speech_timestamps
+
+
+def detector_version() -> str:
+    """The installed ``silero-vad`` version (its weights ship in the wheel), without
+    importing it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("silero-vad")
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def speech_regions(y: np.ndarray, config: VadConfig) -> list[tuple[int, int]]:
     """Speech regions of ``y`` (float32 ``(num_samples,)`` at 16 kHz), as sample bounds
     ``[(start, end), ...]`` in time order, by Silero VAD (see module docstring)."""
     import torch
-    from silero_vad import get_speech_timestamps
 
     if y.size < VAD_FRAME_SAMPLES:
         return []
-    model, threads = _model(), torch.get_num_threads()
+    (model, get_speech_timestamps), threads = _silero(), torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers: the same probabilities in every process
     try:
         with torch.inference_mode():

@@ -31,6 +31,21 @@ def test_mix_does_not_cancel_an_inverted_channel():
     np.testing.assert_allclose(mix_channels(np.stack([-y, 0.5 * y], axis=1)), -0.75 * y, atol=1e-7)
 
 
+def test_mix_decides_polarity_on_the_signal_not_on_a_dc_offset():
+    y = _tone(300, amplitude=0.01)
+    for left, right in ((y + 0.02, -y + 0.02), (y + 0.02, y - 0.02)):
+        mixed = remove_dc(mix_channels(np.stack([left, right], axis=1)), sample_rate=RATE)
+        expected = remove_dc(y, sample_rate=RATE)[RATE // 2:]
+        sign = np.sign(mixed[RATE // 2:] @ expected)  # the polarity of the whole is free
+        np.testing.assert_allclose(sign * mixed[RATE // 2:], expected, atol=1e-4)
+
+
+def test_mix_of_three_channels_aligns_each_to_the_loudest():
+    y = _tone(300)
+    three = np.stack([0.5 * y, -y, 0.25 * y], axis=1)
+    np.testing.assert_allclose(mix_channels(three), -(0.5 + 1.0 + 0.25) / 3 * y, atol=1e-6)
+
+
 def test_remove_dc_removes_an_offset_without_a_start_up_step():
     y = _tone(200)
     for offset in (0.002, 0.05, -0.3):

@@ -46,7 +46,6 @@ def test_config_round_trips_through_a_dict_and_json():
     assert FeatureConfig.from_dict(OTHER.to_dict()) == OTHER
     assert FeatureConfig.from_dict(json.loads(json.dumps(OTHER.to_dict()))) == OTHER
     assert OTHER.to_dict()["front_end"]["vad"]["threshold"] == 0.4
-    assert hash(OTHER) != hash(FeatureConfig())  # the front end is part of the cache key
 
 
 # --- agreement with librosa ---------------------------------------------------------------

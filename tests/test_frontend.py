@@ -152,3 +152,26 @@ def test_real_clips_keep_their_features_under_gain_and_dc(name):
     for changed in (samples * np.float32(10 ** (-30 / 20)), samples * np.float32(10.0),
                     0.9 * samples / np.abs(samples).max(), samples + np.float32(0.02)):
         _assert_same(reference, frontend.from_samples(changed, file_rate=rate, features=CONFIG))
+
+
+def test_speech_detection_leaves_the_callers_torch_threads_alone(speech):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _prepared(speech)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("seconds_before", [0.0, 0.08])
+def test_a_click_at_the_start_or_next_to_the_speech_is_not_speech(speech, seconds_before):
+    plain = _prepared(speech)
+    onset = plain.regions[0][0] * RATE // CONFIG.sample_rate
+    at = max(0, onset - int(seconds_before * RATE) - int(0.0025 * RATE)) if seconds_before else 0
+    clicked = speech.copy()
+    clicked[at:at + int(0.0025 * RATE)] = 1.0
+    with_click = _prepared(clicked)
+    assert abs(with_click.regions[0][0] - plain.regions[0][0]) <= VAD_FRAME_SAMPLES
