@@ -119,7 +119,7 @@ def step_costs(paths: list[Path], copies: int) -> dict:
                                    config=fe)
             t2 = time.perf_counter()
             speech = frontend.detect(y, sample_rate=config.sample_rate,
-                                     window_samples=config.window_samples, config=fe).whole_speech()
+                                     window_samples=config.window_samples, config=fe).main_segment_audio()
             t3 = time.perf_counter()
             clean_features(speech, config)
             t4 = time.perf_counter()

@@ -108,7 +108,7 @@ def build_shard(task: ShardTask) -> dict:
     with threadpool_limits(1):
         for clip in task.clips:
             try:
-                speech = frontend.load(Path(clip.path), config.features).whole_speech()
+                speech = frontend.load(Path(clip.path), config.features).main_segment_audio()
             except AudioError as exc:
                 failures[clip.clip_id] = str(exc)
                 continue

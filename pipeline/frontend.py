@@ -89,12 +89,12 @@ class Speech:
                                           target_lufs=self.target_lufs)
         return audio if not np.isfinite(gain) else (audio * np.float32(gain))
 
-    def whole_speech(self) -> np.ndarray:
-        """All the speech as one stretch, first region to last, level-normalised over it:
-        what ``extract`` makes a clip's training window from. For a recording that is one
-        segment (every RAVDESS clip) this is that segment's audio."""
-        start, end = self.regions[0][0], self.regions[-1][1]
-        return self.segment_audio(Segment(start, end, end - start))
+    def main_segment_audio(self) -> np.ndarray:
+        """The level-normalised audio of the segment with the most speech: what ``extract``
+        makes a clip's training window from. For a recording that is one segment (every
+        RAVDESS clip: their speech spans at most 3.4 s) it is exactly what ``predict``
+        scores."""
+        return self.segment_audio(max(self.segments, key=lambda s: s.speech_samples))
 
 
 def condition(samples: np.ndarray, *, file_rate: int, sample_rate: int,

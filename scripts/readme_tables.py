@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Print the README's accuracy tables (Markdown) from the reports of
-``cli.py evaluate --fold all`` and ``--fold random``, so the README quotes the reports
-exactly:
+``cli.py evaluate --fold all``, ``--fold random`` and ``--bundle B --source ../shared/urdu``
+(every ``reports/bundle-*.json`` of a corpus with fewer than eight emotions), so the
+README quotes the reports exactly:
 
     python scripts/readme_tables.py [--artifacts-dir artifacts]
 """
@@ -58,6 +59,23 @@ def random_line(report: dict, cv: dict) -> str:
             f"{gap:.1f} points above the actor-independent mean UA.")
 
 
+def cross_corpus_table(report: dict) -> str:
+    """Recall per emotion and UA, with the 8-way and the restricted verdict."""
+    emotions, eight, restricted = report["emotions"], report["pooled"], report["restricted"]
+    lines = [f"`{Path(report['bundle']).name}` on {report['pooled']['n']} {report['corpus']} "
+             f"clips ({report['failed']} of {report['files']} not scored: no speech detected):",
+             "", "| verdict | " + " | ".join(emotions) + " | UA |",
+             "|---|" + "---|" * (len(emotions) + 1)]
+    for name, figures in (("8-way (calm and the others count as wrong)", eight),
+                          (f"{len(emotions)}-way (calm added to neutral)", restricted)):
+        recalls = " | ".join(pct(figures["per_class"][e]["recall"]) for e in emotions)
+        lines.append(f"| {name} | {recalls} | **{pct(figures['ua'])}** |")
+    shares = sorted(report["predicted_share"].items(), key=lambda item: -item[1])
+    lines += ["", "8-way verdicts: " + ", ".join(f"{label} {pct(share)}"
+                                                for label, share in shares if share > 0) + "."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--artifacts-dir", default="artifacts", type=Path)
@@ -70,6 +88,10 @@ def main() -> None:
     print(cv_tables(cv))
     if random_path.exists():
         print("\n" + random_line(json.loads(random_path.read_text()), cv))
+    for path in sorted(reports.glob("bundle-*.json")):
+        report = json.loads(path.read_text())
+        if "restricted" in report:
+            print("\n" + cross_corpus_table(report))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ AUGMENT = AugmentConfig()
 def speech() -> np.ndarray:
     """Front-end speech: found by the detector and level-normalised, as extract sees it."""
     return frontend.from_samples(synth_speech(emotion=6, seed=11), file_rate=16000,
-                                 features=FEATURES).whole_speech()
+                                 features=FEATURES).main_segment_audio()
 
 
 # --- parameters ---------------------------------------------------------------------------
@@ -164,6 +164,6 @@ def test_a_stored_row_is_rebuilt_exactly_from_its_recorded_params(indexed, tmp_p
         clip_id, copy = rows["clip_id"][i], int(rows["copy"][i])
         params = AugmentParams.from_row(rows["aug_params"][i])
         assert params == params_for(config.augment, seed=3, clip_id=clip_id, copy=copy)
-        y = frontend.load(Path(paths[clip_id]), config.features).whole_speech()
+        y = frontend.load(Path(paths[clip_id]), config.features).main_segment_audio()
         rebuilt = speech_features(y, params, config.features).astype(np.float16)
         np.testing.assert_array_equal(rebuilt, rows["features"][i])

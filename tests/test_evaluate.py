@@ -137,7 +137,7 @@ def test_test_time_views_score_each_test_clip_from_its_audio(fold_runs):
     for clip_id in store.clip_id[test_rows]:
         name = clip_id.decode() if isinstance(clip_id, bytes) else str(clip_id)
         [path] = root.rglob(f"{name}.wav")
-        speech = frontend.load(path, config).whole_speech()
+        speech = frontend.load(path, config).main_segment_audio()
         views = torch.from_numpy(window_views(speech, config, TEST_VIEWS))
         with torch.no_grad():
             probabilities = model(views).softmax(1)

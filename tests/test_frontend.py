@@ -40,7 +40,7 @@ def _prepared(samples: np.ndarray) -> frontend.Speech:
 def _assert_same(a: frontend.Speech, b: frontend.Speech) -> None:
     assert a.regions == b.regions
     assert a.segments == b.segments
-    audio_a, audio_b = a.whole_speech(), b.whole_speech()
+    audio_a, audio_b = a.main_segment_audio(), b.main_segment_audio()
     np.testing.assert_allclose(audio_a, audio_b, atol=SAMPLE_ATOL)
     np.testing.assert_allclose(clean_features(audio_a, CONFIG), clean_features(audio_b, CONFIG),
                                atol=FEATURE_ATOL_DB)
@@ -60,7 +60,7 @@ def test_the_conditioned_speech_has_the_target_loudness(speech):
     from pipeline.conditioning import loudness
 
     for gain in (0.03, 1.0, 10.0):
-        audio = _prepared(speech * np.float32(gain)).whole_speech()
+        audio = _prepared(speech * np.float32(gain)).main_segment_audio()
         assert loudness(audio, sample_rate=CONFIG.sample_rate) == pytest.approx(
             CONFIG.front_end.target_lufs, abs=0.01)
 
@@ -88,8 +88,8 @@ def test_a_click_before_speech_moves_the_start_by_at_most_one_detector_frame(spe
     assert with_click.regions[0][0] > (onset - int(0.2 * RATE)) * CONFIG.sample_rate / RATE
     # the click is outside the speech, so it does not set the speech's level
     assert with_click.segments[0].start >= plain.segments[0].start - VAD_FRAME_SAMPLES
-    level = np.sqrt(np.mean(np.square(plain.whole_speech())))
-    np.testing.assert_allclose(np.sqrt(np.mean(np.square(with_click.whole_speech()))), level,
+    level = np.sqrt(np.mean(np.square(plain.main_segment_audio())))
+    np.testing.assert_allclose(np.sqrt(np.mean(np.square(with_click.main_segment_audio()))), level,
                                rtol=0.05)
 
 
@@ -175,3 +175,15 @@ def test_a_click_at_the_start_or_next_to_the_speech_is_not_speech(speech, second
     clicked[at:at + int(0.0025 * RATE)] = 1.0
     with_click = _prepared(clicked)
     assert abs(with_click.regions[0][0] - plain.regions[0][0]) <= VAD_FRAME_SAMPLES
+
+
+def test_extract_trains_on_the_segment_with_the_most_speech():
+    from pipeline.vad import Segment
+
+    rate = CONFIG.sample_rate
+    signal = np.random.default_rng(0).standard_normal(10 * rate).astype(np.float32)
+    segments = [Segment(0, rate, int(0.6 * rate)), Segment(2 * rate, 6 * rate, 3 * rate),
+                Segment(7 * rate, 9 * rate, 2 * rate)]
+    speech = frontend.Speech(signal, rate, [(0, rate), (2 * rate, 9 * rate)], segments)
+    np.testing.assert_array_equal(speech.main_segment_audio(), speech.segment_audio(segments[1]))
+    assert speech.main_segment_audio().size == 4 * rate

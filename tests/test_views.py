@@ -21,7 +21,7 @@ FEATURES = FeatureConfig()
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     return frontend.from_samples(synth_speech(emotion=4, seconds=1.5, seed=3), file_rate=16000,
-                                 features=FEATURES).whole_speech()
+                                 features=FEATURES).main_segment_audio()
 
 
 def test_every_view_is_its_augmentation_and_the_first_is_the_clean_window(speech):
