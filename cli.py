@@ -278,11 +278,17 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, tta):
 
     if output and output.suffix.lower() not in (".csv", ".jsonl"):
         raise click.BadParameter(f"{output}: use a .csv or .jsonl file name", param_hint="--output")
+    if output:
+        from pipeline.stages import check_writable
+
+        check_writable(output)
     loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
     results = predict_files(list(inputs), loaded, jobs=jobs, tta=tta)
     if output:
         write_results(results, output, loaded.labels, windows=windows)
-        click.echo(f"{len(results)} file(s) scored into {output}")
+        failed = sum(1 for r in results if r.error)
+        click.echo(f"{len(results) - failed} file(s) scored into {output}"
+                   + (f" ({failed} more with an error row)" if failed else ""))
     elif len(results) == 1:
         click.echo(format_single(results[0], loaded.labels, windows=windows))
     else:

@@ -42,6 +42,7 @@ from pipeline.vad import VAD_SAMPLE_RATE, Segment, VadConfig, group_segments, sp
 # Below -80 dBFS peak a recording carries no usable speech. The quietest RAVDESS takes
 # peak near -36 dBFS, far above this.
 SILENCE_PEAK = 1e-4
+MIN_FILE_RATE = 8000  # telephone speech; anything lower cannot hold the speech band
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,13 @@ def detect(y: np.ndarray, *, sample_rate: int, window_samples: int, config: Fron
 
 def from_samples(samples: np.ndarray, *, file_rate: int, features, name: str = "recording") -> Speech:
     """Steps 2-7 on decoded ``samples`` (float ``(num_frames,)`` or ``(num_frames,
-    channels)``) with the front end of ``features`` (a ``FeatureConfig``)."""
+    channels)``) with the front end of ``features`` (a ``FeatureConfig``). Raises
+    ``AudioError`` for a rate below 8 kHz or a silent recording, ``NoSpeechError``
+    without enough speech; each names ``name``."""
+    if file_rate < MIN_FILE_RATE:
+        raise AudioError(f"{name}: sample rate {file_rate} Hz is below {MIN_FILE_RATE} Hz, the "
+                         "lowest that carries speech (telephone band): the file's header is "
+                         "wrong, or it is not a speech recording")
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim == 1:
         samples = samples[:, None]

@@ -52,8 +52,9 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
+            # not is_file(): a broken link named .wav is kept, to get its error row
             files += sorted(p for p in item.rglob("*")
-                            if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+                            if p.suffix.lower() in AUDIO_SUFFIXES and not p.is_dir())
         else:
             files.append(item)  # a missing file gets its error row
     return files

@@ -59,6 +59,23 @@ def atomic_path(final: Path) -> Iterator[Path]:
         raise
 
 
+def check_writable(path: Path, *, option: str = "--output") -> None:
+    """Raise ``PipelineError`` naming ``path`` and ``option`` unless a file can be written
+    beside it (its folder is created if missing): checked before long work, so the work
+    is not lost when the result cannot be saved."""
+    from pipeline.errors import PipelineError
+
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PipelineError(f"{option} {path}: cannot write in {folder} "
+                            f"({exc.strerror or exc}); choose a writable location") from None
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

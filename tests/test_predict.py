@@ -353,3 +353,38 @@ def test_timeline_csv_has_one_row_per_segment_and_a_row_per_failed_file(tmp_path
         s["start_s"] for s in mixed_results["long.wav"].segments]
     [hum] = [row for row in rows if row["file"].endswith("hum.wav")]
     assert hum["error"].startswith("no speech detected") and hum["emotion"] == ""
+
+
+def test_an_unwritable_output_fails_before_any_scoring(tmp_path, trained, monkeypatch):
+    from cli import cli
+    from pipeline import predict as predict_module
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(predict_module, "predict_files",
+                        lambda *a, **k: pytest.fail("scored before checking --output"))
+    result = CliRunner().invoke(cli, ["-q", "predict", "--bundle", str(trained.bundle_path),
+                                      str(corpus_clip(trained, emotion=1, actor=1)),
+                                      "--output", str(blocker / "out.csv")])
+    assert result.exit_code == 1
+    assert f"--output {blocker / 'out.csv'}: cannot write in {blocker}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_broken_link_in_a_folder_gets_an_error_row(tmp_path, trained):
+    folder = tmp_path / "links"
+    folder.mkdir()
+    (folder / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    (folder / "good.wav").write_bytes(corpus_clip(trained, emotion=2, actor=1).read_bytes())
+    results = {Path(r.path).name: r for r in predict_files([folder], trained.bundle)}
+    assert sorted(results) == ["gone.wav", "good.wav"]
+    assert "cannot open" in results["gone.wav"].error and results["good.wav"].error == ""
+
+
+@pytest.mark.parametrize("rate", [1, 200, 4000])
+def test_a_sample_rate_below_8_khz_is_refused_not_scored(tmp_path, trained, rate):
+    path = tmp_path / f"rate-{rate}.wav"
+    soundfile.write(path, synth_speech(emotion=3, sample_rate=16000)[:16000], rate)
+    [result] = predict_files([path], trained.bundle)
+    assert result.emotion == ""
+    assert result.error.startswith(f"sample rate {rate} Hz is below 8000 Hz")
