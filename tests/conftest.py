@@ -20,21 +20,11 @@ SHARED_URDU = SHARED_RAVDESS.parent / "urdu"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def pytest_collection_modifyitems(config, items):
-    if SHARED_RAVDESS.is_dir():
-        return
-    reason = f"real RAVDESS copy not found at {SHARED_RAVDESS}"
-    # under CI=true ../shared is always there: its absence fails the test, never skips it
-    marker = (pytest.mark.usefixtures("_missing_shared") if os.environ.get("CI", "").lower()
-              in ("1", "true", "yes") else pytest.mark.skip(reason=reason))
-    for item in items:
-        if "realdata" in item.keywords:
-            item.add_marker(marker)
-
-
-@pytest.fixture
-def _missing_shared():
-    pytest.fail(f"real RAVDESS copy not found at {SHARED_RAVDESS} (CI=true: it must be there)")
+@pytest.fixture(autouse=True)
+def _shared_ravdess(request):
+    """Every ``realdata`` test: skipped without ../shared/ravdess, failed under CI=true."""
+    if request.node.get_closest_marker("realdata"):
+        need(SHARED_RAVDESS.is_dir(), f"real RAVDESS copy not found at {SHARED_RAVDESS}")
 
 
 @pytest.fixture
