@@ -117,6 +117,17 @@ def loudness_gain(y: np.ndarray, *, sample_rate: int, target_lufs: float = TARGE
     return float(10.0 ** ((target_lufs - level) / 20.0))
 
 
+def normalise_loudness(y: np.ndarray, *, sample_rate: int,
+                       target_lufs: float = TARGET_LUFS) -> np.ndarray:
+    """``y`` (float32 ``(num_samples,)``) scaled to ``target_lufs`` (BS.1770-4); returned
+    unchanged when it is shorter than one 400 ms block or has no block above the
+    -70 LUFS absolute gate."""
+    if y.size < MIN_LOUDNESS_SECONDS * sample_rate:
+        return y
+    gain = loudness_gain(y, sample_rate=sample_rate, target_lufs=target_lufs)
+    return y * np.float32(gain) if np.isfinite(gain) else y
+
+
 def peak_normalise(y: np.ndarray) -> np.ndarray:
     """``y / max|y|`` as float32 (a silent ``y`` is returned unchanged). Used before the
     loudness measure so its -70 LUFS absolute gate acts relative to the recording's own

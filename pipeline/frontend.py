@@ -85,10 +85,9 @@ class Speech:
     def segment_audio(self, segment: Segment) -> np.ndarray:
         """The samples of ``segment`` scaled to ``target_lufs`` over the segment (BS.1770-4),
         float32 ``(segment.end - segment.start,)``."""
-        audio = self.signal[segment.start:segment.end]
-        gain = conditioning.loudness_gain(audio, sample_rate=self.sample_rate,
-                                          target_lufs=self.target_lufs)
-        return audio if not np.isfinite(gain) else (audio * np.float32(gain))
+        return conditioning.normalise_loudness(self.signal[segment.start:segment.end],
+                                               sample_rate=self.sample_rate,
+                                               target_lufs=self.target_lufs)
 
     def main_segment_audio(self) -> np.ndarray:
         """The level-normalised audio of the segment with the most speech: what ``extract``
@@ -112,13 +111,9 @@ def condition(samples: np.ndarray, *, file_rate: int, sample_rate: int,
     if y.size == 0 or float(np.max(np.abs(y))) < SILENCE_PEAK:
         raise AudioError(f"{name}: silent (peak below -80 dBFS once DC is removed); "
                          "nothing to score")
-    y = conditioning.peak_normalise(y)
-    if y.size >= conditioning.MIN_LOUDNESS_SECONDS * sample_rate:
-        gain = conditioning.loudness_gain(y, sample_rate=sample_rate,
-                                          target_lufs=config.target_lufs)
-        if np.isfinite(gain):
-            y = y * np.float32(gain)
-    return y
+    return conditioning.normalise_loudness(conditioning.peak_normalise(y),
+                                           sample_rate=sample_rate,
+                                           target_lufs=config.target_lufs)
 
 
 def detect(y: np.ndarray, *, sample_rate: int, window_samples: int, config: FrontEndConfig,
