@@ -1,4 +1,6 @@
-"""Augmentation: time shift, pitch shift, added noise and speed change.
+"""Augmentation: time shift, pitch shift, speed change, and the recording conditions of
+``pipeline.channel`` (room reverberation, coloured noise at a sampled SNR, a telephone
+band).
 
 They act on the front end's output (``pipeline.frontend``: speech found and
 level-normalised), so noise is added after speech detection and every copy covers the
@@ -17,6 +19,7 @@ from dataclasses import asdict, astuple, dataclass
 
 import numpy as np
 
+from pipeline import channel
 from pipeline.audio import resample
 from pipeline.features import FeatureConfig, log_mel_and_mfcc, place
 
@@ -28,6 +31,11 @@ class AugmentConfig:
     max_semitones: float = 2.0
     snr_db: tuple[float, float] = (15.0, 35.0)
     speed: tuple[float, float] = (0.9, 1.1)
+    noise_betas: tuple[float, ...] = (0.0,)  # noise colours drawn from: 0 white, 1 pink, 2 brown
+    telephone_prob: float = 0.0  # share of copies band-limited to 300-3400 Hz
+    reverb_prob: float = 0.0  # share of copies reverberated
+    rt60: tuple[float, float] = (0.2, 0.8)  # seconds, when reverberated
+    drr_db: tuple[float, float] = (0.0, 10.0)  # direct-to-reverberant ratio, when reverberated
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,23 +47,29 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """One copy's parameters; the identity (copy 0) has shift 0, pitch 0, SNR inf, speed 1."""
+    """One copy's parameters; the identity (copy 0) has shift 0, pitch 0, SNR inf, speed 1,
+    no telephone band (0) and no reverberation (``rt60`` 0)."""
 
     shift_seconds: float = 0.0
     semitones: float = 0.0
     snr_db: float = float("inf")
     speed: float = 1.0
     noise_seed: int = 0
+    noise_beta: float = 0.0
+    telephone: float = 0.0  # 1: band-limited to the telephone band
+    rt60: float = 0.0  # 0: no reverberation
+    drr_db: float = 0.0
 
-    FIELDS = ("shift_seconds", "semitones", "snr_db", "speed", "noise_seed")
+    FIELDS = ("shift_seconds", "semitones", "snr_db", "speed", "noise_seed", "noise_beta",
+              "telephone", "rt60", "drr_db")
 
     def to_row(self) -> np.ndarray:
         return np.asarray(astuple(self), dtype=np.float64)
 
     @classmethod
     def from_row(cls, row) -> "AugmentParams":
-        shift, semitones, snr, speed, noise_seed = (float(v) for v in row)
-        return cls(shift, semitones, snr, speed, int(noise_seed))
+        values = [float(v) for v in row]  # rows of features version 3 have the first five
+        return cls(*values[:4], int(values[4]), *values[5:])
 
 
 def copy_rng(*, seed: int, clip_id: str, copy: int) -> np.random.Generator:
@@ -65,13 +79,19 @@ def copy_rng(*, seed: int, clip_id: str, copy: int) -> np.random.Generator:
 
 
 def sample_params(config: AugmentConfig, rng: np.random.Generator) -> AugmentParams:
-    return AugmentParams(
-        shift_seconds=float(rng.uniform(-config.max_shift_seconds, config.max_shift_seconds)),
-        semitones=float(rng.uniform(-config.max_semitones, config.max_semitones)),
-        snr_db=float(rng.uniform(*config.snr_db)),
-        speed=float(rng.uniform(*config.speed)),
-        noise_seed=int(rng.integers(0, 2**31 - 1)),
-    )
+    """Draw one copy's parameters. Every draw happens whatever the config, in a fixed
+    order, so adding a kind of augmentation never changes the draws of the others."""
+    shift = float(rng.uniform(-config.max_shift_seconds, config.max_shift_seconds))
+    semitones = float(rng.uniform(-config.max_semitones, config.max_semitones))
+    snr_db = float(rng.uniform(*config.snr_db))
+    speed = float(rng.uniform(*config.speed))
+    noise_seed = int(rng.integers(0, 2**31 - 1))
+    beta = float(config.noise_betas[int(rng.integers(0, len(config.noise_betas)))])
+    telephone = float(rng.random() < config.telephone_prob)
+    reverb = rng.random() < config.reverb_prob
+    rt60, drr_db = float(rng.uniform(*config.rt60)), float(rng.uniform(*config.drr_db))
+    return AugmentParams(shift, semitones, snr_db, speed, noise_seed, beta, telephone,
+                         rt60 if reverb else 0.0, drr_db if reverb else 0.0)
 
 
 def params_for(config: AugmentConfig, *, seed: int, clip_id: str, copy: int) -> AugmentParams:
@@ -87,19 +107,33 @@ def speech_features(speech: np.ndarray, params: AugmentParams, config: FeatureCo
     compute the features of the window built around it, float32 ``(2, n_mels,
     n_frames)``. Identity params give exactly ``features.clean_features``.
 
-    Order: speed (resample, so tempo and pitch change together) -> window with time
-    shift -> noise at the sampled SNR (relative to the speech power) -> spectrogram with
-    the pitch warp.
+    Order, as a recording would have it: speed (resample, so tempo and pitch change
+    together) -> room reverberation of the speech (its RMS kept) -> window with time shift
+    -> coloured noise at the sampled SNR (relative to the speech power) -> telephone band
+    over speech and noise, scaled so the speech keeps its RMS (the front end would have
+    re-levelled it) -> spectrogram with the pitch warp.
     """
+    rate = config.sample_rate
     if params.speed != 1.0:
-        speech = resample(speech, orig_sr=config.sample_rate * params.speed,
-                          target_sr=config.sample_rate)
-    offset = int(round(params.shift_seconds * config.sample_rate))
-    window = place(speech, length=config.window_samples, offset=offset)
+        speech = resample(speech, orig_sr=rate * params.speed, target_sr=rate)
+    if params.rt60 > 0:
+        speech = channel.reverberate(speech, rt60=params.rt60, drr_db=params.drr_db,
+                                     sample_rate=rate,
+                                     rng=np.random.default_rng([params.noise_seed, 1]))
+    window = place(speech, length=config.window_samples,
+                   offset=int(round(params.shift_seconds * rate)))
     if np.isfinite(params.snr_db):
         signal_power = float(np.mean(np.square(speech, dtype=np.float64))) or 1e-12
         noise_power = signal_power / 10.0 ** (params.snr_db / 10.0)
-        noise = np.random.default_rng(params.noise_seed).standard_normal(window.size,
-                                                                         dtype=np.float32)
+        noise = channel.coloured_noise(window.size, beta=params.noise_beta,
+                                       rng=np.random.default_rng(params.noise_seed))
         window = window + np.float32(np.sqrt(noise_power)) * noise
+    if params.telephone:
+        band_speech = channel.telephone_band(speech, sample_rate=rate)
+        gain = _rms(speech) / (_rms(band_speech) or 1.0)
+        window = channel.telephone_band(window, sample_rate=rate) * np.float32(gain)
     return log_mel_and_mfcc(window, config, pitch_factor=2.0 ** (params.semitones / 12.0))
+
+
+def _rms(y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0

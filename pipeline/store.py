@@ -4,7 +4,8 @@ A shard ``shard-NNNNN.h5`` holds, for its rows (one row per clip copy):
 
 - ``features``: float16 ``(n, 2, n_mels, n_frames)`` (channel 0 MFCC, 1 log-mel dB)
 - ``label`` int8, ``actor`` int8, ``fold`` int8, ``copy`` int8, ``clip_id`` bytes ``(n,)``
-- ``aug_params`` float64 ``(n, 5)``: shift_seconds, semitones, snr_db, speed, noise_seed
+- ``aug_params`` float64 ``(n, 9)``: ``AugmentParams.FIELDS`` (shift_seconds, semitones,
+  snr_db, speed, noise_seed, noise_beta, telephone, rt60, drr_db)
 
 and attributes: ``cache_key``, ``feature_config`` / ``augment_config`` / ``label_map``
 (JSON), ``code_version``, ``clip_ids`` (the clips assigned to it) and ``failures`` (JSON).

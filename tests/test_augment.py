@@ -22,6 +22,7 @@ from pipeline.store import read_shard
 
 FEATURES = FeatureConfig()
 AUGMENT = AugmentConfig()
+RECORDING = AugmentConfig(noise_betas=(0.0, 1.0, 2.0), telephone_prob=0.5, reverb_prob=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,14 @@ def test_same_seed_clip_and_copy_give_identical_params_and_features(speech):
 
 def test_different_copies_clips_and_seeds_differ(speech):
     clip = "03-01-06-01-01-01-02"
-    base = params_for(AUGMENT, seed=0, clip_id=clip, copy=1)
-    others = [params_for(AUGMENT, seed=0, clip_id=clip, copy=2),
-              params_for(AUGMENT, seed=0, clip_id="03-01-06-01-01-02-02", copy=1),
-              params_for(AUGMENT, seed=1, clip_id=clip, copy=1)]
+    base = params_for(RECORDING, seed=0, clip_id=clip, copy=1)
+    others = [params_for(RECORDING, seed=0, clip_id=clip, copy=2),
+              params_for(RECORDING, seed=0, clip_id="03-01-06-01-01-02-02", copy=1),
+              params_for(RECORDING, seed=1, clip_id=clip, copy=1)]
+    continuous = set(AugmentParams.FIELDS) - {"noise_beta", "telephone"}  # drawn from a few values
     for other in others:
         assert other != base
-        for name in AugmentParams.FIELDS:  # every field is drawn, none is shared
+        for name in continuous:  # every field is drawn, none is shared
             assert getattr(other, name) != getattr(base, name)
     copy1 = speech_features(speech, base, FEATURES)
     copy2 = speech_features(speech, others[0], FEATURES)
@@ -149,11 +151,53 @@ def test_noise_fills_the_silence_at_the_requested_level(speech):
     assert not np.array_equal(loud, other_seed)
 
 
+def _band_energy_db(features: np.ndarray, low_hz: float, high_hz: float) -> float:
+    """Mean log-mel level (dB) over the mel bands centred between ``low_hz`` and ``high_hz``."""
+    from pipeline.features import hz_to_mel, mel_to_hz
+
+    edges = mel_to_hz(np.linspace(hz_to_mel(np.array(FEATURES.fmin)),
+                                  hz_to_mel(np.array(FEATURES.fmax)), FEATURES.n_mels + 2))
+    centres = edges[1:-1]
+    bands = (centres >= low_hz) & (centres <= high_hz)
+    return float(features[1][bands].mean())
+
+
+def test_telephone_band_removes_what_lies_outside_300_to_3400_hz(speech):
+    clean = clean_features(speech, FEATURES)
+    phone = speech_features(speech, AugmentParams(telephone=1.0), FEATURES)
+    for low, high in ((0.0, 150.0), (4500.0, 8000.0)):  # outside the band: far weaker
+        assert _band_energy_db(phone, low, high) < _band_energy_db(clean, low, high) - 10.0
+    # inside it, the speech keeps its level within a few dB (the gain restores its RMS)
+    assert abs(_band_energy_db(phone, 500.0, 3000.0) - _band_energy_db(clean, 500.0, 3000.0)) < 4.0
+
+
+def test_reverberation_carries_speech_energy_into_the_pause_after_it(speech):
+    padded = np.concatenate([speech, np.zeros(8000, dtype=np.float32)])  # 0.5 s of silence
+    clean = clean_features(padded, FEATURES)
+    wet = speech_features(padded, AugmentParams(rt60=0.8, drr_db=0.0, noise_seed=2), FEATURES)
+    end = (FEATURES.window_samples - padded.size) // 2 + speech.size  # where speech stops
+    after = slice(end // FEATURES.hop_length + 2, (end + 4000) // FEATURES.hop_length)
+    assert wet[1][:, after].mean() > clean[1][:, after].mean() + 10.0
+    dry_again = speech_features(padded, AugmentParams(rt60=0.0, drr_db=0.0, noise_seed=2), FEATURES)
+    np.testing.assert_array_equal(dry_again, clean)
+
+
+def test_brown_noise_puts_more_energy_low_than_white_at_the_same_snr(speech):
+    white = speech_features(speech, AugmentParams(snr_db=0.0, noise_seed=3), FEATURES)
+    brown = speech_features(speech, AugmentParams(snr_db=0.0, noise_seed=3, noise_beta=2.0),
+                            FEATURES)
+    padding = slice(0, 5)  # noise alone
+    tilt = lambda f: (_band_energy_db(f[:, :, padding], 0, 500)  # noqa: E731
+                      - _band_energy_db(f[:, :, padding], 4000, 8000))
+    assert tilt(brown) > tilt(white) + 20.0
+
+
 # --- a stored row can be rebuilt alone ----------------------------------------------------
 
 
 def test_a_stored_row_is_rebuilt_exactly_from_its_recorded_params(indexed, tmp_path):
-    config = ExtractConfig(augment=dataclasses.replace(AUGMENT, copies=2), seed=3, shard_clips=8)
+    # every copy reverberated, half of them band-limited, noise of three colours
+    config = ExtractConfig(augment=dataclasses.replace(RECORDING, copies=2), seed=3, shard_clips=8)
     result = extract(data_dir=indexed, artifacts_dir=tmp_path / "artifacts", config=config)
     rows = read_shard(result.features_dir / "shard-00001.h5")
     paths = {clip.clip_id: corpus_root(indexed) / clip.path for clip in load_index(indexed)}

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline.augment import AugmentConfig
+from pipeline.augment import AugmentConfig, AugmentParams
 from pipeline.download import corpus_root
 from pipeline.errors import PipelineError
 from pipeline.extract import ExtractConfig, ShardTask, build_shard, extract, plan_shards
@@ -88,7 +88,7 @@ def test_extract_writes_every_clip_and_copy_with_compact_dtypes(indexed, tmp_pat
         for column in ("label", "actor", "fold", "copy"):
             assert datasets[column].dtype == np.int8 and datasets[column].shape == (n,)
         assert datasets["aug_params"].dtype == np.float64
-        assert datasets["aug_params"].shape == (n, 5)
+        assert datasets["aug_params"].shape == (n, len(AugmentParams.FIELDS))
         assert attrs["cache_key"] == config.cache_key(index_hash(indexed))
         assert json.loads(attrs["feature_config"]) == config.features.to_dict()
         for i, clip_id in enumerate(datasets["clip_id"].astype(str)):
