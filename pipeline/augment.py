@@ -31,9 +31,10 @@ class AugmentConfig:
     max_semitones: float = 2.0
     snr_db: tuple[float, float] = (15.0, 35.0)
     speed: tuple[float, float] = (0.9, 1.1)
-    noise_betas: tuple[float, ...] = (0.0,)  # noise colours drawn from: 0 white, 1 pink, 2 brown
-    telephone_prob: float = 0.0  # share of copies band-limited to 300-3400 Hz
-    reverb_prob: float = 0.0  # share of copies reverberated
+    # the recording conditions, chosen on validation actors (docs/experiments.md, seventh round)
+    noise_betas: tuple[float, ...] = (0.0, 1.0, 2.0)  # noise colours: 0 white, 1 pink, 2 brown
+    telephone_prob: float = 0.333  # share of copies band-limited to 300-3400 Hz
+    reverb_prob: float = 0.333  # share of copies reverberated
     rt60: tuple[float, float] = (0.2, 0.8)  # seconds, when reverberated
     drr_db: tuple[float, float] = (0.0, 10.0)  # direct-to-reverberant ratio, when reverberated
 

@@ -20,7 +20,9 @@ class ModelConfig:
     channels: tuple[int, ...] = (16, 32, 64)
     hidden: int = 128
     dropout: float = 0.1  # 0.3 and 0.5 were tried (docs/experiments.md)
-    clip_norm: bool = False  # also subtract each clip's own mean per channel and mel row
+    # also subtract each clip's own mean per channel and mel row (cepstral mean
+    # normalisation: a fixed channel's colouring cancels); docs/experiments.md, seventh round
+    clip_norm: bool = True
     pooling: str = "meanmax"  # over time after the conv blocks: "mean" or "meanmax" (both, concatenated)
 
     def to_dict(self) -> dict:
