@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import io
 import json
 
@@ -67,7 +69,7 @@ def test_normalisation_buffers_are_saved_with_the_weights():
 
 
 def test_normalise_uses_the_statistics_and_floors_the_std():
-    model = EmotionCNN(SMALL)
+    model = EmotionCNN(dataclasses.replace(SMALL, clip_norm=False))
     mean = torch.full((2, SMALL.n_mels, 1), 3.0)
     std = torch.full((2, SMALL.n_mels, 1), 2.0)
     std[0, 0, 0] = 0.0  # a constant mel row must not divide by zero
@@ -77,6 +79,21 @@ def test_normalise_uses_the_statistics_and_floors_the_std():
     assert torch.isfinite(out).all()
     assert out[0, 1, 5, 0].item() == pytest.approx(1.0)
     assert model.feature_std[0, 0, 0].item() == pytest.approx(1e-3)
+
+
+def test_clip_norm_cancels_a_fixed_colouring_of_each_mel_row():
+    """Cepstral mean normalisation: a channel that adds a constant (dB) to each mel row
+    over the whole clip, as a microphone's response does to a log-mel, leaves the
+    normalised input unchanged; every row then has zero mean over time."""
+    torch.manual_seed(1)
+    model = EmotionCNN(SMALL)
+    assert SMALL.clip_norm  # the recipe's default
+    model.set_normalisation(torch.randn(2, SMALL.n_mels, 1), torch.rand(2, SMALL.n_mels, 1) + 0.5)
+    x = torch.randn(3, 2, SMALL.n_mels, 20) * 10
+    colouring = torch.randn(1, 2, SMALL.n_mels, 1) * 6
+    out = model.normalise(x)
+    torch.testing.assert_close(model.normalise(x + colouring), out, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.mean(dim=3), torch.zeros(3, 2, SMALL.n_mels), atol=1e-5, rtol=0)
 
 
 def test_raw_and_pre_normalised_inputs_agree():
