@@ -69,7 +69,14 @@ class AugmentParams:
 
     @classmethod
     def from_row(cls, row) -> "AugmentParams":
-        values = [float(v) for v in row]  # rows of features version 3 have the first five
+        """Inverse of ``to_row``. Also reads the five-column rows written before the
+        recording conditions existed (``shift_seconds`` .. ``noise_seed``; the rest are
+        the identity). Raises ``ValueError`` for any other width."""
+        values = [float(v) for v in row]
+        if len(values) not in (5, len(cls.FIELDS)):
+            raise ValueError(f"an augmentation row has 5 or {len(cls.FIELDS)} values "
+                             f"({', '.join(cls.FIELDS)}), not {len(values)}: re-run "
+                             "'cli.py extract --force'")
         return cls(*values[:4], int(values[4]), *values[5:])
 
 

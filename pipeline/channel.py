@@ -4,7 +4,7 @@ features' rate and returns float32; randomness comes only from the generator pas
 so a copy is rebuilt exactly from its stored parameters (``pipeline.augment``).
 
 - ``telephone_band``: the narrowband telephone channel, 300-3400 Hz (ITU-T G.712), as a
-  4th-order Butterworth band-pass.
+  Butterworth band-pass (4th-order prototype: 24 dB/octave at each edge, 8th order in all).
 - ``coloured_noise``: Gaussian noise with a power spectrum proportional to ``1/f**beta``
   (beta 0 white, 1 pink, 2 brown), the usual stand-ins for hiss, ambience and rumble.
 - ``reverberate``: convolution with a synthetic room impulse response, a unit direct path
@@ -32,8 +32,9 @@ def _bandpass(sample_rate: int) -> np.ndarray:
 
 
 def telephone_band(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
-    """``y`` band-limited to 300-3400 Hz (causal 4th-order Butterworth band-pass, zero
-    initial state). float32 ``(num_samples,)``; ``sample_rate`` must exceed 6800 Hz."""
+    """``y`` band-limited to 300-3400 Hz (causal Butterworth band-pass from a 4th-order
+    prototype, zero initial state). float32 ``(num_samples,)``. Raises ``ValueError``
+    (from scipy) when ``sample_rate`` is 6800 Hz or less."""
     from scipy import signal
 
     y = np.asarray(y, dtype=np.float64)
@@ -46,7 +47,14 @@ def coloured_noise(num_samples: int, *, beta: float, rng: np.random.Generator) -
     """Gaussian noise whose power spectrum falls as ``1/f**beta``, float32
     ``(num_samples,)``. ``beta == 0`` is ``rng.standard_normal`` itself (unit variance);
     other colours are shaped in the frequency domain and scaled to unit RMS. The DC bin
-    is set to zero."""
+    is set to zero.
+
+    Known limit (docs/experiments.md, seventh round): the RMS is taken over the whole
+    spectrum, down to ``1/num_samples`` cycles per sample, so for beta 2 most of the
+    power lies below 60 Hz, where the front end's high-pass would remove it from a real
+    recording: a brown copy's SNR in the speech band is some 25-35 dB higher than the
+    drawn SNR. The trained recipe was chosen with this behaviour; changing it changes
+    the features and needs a new validation round."""
     white = rng.standard_normal(num_samples, dtype=np.float32)
     if beta == 0.0 or num_samples < 2:
         return white
@@ -79,7 +87,9 @@ def reverberate(y: np.ndarray, *, rt60: float, drr_db: float, sample_rate: int,
                 rng: np.random.Generator) -> np.ndarray:
     """``y`` convolved with ``room_impulse_response``, cut to ``y``'s length (the tail
     past the end is dropped, so the speech stays where it was) and scaled back to ``y``'s
-    RMS. float32 ``(num_samples,)``."""
+    RMS. float32 ``(num_samples,)``. Augmentation applies it to speech the detector has
+    already trimmed, so copies carry no decay after the last word, which a reverberant
+    recording keeps up to the detector's 30 ms pad; accepted for simplicity."""
     from scipy import signal
 
     y = np.asarray(y, dtype=np.float64)

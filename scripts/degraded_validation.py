@@ -30,6 +30,8 @@ CONDITIONS = ("clean", "telephone", "pink 10 dB", "reverb", "phone+noise")
 def active_power(y: np.ndarray, rate: int) -> float:
     """Mean power of the louder half of 20 ms frames: the speech, not the pauses."""
     frame = int(0.02 * rate)
+    if y.size < frame:
+        return float(np.mean(np.square(y, dtype=np.float64))) if y.size else 1e-12
     usable = y[: y.size // frame * frame].reshape(-1, frame).astype(np.float64)
     powers = np.sort(np.mean(usable ** 2, axis=1))
     return float(np.mean(powers[powers.size // 2:])) or 1e-12

@@ -100,6 +100,28 @@ def test_params_round_trip_through_a_row():
     assert AugmentParams.from_row(AugmentParams().to_row()) == AugmentParams()  # inf SNR
 
 
+def test_five_column_rows_from_before_the_recording_conditions_still_read():
+    old = np.array([0.1, -1.0, 20.0, 1.05, 12345.0])
+    assert AugmentParams.from_row(old) == AugmentParams(0.1, -1.0, 20.0, 1.05, 12345)
+    with pytest.raises(ValueError, match="extract --force"):
+        AugmentParams.from_row(np.zeros(7))
+
+
+def test_noise_and_reverberation_draw_from_different_streams(speech):
+    """The reverberation's generator is seeded by (noise_seed, 1), not noise_seed itself:
+    a copy with both must not reuse the noise's samples as its room."""
+    from pipeline import channel
+
+    room = channel.room_impulse_response(rt60=0.5, drr_db=0.0, sample_rate=16000,
+                                         rng=np.random.default_rng([7, 1]))
+    same_stream = channel.room_impulse_response(rt60=0.5, drr_db=0.0, sample_rate=16000,
+                                                rng=np.random.default_rng(7))
+    assert not np.allclose(room, same_stream)
+    both = speech_features(speech, AugmentParams(snr_db=20.0, noise_seed=7, rt60=0.5), FEATURES)
+    again = speech_features(speech, AugmentParams(snr_db=20.0, noise_seed=7, rt60=0.5), FEATURES)
+    np.testing.assert_array_equal(both, again)
+
+
 def test_augment_config_round_trips_through_json():
     config = AugmentConfig(copies=4, snr_db=(10.0, 20.0), speed=(0.8, 1.2))
     assert AugmentConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
@@ -202,6 +224,11 @@ def test_a_stored_row_is_rebuilt_exactly_from_its_recorded_params(indexed, tmp_p
     rows = read_shard(result.features_dir / "shard-00001.h5")
     paths = {clip.clip_id: corpus_root(indexed) / clip.path for clip in load_index(indexed)}
     assert len(rows["copy"]) == 8 * 3
+    drawn = [AugmentParams.from_row(row) for row in rows["aug_params"]]
+    augmented = [p for p in drawn if p != AugmentParams()]
+    assert len(augmented) == 16 and all(p.rt60 > 0 for p in augmented)
+    assert any(p.telephone for p in augmented) and not all(p.telephone for p in augmented)
+    assert len({p.noise_beta for p in augmented}) > 1  # the rebuild covers several colours
 
     # rebuild the rows in reverse order, each from its own row only (no earlier copies)
     for i in reversed(range(len(rows["copy"]))):
