@@ -138,10 +138,7 @@ def speech_features(speech: np.ndarray, params: AugmentParams, config: FeatureCo
         window = window + np.float32(np.sqrt(noise_power)) * noise
     if params.telephone:
         band_speech = channel.telephone_band(speech, sample_rate=rate)
-        gain = _rms(speech) / (_rms(band_speech) or 1.0)
+        gain = channel.rms(speech) / (channel.rms(band_speech) or 1.0)
         window = channel.telephone_band(window, sample_rate=rate) * np.float32(gain)
     return log_mel_and_mfcc(window, config, pitch_factor=2.0 ** (params.semitones / 12.0))
 
-
-def _rms(y: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0

@@ -24,6 +24,11 @@ import numpy as np
 TELEPHONE_BAND_HZ = (300.0, 3400.0)  # ITU-T G.712 narrowband channel
 
 
+def rms(y: np.ndarray) -> float:
+    """Root mean square of ``y`` (any float array), computed in float64; 0.0 when empty."""
+    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
+
+
 @functools.lru_cache(maxsize=4)
 def _bandpass(sample_rate: int) -> np.ndarray:
     from scipy import signal
@@ -64,8 +69,7 @@ def coloured_noise(num_samples: int, *, beta: float, rng: np.random.Generator) -
     spectrum *= freqs ** (-beta / 2.0)
     spectrum[0] = 0.0
     noise = np.fft.irfft(spectrum, n=num_samples)
-    rms = float(np.sqrt(np.mean(noise * noise))) or 1.0
-    return (noise / rms).astype(np.float32)
+    return (noise / (rms(noise) or 1.0)).astype(np.float32)
 
 
 def room_impulse_response(*, rt60: float, drr_db: float, sample_rate: int,
@@ -97,5 +101,5 @@ def reverberate(y: np.ndarray, *, rt60: float, drr_db: float, sample_rate: int,
         return y.astype(np.float32)
     response = room_impulse_response(rt60=rt60, drr_db=drr_db, sample_rate=sample_rate, rng=rng)
     wet = signal.fftconvolve(y, response)[:y.size]
-    before, after = float(np.sqrt(np.mean(y * y))), float(np.sqrt(np.mean(wet * wet)))
+    before, after = rms(y), rms(wet)
     return (wet * (before / after if after > 0 else 1.0)).astype(np.float32)
