@@ -49,6 +49,9 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-2
     label_smoothing: float = 0.1
+    # gradients rescaled to at most this L2 norm before each step (0: off). Without it the
+    # 20-actor final run of the seventh recipe stalled near the 3e-3 peak (docs/experiments.md)
+    grad_clip: float = 1.0
     mixup_alpha: float = 0.0
     balanced: bool = True  # loss weighted by inverse class frequency (neutral: half the clips)
     time_masks: int = 2
@@ -64,7 +67,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        return cls(**{**data, "model": ModelConfig.from_dict(data["model"])})
+        # runs from before grad_clip existed trained without clipping
+        return cls(**{"grad_clip": 0.0, **data, "model": ModelConfig.from_dict(data["model"])})
 
 
 # Ensemble members per run (seeds seed, seed + 1, ...; probabilities averaged). Not part of
@@ -320,6 +324,7 @@ def _train_epoch(model, optimiser, schedule, features, labels, split: Split, con
     order = torch.from_numpy(split.train)[torch.randperm(len(split.train), generator=generator)]
     use_amp = device.type == "cuda"
     total_loss = correct = seen = 0
+    grad_norms = []
     t0 = time.perf_counter()
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size].to(features.device)
@@ -346,6 +351,10 @@ def _train_epoch(model, optimiser, schedule, features, labels, split: Split, con
                                 "or check the features for NaN / inf ('cli.py extract --force')")
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        if config.grad_clip:
+            # the norm before clipping, recorded so a stall can be seen in metrics.jsonl
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                                    config.grad_clip)))
         optimiser.step()
         schedule.step()
         total_loss += loss.item() * len(y)
@@ -354,7 +363,9 @@ def _train_epoch(model, optimiser, schedule, features, labels, split: Split, con
     seconds = time.perf_counter() - t0
     return {"epoch": epoch, "train_loss": total_loss / seen, "train_acc": correct / seen,
             "lr": schedule.get_last_lr()[0], "seconds": round(seconds, 3),
-            "samples_per_s": seen / seconds}
+            "samples_per_s": seen / seconds,
+            **({"grad_norm_median": float(np.median(grad_norms)),
+                "grad_norm_max": max(grad_norms)} if grad_norms else {})}
 
 
 def _evaluate_rows(model, features, label_column: np.ndarray, rows: np.ndarray, *, device) -> dict:

@@ -453,6 +453,26 @@ def test_same_seed_gives_identical_weights(tmp_path):
                            _weights(other.run_dir)["head.5.weight"])
 
 
+def test_gradient_clipping_records_the_norm_before_clipping_and_changes_the_steps(tmp_path):
+    config = replace(SMALL, epochs=2, grad_clip=1e-3)
+    clipped = _run(write_store(tmp_path / "a"), config, fold=0)
+    records = _metrics(clipped.run_dir)
+    # recorded before clipping: far above the 1e-3 bound the steps were taken with
+    assert all(r["grad_norm_max"] >= r["grad_norm_median"] > 1e-3 for r in records)
+    free = _run(write_store(tmp_path / "b"), replace(config, grad_clip=0.0), fold=0)
+    assert "grad_norm_max" not in _metrics(free.run_dir)[0]
+    a, b = _weights(clipped.run_dir), _weights(free.run_dir)
+    assert all(torch.isfinite(v.float()).all() for v in a.values())
+    assert not torch.equal(a["head.5.weight"], b["head.5.weight"])
+
+
+def test_configs_saved_before_gradient_clipping_read_as_unclipped():
+    saved = SMALL.to_dict()
+    del saved["grad_clip"]
+    assert TrainConfig.from_dict(saved).grad_clip == 0.0
+    assert TrainConfig.from_dict(SMALL.to_dict()) == SMALL
+
+
 # --- stale inputs -------------------------------------------------------------------------
 
 
