@@ -11,6 +11,14 @@ import numpy as np
 
 from pipeline.errors import AudioError
 
+# What a file's header may claim, checked before any sample is decoded (so a hostile
+# header cannot make the decoder or the resampler allocate gigabytes). 8 kHz is the
+# telephone rate, the lowest that carries the speech band; 384 kHz is the highest rate
+# audio interfaces record at; 32 channels cover any microphone array worth scoring.
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 384_000
+MAX_CHANNELS = 32
+
 @dataclass(frozen=True)
 class AudioInfo:
     sample_rate: int
@@ -22,16 +30,37 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
+def check_header(sample_rate: int, channels: int, *, name: str) -> None:
+    """Raise ``AudioError`` naming ``name`` and the limit when a header's rate is outside
+    ``MIN_SAMPLE_RATE``..``MAX_SAMPLE_RATE`` Hz or it has more than ``MAX_CHANNELS``."""
+    if sample_rate < MIN_SAMPLE_RATE:
+        raise AudioError(f"{name}: sample rate {sample_rate} Hz is below {MIN_SAMPLE_RATE} Hz, "
+                         "the lowest that carries speech (telephone band): the file's header "
+                         "is wrong, or it is not a speech recording")
+    if sample_rate > MAX_SAMPLE_RATE:
+        raise AudioError(f"{name}: sample rate {sample_rate} Hz is above the {MAX_SAMPLE_RATE} Hz "
+                         "limit: the header is wrong, or resample the file (e.g. to 48 kHz)")
+    if channels > MAX_CHANNELS:
+        raise AudioError(f"{name}: {channels} channels, more than the limit of {MAX_CHANNELS}: "
+                         "the header is wrong, or keep the channels that hold the speaker")
+
+
 def read(path: Path) -> tuple[np.ndarray, int]:
     """Decode a file. Returns ``(samples, sample_rate)``, samples float32 of shape
-    ``(frames, channels)``."""
+    ``(frames, channels)``. The header is checked (``check_header``) before decoding.
+
+    Raises ``AudioError`` naming the file: missing, empty, undecodable, a header outside
+    the limits, no frames, NaN or infinite samples."""
     import soundfile
 
     path = Path(path)
     try:
         if path.stat().st_size == 0:
             raise AudioError(f"{path}: empty file (0 bytes)")
-        samples, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(str(path)) as handle:
+            check_header(handle.samplerate, handle.channels, name=str(path))
+            samples = handle.read(dtype="float32", always_2d=True)
+            sample_rate = handle.samplerate
     except AudioError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:

@@ -35,14 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import conditioning
-from pipeline.audio import read, resample
+from pipeline.audio import check_header, read, resample
 from pipeline.errors import AudioError, NoSpeechError
 from pipeline.vad import VAD_SAMPLE_RATE, Segment, VadConfig, group_segments, speech_regions
 
 # Below -80 dBFS peak a recording carries no usable speech. The quietest RAVDESS takes
 # peak near -36 dBFS, far above this.
 SILENCE_PEAK = 1e-4
-MIN_FILE_RATE = 8000  # telephone speech; anything lower cannot hold the speech band
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,15 @@ def condition(samples: np.ndarray, *, file_rate: int, sample_rate: int,
     ``file_rate``. Returns float32 ``(num_samples,)`` at ``sample_rate``.
 
     Raises ``AudioError`` (naming ``name``) for a silent recording.
+
+    Sample values of any finite size are conditioned, not refused: a recording peaking
+    above 1 (float files may, up to about 3e38) is first divided by its peak, which
+    changes nothing downstream (every step is scale-equivariant, step 6 sets the level)
+    and keeps the filter and mixing sums far from float32 overflow.
     """
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak > 1.0:
+        samples = samples / np.float32(peak)
     y = conditioning.mix_channels(samples)
     y = conditioning.remove_dc(y, sample_rate=file_rate, cutoff_hz=config.highpass_hz,
                                order=config.highpass_order)
@@ -140,13 +147,11 @@ def detect(y: np.ndarray, *, sample_rate: int, window_samples: int, config: Fron
 def from_samples(samples: np.ndarray, *, file_rate: int, features, name: str = "recording") -> Speech:
     """Steps 2-7 on decoded ``samples`` (float ``(num_frames,)`` or ``(num_frames,
     channels)``) with the front end of ``features`` (a ``FeatureConfig``). Raises
-    ``AudioError`` for a rate below 8 kHz or a silent recording, ``NoSpeechError``
+    ``AudioError`` for a rate or channel count outside ``audio.check_header``'s limits or
+    a silent recording, ``NoSpeechError``
     without enough speech; each names ``name``."""
-    if file_rate < MIN_FILE_RATE:
-        raise AudioError(f"{name}: sample rate {file_rate} Hz is below {MIN_FILE_RATE} Hz, the "
-                         "lowest that carries speech (telephone band): the file's header is "
-                         "wrong, or it is not a speech recording")
     samples = np.asarray(samples, dtype=np.float32)
+    check_header(file_rate, 1 if samples.ndim == 1 else samples.shape[1], name=name)
     if samples.ndim == 1:
         samples = samples[:, None]
     y = condition(samples, file_rate=file_rate, sample_rate=features.sample_rate,

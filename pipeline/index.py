@@ -24,6 +24,7 @@ from pipeline import ravdess
 from pipeline.download import corpus_root
 from pipeline.errors import CorpusError
 from pipeline.progress import bar, log
+from pipeline.scan import scan
 from pipeline.stages import hash_obj, manifest, read_json, write_json_atomic, write_text_atomic
 
 INDEX_FORMAT = 1
@@ -134,8 +135,11 @@ def _scan(path: Path, root: Path) -> tuple[dict | None, str | None]:
     }, None
 
 
-def _listing(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+def _listing(root: Path) -> tuple[list[Path], dict[str, list[str]]]:
+    """The audio files under ``root`` (``pipeline.scan``'s rule) and the rest by reason."""
+    found = scan([root])
+    return found.files, {reason: [p.relative_to(root).as_posix() for p in paths]
+                         for reason, paths in found.skipped.items()}
 
 
 def build_index(*, data_dir: Path, config: IndexConfig = IndexConfig(),
@@ -143,7 +147,7 @@ def build_index(*, data_dir: Path, config: IndexConfig = IndexConfig(),
     """Index the corpus under ``data_dir`` (see module docstring)."""
     root = corpus_root(data_dir)
     csv_path, json_path = index_paths(data_dir)
-    files = _listing(root)
+    files, scan_skipped = _listing(root)
     key = hash_obj({"config": config.to_dict(), "format": INDEX_FORMAT, "root": str(root),
                     "files": [(p.relative_to(root).as_posix(), p.stat().st_size,
                                p.stat().st_mtime_ns) for p in files]})
@@ -156,7 +160,7 @@ def build_index(*, data_dir: Path, config: IndexConfig = IndexConfig(),
         return IndexResult(load_index(data_dir), done.get("skipped", {}),
                            done["index_hash"], cached=True)
 
-    rows, skipped = [], defaultdict(list)
+    rows, skipped = [], defaultdict(list, scan_skipped)
     with bar(total=len(files), desc="index", unit="file") as progress:
         for path in files:
             row, reason = _scan(path, root)

@@ -26,10 +26,11 @@ from pipeline import frontend
 from pipeline.augment import AugmentParams
 from pipeline.errors import AudioError, PipelineError
 from pipeline.features import FeatureConfig
+from pipeline.progress import log
 from pipeline.results import FileResult, timeline_record, verdict
+from pipeline.scan import audio_suffixes, scan
 from pipeline.views import CLEAN, window_views
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3")
 # Model inputs per forward pass. Small batches stay in the CPU caches: on the 2-core
 # development machine 64 at a time ran 2-3x faster than 256 or more at once.
 FORWARD_BATCH = 64
@@ -48,16 +49,13 @@ class FileFeatures:
 
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files as given, and audio files found recursively under folders, sorted."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            # not is_file(): a broken link named .wav is kept, to get its error row
-            files += sorted(p for p in item.rglob("*")
-                            if p.suffix.lower() in AUDIO_SUFFIXES and not p.is_dir())
-        else:
-            files.append(item)  # a missing file gets its error row
-    return files
+    """Files as given, and audio files found recursively under folders (``pipeline.scan``:
+    the formats libsndfile reads, hidden files skipped); the skipped files are logged in
+    one line."""
+    found = scan(inputs)
+    if found.skipped:
+        log.info("%s", found.summary())
+    return found.files
 
 
 def file_windows(path: Path, config: FeatureConfig,
@@ -108,8 +106,8 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1, tta: bool 
 
     paths = expand_inputs(inputs)
     if not paths:
-        raise PipelineError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in "
-                            f"{', '.join(map(str, inputs))}")
+        raise PipelineError(f"no audio files in {', '.join(map(str, inputs))} (formats: "
+                            f"{', '.join(sorted(audio_suffixes()))}; hidden files are skipped)")
     labels = bundle.labels
     model = for_inference(bundle.model)
     results: list[FileResult] = []

@@ -10,7 +10,10 @@ import pytest
 import soundfile
 
 from pipeline import frontend
-from pipeline.audio import AudioInfo, read, resample
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioInfo, read, resample
 from pipeline.errors import AudioError, PipelineError
 from pipeline.features import FeatureConfig
 
@@ -118,3 +121,43 @@ def test_a_quiet_but_real_recording_is_not_called_silent():
     y = frontend.condition(quiet, file_rate=16000, sample_rate=16000,
                            config=FeatureConfig().front_end)
     assert np.max(np.abs(y)) > 0.01  # brought to the standard level, not refused
+
+
+# --- headers outside the limits are refused before decoding --------------------------------
+
+
+def _header_only_read_budget(monkeypatch):
+    """Fail the test if any samples are decoded: the header check must come first."""
+    def no_decode(self, *args, **kwargs):
+        raise AssertionError("samples were decoded before the header was checked")
+    monkeypatch.setattr(soundfile.SoundFile, "read", no_decode)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rate=st.one_of(st.integers(1, MIN_SAMPLE_RATE - 1),
+                      st.integers(MAX_SAMPLE_RATE + 1, 2 ** 31 - 1)))
+def test_a_header_rate_outside_the_limits_is_refused_before_decoding(tmp_path, monkeypatch, rate):
+    path = tmp_path / "bad-rate.wav"
+    soundfile.write(path, _tone(0.1, sample_rate=16000, freq=440.0), rate)
+    with monkeypatch.context() as patch:
+        _header_only_read_budget(patch)
+        with pytest.raises(AudioError, match=f"sample rate {rate} Hz is (below|above)") as caught:
+            read(path)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("rate", [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE])
+def test_the_rate_limits_themselves_are_accepted(tmp_path, rate):
+    path = tmp_path / "edge.wav"
+    soundfile.write(path, _tone(0.1, sample_rate=rate, freq=440.0), rate)
+    assert read(path)[1] == rate
+
+
+def test_too_many_channels_are_refused_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "array.wav"
+    soundfile.write(path, np.zeros((1600, MAX_CHANNELS + 8), dtype=np.float32), 16000)
+    _header_only_read_budget(monkeypatch)
+    with pytest.raises(AudioError, match=f"{MAX_CHANNELS + 8} channels, more than the limit "
+                                         f"of {MAX_CHANNELS}"):
+        read(path)

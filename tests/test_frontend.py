@@ -52,6 +52,13 @@ def test_a_gain_changes_nothing(speech, gain_db):
     _assert_same(_prepared(speech), _prepared(scaled))
 
 
+@pytest.mark.parametrize("peak", [2.0, 1e6, 1e18, 3e38])
+def test_absurd_float_sample_values_are_conditioned_like_the_source(speech, peak):
+    # float files may hold any finite value; a corrupt one can peak near float32's maximum
+    huge = (speech / np.abs(speech).max()).astype(np.float64) * peak
+    _assert_same(_prepared(speech), _prepared(huge.astype(np.float32)))
+
+
 def test_peak_normalised_copy_changes_nothing(speech):
     _assert_same(_prepared(speech), _prepared(0.9 * speech / np.abs(speech).max()))
 

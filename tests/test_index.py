@@ -66,10 +66,13 @@ def messy_corpus(tmp_path) -> tuple[Path, dict[str, str]]:
         "Actor_03/03-02-01-01-01-01-03.wav": "song, not speech",
         "Actor_03/03-02-05-02-02-01-03.wav": "song, not speech",
         "Actor_04/03-01-06-01-01-01-04.wav": "no audio frames",
-        "notes.txt": "name does not parse",
+        "notes.txt": "not audio (.txt)",
+        "Actor_04/._03-01-05-01-01-01-04.wav": "hidden",  # a macOS resource fork
+        ".cache/03-01-05-01-01-02-04.wav": "hidden",
     }
     for relative, reason in bad.items():
         path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
         if reason == "not readable audio" or relative.endswith(".txt"):
             path.write_text("not audio at all\n")
         elif reason == "no audio frames":
