@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from pipeline import options
 from pipeline.errors import PipelineError
 
 
@@ -48,7 +49,7 @@ def friendly_errors(command):
               help="Logging detail [env SER_LOG_LEVEL].")
 @click.option("-q", "--quiet", is_flag=True, envvar="SER_QUIET",
               help="Only warnings and results; no progress bars [env SER_QUIET].")
-@click.option("--seed", type=int, default=0, envvar="SER_SEED",
+@click.option("--seed", type=options.SEED, default=0, envvar="SER_SEED",
               help="Seed for folds, augmentation and training [env SER_SEED].")
 @click.pass_context
 def cli(ctx, data_dir, artifacts_dir, log_level, quiet, seed):
@@ -61,7 +62,7 @@ def cli(ctx, data_dir, artifacts_dir, log_level, quiet, seed):
 
 
 members_option = click.option(
-    "--members", type=click.IntRange(min=1), default=None,
+    "--members", type=options.MEMBERS, default=None,
     help="Ensemble members per run, trained from seeds SEED, SEED+1, ... with their "
          "probabilities averaged (default: the recipe's, pipeline.train.MEMBERS).")
 tta_option = click.option(
@@ -86,7 +87,7 @@ def download(obj: Context, source, force):
 
 
 @cli.command()
-@click.option("--folds", type=click.IntRange(min=2), default=5,
+@click.option("--folds", type=options.FOLDS, default=5,
               help="Number of actor-disjoint cross-validation folds.")
 @click.option("--force", is_flag=True, help="Re-index even if the corpus is unchanged.")
 @click.pass_obj
@@ -101,14 +102,14 @@ def index(obj: Context, folds, force):
 
 
 @cli.command()
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
+@click.option("--jobs", "-j", type=options.JOBS, default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Worker processes.")
-@click.option("--copies", type=click.IntRange(min=0), default=None,
+@click.option("--copies", type=options.COPIES, default=None,
               help="Augmented copies per clip (default from the feature config).")
-@click.option("--window-seconds", type=click.FloatRange(min=0.5), default=None,
+@click.option("--window-seconds", type=options.WINDOW_SECONDS, default=None,
               help="Length of the analysis window.")
-@click.option("--n-mels", type=click.IntRange(min=8), default=None, help="Mel bands (= MFCCs).")
-@click.option("--max-failure-share", type=click.FloatRange(0, 1), default=0.05,
+@click.option("--n-mels", type=options.N_MELS, default=None, help="Mel bands (= MFCCs).")
+@click.option("--max-failure-share", type=options.SHARE, default=0.05,
               help="Fail the stage if more than this share of clips cannot be read.")
 @click.option("--force", is_flag=True, help="Recompute every shard.")
 @click.pass_obj
@@ -143,8 +144,8 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
               help="Test fold to hold out, 'all' for every fold in turn, or 'random' for the "
                    "leaky clip-level split (contrast only).")
 @click.option("--final", is_flag=True, help="Train the model to ship, on every actor.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs.")
-@click.option("--val-folds", type=click.IntRange(min=0), default=None,
+@click.option("--epochs", type=options.EPOCHS, default=None, help="Training epochs.")
+@click.option("--val-folds", type=options.VAL_FOLDS, default=None,
               help="Folds held out of training as validation actors, to keep the epoch with "
                    "the best validation UA (default 0: train on them and keep the last epoch).")
 @members_option
@@ -158,8 +159,13 @@ def train(obj: Context, fold, final, epochs, val_folds, members, device, resume,
     """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
     import dataclasses
 
-    from pipeline.train import MEMBERS, TrainConfig, train as run
+    from pipeline.errors import TrainingError
+    from pipeline.train import MEMBERS, TrainConfig, pick_device, train as run
 
+    try:
+        pick_device(device)  # a device this machine lacks is refused before any work
+    except TrainingError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
     config = TrainConfig(seed=obj.seed)
     changes = {k: v for k, v in (("epochs", epochs), ("val_folds", val_folds)) if v is not None}
     config = dataclasses.replace(config, **changes)
@@ -184,10 +190,20 @@ def _folds(obj: Context, fold: str, final: bool) -> list:
 
         return sorted({clip.fold for clip in load_index(obj.data_dir)})
     try:
-        return [int(fold)]
+        number = int(fold)
     except ValueError:
         raise click.BadParameter(f"{fold!r}: give a fold number, 'all', or 'random' (the leaky "
-                                 "clip-level contrast)", param_hint="--fold")
+                                 "clip-level contrast)", param_hint="--fold") from None
+    from pipeline.index import load_index
+
+    try:
+        known = sorted({clip.fold for clip in load_index(obj.data_dir)})
+    except PipelineError:
+        return [number]  # no index yet: the stage itself says to run 'index'
+    if number not in known:
+        raise click.BadParameter(f"{fold}: the index has folds {known[0]} to {known[-1]}",
+                                 param_hint="--fold")
+    return [number]
 
 
 @cli.command()
@@ -198,7 +214,7 @@ def _folds(obj: Context, fold: str, final: bool) -> list:
               default=None, help="Folder of labelled clips (RAVDESS or URDU names), with --bundle.")
 @click.option("--corpus", type=click.Choice(["auto", "ravdess", "urdu"]), default="auto",
               help="How --source names its labels (auto: tell from the names).")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
+@click.option("--jobs", "-j", type=options.JOBS, default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers (audio read for test-time views).")
 @members_option
 @tta_option
@@ -265,7 +281,7 @@ def export(obj: Context, run, out, members, tta):
 @click.option("--windows", "--timeline", "windows", is_flag=True,
               help="Also report every speech segment (start_s, end_s, speech_s, emotion, "
                    "probabilities); with a .csv --output, one row per segment.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
+@click.option("--jobs", "-j", type=options.JOBS, default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers.")
 @tta_option
 @click.pass_obj
