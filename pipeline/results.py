@@ -85,9 +85,8 @@ def write_results(results: list[FileResult], out: Path, labels: tuple[str, ...],
     ``windows``, its timeline records under ``segments``)."""
     import csv
     import io
-    import json
 
-    from pipeline.stages import write_text_atomic
+    from pipeline.stages import strict_json, write_text_atomic
 
     out = Path(out)
     if out.suffix.lower() == ".jsonl":
@@ -98,7 +97,7 @@ def write_results(results: list[FileResult], out: Path, labels: tuple[str, ...],
                       "probabilities": r.probabilities or None, "error": r.error, "notes": r.notes}
             if windows:
                 record["segments"] = r.segments
-            lines.append(json.dumps(record) + "\n")
+            lines.append(strict_json(record) + "\n")
         write_text_atomic(out, "".join(lines))
     elif out.suffix.lower() == ".csv":
         if windows:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
+import numbers
 import os
 import tempfile
 import time
@@ -21,6 +23,25 @@ CODE_VERSION = __version__
 def stable_json(obj: Any) -> str:
     """JSON with sorted keys and no whitespace: the text that cache keys hash."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def finite_or_null(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (also in nested dicts, lists, tuples and
+    numpy scalars) replaced by None, so that it serialises as strict JSON ``null``: a
+    value that is undefined (the recall of an emotion with no clips, say) is not a number."""
+    if isinstance(obj, dict):
+        return {key: finite_or_null(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(value) for value in obj]
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def strict_json(obj: Any, **kwargs: Any) -> str:
+    """JSON that strict readers accept: no ``NaN`` / ``Infinity`` (they become ``null``,
+    see ``finite_or_null``); raises ``ValueError`` if one slips through."""
+    return json.dumps(finite_or_null(obj), allow_nan=False, default=str, **kwargs)
 
 
 def hash_obj(obj: Any) -> str:
@@ -77,12 +98,15 @@ def check_writable(path: Path, *, option: str = "--output") -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically. A file name read from a non-UTF-8 path (Python holds
+    its raw bytes as surrogate escapes) is written back as those same bytes: lossless."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Strict JSON (``strict_json``: ``null`` for NaN / infinity), written atomically."""
+    write_text_atomic(path, strict_json(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path) -> dict | None:

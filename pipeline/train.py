@@ -37,7 +37,8 @@ from pipeline.metrics import confusion, summarise
 from pipeline.model import ModelConfig
 from pipeline.progress import log
 from pipeline.splits import Split, split_for
-from pipeline.stages import atomic_path, hash_obj, manifest, read_json, write_json_atomic, write_text_atomic
+from pipeline.stages import (atomic_path, hash_obj, manifest, read_json, strict_json,
+                             write_json_atomic, write_text_atomic)
 from pipeline.store import FeatureStore, load_store
 
 
@@ -291,7 +292,7 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
             state["history"].append(record)
             _save_checkpoint(checkpoint_path, key, model, optimiser, schedule, state)
             write_text_atomic(run_dir / "metrics.jsonl",
-                              "".join(json.dumps(r) + "\n" for r in state["history"]))
+                              "".join(strict_json(r) + "\n" for r in state["history"]))
             log.info("epoch %3d  loss %.4f  train acc %.3f%s  %.0f samples/s", epoch,
                      record["train_loss"], record["train_acc"],
                      f"  val UA {record['val_ua']:.3f} WA {record['val_wa']:.3f}"
