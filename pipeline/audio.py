@@ -4,6 +4,7 @@ What happens next (channel mix, DC, level, speech detection) is ``pipeline.front
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,9 @@ def read(path: Path) -> tuple[np.ndarray, int]:
     try:
         if path.stat().st_size == 0:
             raise AudioError(f"{path}: empty file (0 bytes)")
-        with soundfile.SoundFile(str(path)) as handle:
+        # bytes on POSIX: libsndfile gets the name's raw bytes, so a name that is not
+        # UTF-8 (held by Python as surrogate escapes) opens like any other
+        with soundfile.SoundFile(os.fsencode(path) if os.name == "posix" else str(path)) as handle:
             check_header(handle.samplerate, handle.channels, name=str(path))
             samples = handle.read(dtype="float32", always_2d=True)
             sample_rate = handle.samplerate

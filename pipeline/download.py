@@ -35,6 +35,9 @@ OFFICIAL_MD5 = "bc696df654c87fed845eb13823edef8a"
 SOURCE_HINT = ("download the archive by hand from Zenodo record 1188976 (or use a local copy) "
                "and run 'cli.py download --source PATH' with the zip or a folder of Actor_XX/")
 _CHUNK = 1 << 20
+# Written into every folder ``unpack`` creates: only such a folder is ever replaced
+# without --force (a stage may only remove what it created itself).
+UNPACKED_MARK = ".ser-pipeline-unpacked"
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,15 @@ def download(*, data_dir: Path, source: str | None = None, remote: Remote = Remo
                  done["root"], source_text)
         return DownloadResult(Path(done["root"]), source_text, skipped=True)
 
+    if not (source and Path(source).is_dir()):  # a zip or URL unpacks to data_dir/ravdess
+        check_replaceable(data_dir / "ravdess", force=force)  # before fetching anything
     if source and not _is_url(source):
         path = Path(source)
         if path.is_dir():
             root = find_actor_root(path)
             kind = "folder"
         elif path.is_file():
-            root = unpack(path, data_dir=data_dir)
+            root = unpack(path, data_dir=data_dir, force=force)
             kind = "zip"
         else:
             raise DownloadError(f"--source {source}: no such file or folder; {SOURCE_HINT}")
@@ -93,7 +98,7 @@ def download(*, data_dir: Path, source: str | None = None, remote: Remote = Remo
         if source:
             remote = Remote(url=source, size=None, md5=None) if source != remote.url else remote
         archive = fetch(remote, downloads=data_dir / "downloads", force=force)
-        root = unpack(archive, data_dir=data_dir)
+        root = unpack(archive, data_dir=data_dir, force=force)
         kind = "url"
     write_json_atomic(manifest_path(data_dir),
                       manifest(stage="download", key=source_text, source=source_text,
@@ -198,16 +203,19 @@ def verify(part: Path, remote: Remote) -> None:
                             f"'cli.py download' to fetch it again, or {SOURCE_HINT}")
 
 
-def unpack(archive: Path, *, data_dir: Path) -> Path:
+def unpack(archive: Path, *, data_dir: Path, force: bool = False) -> Path:
     """Unpack a zip into ``data_dir/ravdess`` safely; returns the folder holding Actor_XX/.
 
     Every entry is checked before anything is written: an absolute path, a ``..`` part
-    or a symbolic link refuses the whole archive.
+    or a symbolic link refuses the whole archive. An existing ``data_dir/ravdess`` is
+    replaced only when this stage unpacked it (it holds ``UNPACKED_MARK``) or with
+    ``force``; otherwise ``DownloadError`` names it and ``--force``, before any work.
     """
     if not zipfile.is_zipfile(archive):
         raise DownloadError(f"{archive}: not a zip archive (truncated or another format); "
                             f"{SOURCE_HINT}")
     target = data_dir / "ravdess"
+    check_replaceable(target, force=force)
     staging = data_dir / ".ravdess.unpacking"
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -236,9 +244,23 @@ def unpack(archive: Path, *, data_dir: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     root_inside = find_actor_root(staging).relative_to(staging.resolve())
-    shutil.rmtree(target, ignore_errors=True)
+    (staging / UNPACKED_MARK).write_text(f"unpacked from {archive} by 'cli.py download'\n")
+    if target.is_symlink() or target.is_file():
+        target.unlink()  # only reached with force, or when it is ours
+    else:
+        shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
     return (target / root_inside).resolve()
+
+
+def check_replaceable(target: Path, *, force: bool) -> None:
+    """Raise ``DownloadError`` naming ``target`` and ``--force`` when it exists and was not
+    unpacked by this stage (no ``UNPACKED_MARK`` in it), unless ``force``."""
+    if (target.exists() or target.is_symlink()) and not (target / UNPACKED_MARK).is_file() \
+            and not force:
+        raise DownloadError(f"{target} exists and was not unpacked by this tool, so it may "
+                            "hold your own files: move it away, or rerun with --force to "
+                            "replace it")
 
 
 def _check_member(member: zipfile.ZipInfo, archive: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write_corpus
-from pipeline.download import Remote, download, manifest_path
+from pipeline.download import UNPACKED_MARK, Remote, download, manifest_path
 from pipeline.errors import DownloadError
 
 ARCHIVE = "corpus.zip"
@@ -39,7 +39,7 @@ def build_zip(source: Path, *, prefix: str = "") -> bytes:
 def tree(folder: Path) -> dict[str, bytes]:
     """Relative path -> bytes of every file under ``folder``."""
     return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != UNPACKED_MARK}
 
 
 def files_named(root: Path, name: str) -> list[Path]:
@@ -300,6 +300,65 @@ def test_zip_source_is_unpacked(tmp_path, archive, small_corpus) -> None:
     assert record["kind"] == "zip"
     assert record["root"] == str(result.root)
     assert download(data_dir=data_dir, source=str(zip_path)).skipped
+
+
+def _users_own_corpus(data_dir: Path) -> dict[str, bytes]:
+    mine = data_dir / "ravdess"
+    (mine / "Actor_01").mkdir(parents=True)
+    (mine / "my-notes.txt").write_text("three weeks of labelling")
+    (mine / "Actor_01" / "03-01-01-01-01-01-01.wav").write_bytes(b"my own take")
+    return tree(mine)
+
+
+def test_a_folder_the_stage_did_not_create_is_never_replaced(tmp_path, archive) -> None:
+    data_dir = tmp_path / "data"
+    before = _users_own_corpus(data_dir)
+    zip_path = tmp_path / "some-other.zip"
+    zip_path.write_bytes(archive)
+    with pytest.raises(DownloadError) as caught:
+        download(data_dir=data_dir, source=str(zip_path))
+    message = str(caught.value)
+    assert str(data_dir / "ravdess") in message and "--force" in message
+    assert tree(data_dir / "ravdess") == before and (data_dir / "ravdess" / "my-notes.txt").exists()
+    assert not manifest_path(data_dir).exists()
+
+    with ArchiveServer(archive) as server:  # nor fetched over: refused before the transfer
+        with pytest.raises(DownloadError, match="--force"):
+            download(data_dir=data_dir, remote=remote_for(server, archive))
+        assert server.ranges == []
+    assert tree(data_dir / "ravdess") == before
+
+
+def test_force_replaces_a_foreign_folder_and_an_own_one_is_replaced_freely(
+        tmp_path, archive, small_corpus) -> None:
+    data_dir = tmp_path / "data"
+    _users_own_corpus(data_dir)
+    zip_path = tmp_path / "corpus.zip"
+    zip_path.write_bytes(archive)
+    forced = download(data_dir=data_dir, source=str(zip_path), force=True)
+    assert tree(forced.root) == tree(small_corpus)
+    assert (data_dir / "ravdess" / UNPACKED_MARK).is_file()
+
+    other = tmp_path / "other.zip"  # a second archive over the folder this stage made
+    other.write_bytes(build_zip(small_corpus, prefix="top/"))
+    again = download(data_dir=data_dir, source=str(other))
+    assert again.root == (data_dir / "ravdess" / "top").resolve()
+    assert tree(again.root) == tree(small_corpus)
+
+
+def test_cli_refusal_is_one_line_with_exit_status_1(tmp_path, archive, runner) -> None:
+    from cli import cli
+
+    data_dir = tmp_path / "data"
+    before = _users_own_corpus(data_dir)
+    zip_path = tmp_path / "some-other.zip"
+    zip_path.write_bytes(archive)
+    result = runner.invoke(cli, ["--data-dir", str(data_dir), "download", "--source", str(zip_path)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {data_dir / 'ravdess'} exists and was not unpacked by this tool, so it may "
+        "hold your own files: move it away, or rerun with --force to replace it"]
+    assert tree(data_dir / "ravdess") == before
 
 
 def test_zip_with_a_top_folder_is_found(tmp_path, small_corpus) -> None:
