@@ -143,9 +143,10 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
     ``pipeline.corpora``), each segment in the bundle's test-time views (``tta=False``: the
     clean window alone). For a corpus with fewer emotions than the model's eight, the
     report adds the restricted figures (``cross_corpus``). Files without speech are
-    reported and left out. Report ``reports/bundle-<bundle>-<source folder>.json``."""
+    reported and left out; duplicates (``pipeline.duplicates``) are counted once and listed.
+    Report ``reports/bundle-<bundle>-<source folder>.json``."""
     from pipeline import bundle as bundles
-    from pipeline import corpora
+    from pipeline import corpora, duplicates
     from pipeline.predict import expand_inputs, predict_files
 
     loaded = bundles.load(bundle_path)
@@ -155,7 +156,13 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
     if not files:
         raise PipelineError(f"no {chosen.name}-named clips ({chosen.pattern}) under {source}: "
                             "evaluation needs labels from the file names")
-    results = predict_files(files, loaded, jobs=jobs, tta=tta)
+    files, same_name = duplicates.by_name(files)
+    results, same_audio = duplicates.by_audio(predict_files(files, loaded, jobs=jobs, tta=tta))
+    repeated = {**same_name, **same_audio}
+    if repeated:
+        log.warning("%d duplicate file(s) counted once (%d by name in another format, %d by "
+                    "identical audio); listed under 'duplicates' in the report",
+                    len(repeated), len(same_name), len(same_audio))
     scored = [r for r in results if not r.error]
     for r in results:
         if r.error:
@@ -167,7 +174,8 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
     probabilities = np.array([[r.probabilities[label] for label in ravdess.EMOTIONS]
                               for r in scored])
     report = {"kind": "bundle", "bundle": str(bundle_path), "source": str(Path(source).resolve()),
-              "corpus": chosen.name, "files": len(files), "failed": len(results) - len(scored),
+              "corpus": chosen.name, "files": len(results), "failed": len(results) - len(scored),
+              "duplicates": repeated,
               "provenance": loaded.metadata["provenance"],
               "test_views": test_views.to_list(loaded.views if tta else test_views.CLEAN),
               "features": loaded.metadata["feature_config"],
@@ -294,6 +302,9 @@ def format_report(report: dict) -> str:
                      f"neutral): UA {restricted['ua']:.1%}  WA {restricted['wa']:.1%}  ({recalls})")
     if report.get("failed"):
         lines.append(f"not scored: {report['failed']} of {report['files']} clips (see the warnings)")
+    if report.get("duplicates"):
+        lines.append(f"duplicates counted once: {len(report['duplicates'])} file(s) (listed "
+                     "in the report)")
     if "predicted_share" in report:
         shares = sorted(report["predicted_share"].items(), key=lambda item: -item[1])
         lines.append("verdicts (8-way): " + ", ".join(f"{label} {share:.0%}"

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import frontend
+from pipeline.audio import read
 from pipeline.augment import AugmentParams
+from pipeline.duplicates import audio_sha256
 from pipeline.errors import AudioError, PipelineError
 from pipeline.features import FeatureConfig
 from pipeline.progress import log
@@ -46,6 +48,7 @@ class FileFeatures:
     segments: list[tuple[float, float, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str = ""
+    audio_sha256: str = ""
 
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -63,7 +66,10 @@ def file_windows(path: Path, config: FeatureConfig,
     """Worker: the feature window of every speech segment of one file, each in every view
     (see module docstring)."""
     try:
-        speech = frontend.load(path, config)
+        samples, file_rate = read(path)
+        digest = audio_sha256(samples, file_rate)
+        speech = frontend.from_samples(samples, file_rate=file_rate, features=config,
+                                       name=str(path))
         windows = np.stack([window_views(speech.segment_audio(s), config, views)
                             for s in speech.segments])
     except AudioError as exc:
@@ -75,7 +81,7 @@ def file_windows(path: Path, config: FeatureConfig,
     bounds = [(s.start / rate, s.end / rate, s.speech_samples / rate) for s in speech.segments]
     count = len(speech.segments)
     note = f"{speech.speech_seconds:.2f} s of speech" + (f" in {count} segments" if count > 1 else "")
-    return FileFeatures(str(path), windows, bounds, [note])
+    return FileFeatures(str(path), windows, bounds, [note], audio_sha256=digest)
 
 
 def _featurize(paths: list[Path], config: FeatureConfig, views: tuple[AugmentParams, ...], *,
@@ -143,7 +149,8 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1, tta: bool 
         views = bundle.views if tta else CLEAN
         for feats in _featurize(paths, bundle.feature_config, views, jobs=jobs,
                                 progress=progress):
-            result = FileResult(feats.path, error=feats.error, notes=feats.notes)
+            result = FileResult(feats.path, error=feats.error, notes=feats.notes,
+                                audio_sha256=feats.audio_sha256)
             results.append(result)
             if feats.windows is not None:
                 pending.append((feats, result))

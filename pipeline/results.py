@@ -37,6 +37,7 @@ class FileResult:
     error: str = ""
     notes: list[str] = field(default_factory=list)
     segments: list[dict] = field(default_factory=list)
+    audio_sha256: str = ""  # of the decoded samples (pipeline.duplicates); not written out
 
 
 def timeline_record(path: str, *, start_s: float, end_s: float, speech_s: float,

@@ -221,6 +221,50 @@ def test_bundle_on_a_ravdess_named_folder_goes_through_predict(tmp_path, fold_ru
     assert "pooled" in format_report(report)
 
 
+def test_a_clip_in_three_formats_or_copied_under_another_name_counts_once(tmp_path, fold_bundle):
+    single, tripled = tmp_path / "single", tmp_path / "tripled"
+    good = write_corpus(single, actors=(5,), emotions=(1, 5), takes=1)
+    for path in good:
+        y, rate = soundfile.read(path)
+        target = tripled / path.relative_to(single)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for fmt, suffix in (("WAV", ".wav"), ("FLAC", ".flac"), ("MP3", ".mp3")):
+            soundfile.write(target.with_suffix(suffix), y, rate, format=fmt)
+    copy = tripled / "copies" / f"{clip_name(emotion=1, actor=5, statement=2)}.wav"
+    copy.parent.mkdir()
+    copy.write_bytes(tripled.joinpath(good[0].relative_to(single)).read_bytes())  # same audio
+
+    alone = evaluate_bundle(bundle_path=fold_bundle, source=single, artifacts_dir=tmp_path / "a")
+    report = evaluate_bundle(bundle_path=fold_bundle, source=tripled, artifacts_dir=tmp_path / "b")
+    assert report["files"] == alone["files"] == len(good)
+    assert report["pooled"]["confusion"] == alone["pooled"]["confusion"]
+    assert len(report["duplicates"]) == 2 * len(good) + 1
+    assert report["duplicates"][str(copy)].endswith(".flac")  # the lossless copy was kept
+    assert all(not kept.endswith(".mp3") for kept in report["duplicates"].values())
+    assert f"duplicates counted once: {2 * len(good) + 1} file(s)" in format_report(report)
+
+
+def test_a_folder_where_every_clip_fails_is_an_error_and_writes_no_report(tmp_path, fold_bundle):
+    source = tmp_path / "broken"
+    source.mkdir()
+    for emotion in (1, 5):
+        (source / f"{clip_name(emotion=emotion, actor=5)}.wav").write_bytes(b"RIFF....garbage")
+    artifacts_dir = tmp_path / "artifacts"
+    with pytest.raises(PipelineError, match="none of the 2 clips under .* could be scored"):
+        evaluate_bundle(bundle_path=fold_bundle, source=source, artifacts_dir=artifacts_dir)
+    assert not list(artifacts_dir.rglob("*.json"))
+
+
+def test_a_report_with_undefined_figures_is_strict_json(tmp_path, fold_bundle):
+    source = tmp_path / "one"
+    write_corpus(source, actors=(5,), emotions=(5,), takes=1)  # one emotion: most recalls undefined
+    evaluate_bundle(bundle_path=fold_bundle, source=source, artifacts_dir=tmp_path / "art")
+    text = next((tmp_path / "art").rglob("bundle-*.json")).read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
+    assert report["pooled"]["per_class"]["neutral"]["recall"] is None
+
+
 def test_bundle_on_a_folder_without_ravdess_names_is_an_error(tmp_path, fold_bundle):
     (tmp_path / "clips").mkdir()
     soundfile.write(tmp_path / "clips" / "hello.wav", synth_speech(emotion=1), 16000)

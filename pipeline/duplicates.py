@@ -1,0 +1,62 @@
+"""One clip is one clip: finding the same recording twice in a folder being evaluated.
+
+Two kinds of duplicate are recognised, and in each group the first is kept:
+
+- **by name**: files whose names differ only in the suffix (``x.wav``, ``x.flac``,
+  ``x.mp3`` beside each other, the usual result of converting a corpus in place). They
+  are dropped before scoring; the kept file is the one in the most faithful format
+  (lossless before lossy, then path order);
+- **by audio**: files whose decoded samples and rate are identical (a copy under another
+  name or in another folder), recognised from the hash the scoring worker computes
+  (``FileResult.audio_sha256``), so no file is decoded twice.
+
+The index of the training corpus applies the same idea to cross-validation
+(``pipeline.index``: one row per clip id, identical audio marked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+# lossy codecs last: when the same clip comes in several formats, score the best copy
+_LOSSY = (".mp3", ".ogg", ".oga", ".opus")
+
+
+def audio_sha256(samples: np.ndarray, sample_rate: int) -> str:
+    """Hex sha256 of decoded ``samples`` (any shape and dtype) and their rate."""
+    digest = hashlib.sha256(str(int(sample_rate)).encode())
+    digest.update(np.ascontiguousarray(samples).tobytes())
+    return digest.hexdigest()
+
+
+def by_name(files: list[Path]) -> tuple[list[Path], dict[str, str]]:
+    """``(kept files in their original order, {dropped path: kept path})`` for files whose
+    path without suffix is the same (compared case-insensitively)."""
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        groups.setdefault(str(path.with_suffix("")).lower(), []).append(path)
+    keep, dropped = set(), {}
+    for group in groups.values():
+        best = min(group, key=lambda p: (p.suffix.lower() in _LOSSY, str(p)))
+        keep.add(best)
+        dropped.update({str(p): str(best) for p in group if p != best})
+    return [p for p in files if p in keep], dropped
+
+
+def by_audio(results: list) -> tuple[list, dict[str, str]]:
+    """``(kept results, {dropped path: kept path})`` for results (``FileResult``) whose
+    ``audio_sha256`` equals an earlier one's; results without a hash are all kept."""
+    first: dict[str, str] = {}
+    kept, dropped = [], {}
+    for result in results:
+        digest = getattr(result, "audio_sha256", "")
+        if digest and digest in first:
+            dropped[result.path] = first[digest]
+            continue
+        if digest:
+            first[digest] = result.path
+        kept.append(result)
+    return kept, dropped
