@@ -254,7 +254,7 @@ def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta
 @click.option("--run", default="final", show_default=True,
               help="Which trained run to bundle: 'final' or 'fold-K'.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Bundle file (default artifacts/bundles/ser-RUN.pt).")
+              help="Bundle file (default artifacts/bundles/ser-RUN.safetensors).")
 @members_option
 @tta_option
 @click.pass_obj

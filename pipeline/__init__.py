@@ -5,4 +5,4 @@ Stages (each a module with one public function, called by ``cli.py``):
 ``evaluate``, ``bundle`` (export / load), ``predict``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,20 +1,27 @@
 """The ``export`` stage and bundle loading: one self-contained model file.
 
-A bundle is a ``torch.save`` file holding only tensors and strings, so it is loaded with
-``torch.load(weights_only=True)``: no code stored in it can run. It holds
+A bundle is a safetensors file (``.safetensors``): tensors and a header of strings, no
+pickle at all, so loading it can never run code. It holds
 
-- ``format`` / ``format_version``: what this file is (a foreign file is refused);
-- ``state_dict``: the weights, normalisation statistics included (model buffers); for an
+- the weights as tensors, normalisation statistics included (model buffers); for an
   ensemble, every member's, as ``members.<i>.<name>``;
-- ``metadata`` (JSON): model config, number of ensemble members (their probabilities are
-  averaged), the test-time views ``predict`` scores each window in (``pipeline.views``;
-  none recorded: the clean window alone), the full feature config (front end included)
-  and its code version, label order, the speech detector's version (another installed
-  version is warned about at load), provenance (index hash, folds and actors trained
-  on, seed, validation and test metrics, code version, date);
-- ``checksum``: sha256 over the metadata and every tensor; an edited file is refused.
+- in the header's string metadata: ``format`` / ``format_version`` (what this file is:
+  anything else is refused with a message of our own), ``metadata`` (JSON: model config,
+  number of ensemble members (their probabilities are averaged), the test-time views
+  ``predict`` scores each window in (``pipeline.views``; none recorded: the clean window
+  alone), the full feature config (front end included) and its code version, label
+  order, the speech detector's version (another installed version is warned about at
+  load), provenance (index hash, folds and actors trained on, seed, validation and test
+  metrics, code version, date)) and ``checksum``: sha256 over the metadata and every
+  tensor, which catches a file damaged in transit or edited by hand. It is an integrity
+  check, not a signature: anyone can recompute it, so it proves nothing about who wrote
+  the file.
 
-Loading needs only this package, torch and numpy: not ``data/`` nor ``artifacts/``.
+Format 1 (versions up to 0.1) was a ``torch.save`` file (``.pt``); such a file is
+recognised and refused with the version that wrote it and how to re-export it.
+
+Loading needs only this package, torch, safetensors and numpy: not ``data/`` nor
+``artifacts/``.
 """
 
 from __future__ import annotations
@@ -30,12 +37,13 @@ from pipeline import views as test_views
 from pipeline import __version__, ravdess
 from pipeline.errors import BundleError
 from pipeline.features import FEATURES_VERSION, FeatureConfig
-from pipeline.stages import atomic_path, read_json
+from pipeline.stages import atomic_path, read_json, strict_json
 from pipeline.vad import detector_version
 
 FORMAT = "ser-pipeline-bundle"
-FORMAT_VERSION = 1
-SHIPPED = Path(__file__).parent / "shipped" / "ravdess-cnn.pt"
+FORMAT_VERSION = 2  # 1: a torch.save file, versions up to 0.1
+SUFFIX = ".safetensors"
+SHIPPED = Path(__file__).parent / "shipped" / f"ravdess-cnn{SUFFIX}"
 
 
 @dataclass
@@ -90,7 +98,7 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     }
-    out = Path(out) if out else Path(artifacts_dir) / "bundles" / f"ser-{run}.pt"
+    out = Path(out) if out else Path(artifacts_dir) / "bundles" / f"ser-{run}{SUFFIX}"
     write_bundle(out, model.state_dict(), metadata)
     return out
 
@@ -112,13 +120,15 @@ def _test_metrics(cv_report: dict, run: str) -> dict | None:
 
 
 def write_bundle(path: Path, state_dict: dict, metadata: dict) -> None:
-    import torch
+    """Write a bundle atomically: the tensors of ``state_dict`` and ``metadata`` (JSON)."""
+    from safetensors.torch import save_file
 
-    text = json.dumps(metadata, sort_keys=True, default=str)
+    text = strict_json(metadata, sort_keys=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "metadata": text,
+              "checksum": _checksum(text, tensors)}
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": text,
-                    "state_dict": tensors, "checksum": _checksum(text, tensors)}, tmp)
+        save_file(tensors, str(tmp), metadata=header)
 
 
 def resolve(bundle: str | Path | None, *, artifacts_dir: Path = Path("artifacts")) -> Path:
@@ -129,7 +139,7 @@ def resolve(bundle: str | Path | None, *, artifacts_dir: Path = Path("artifacts"
                               "'cli.py export' and use --bundle latest")
         return SHIPPED
     if str(bundle) == "latest":
-        exports = sorted((Path(artifacts_dir) / "bundles").glob("*.pt"),
+        exports = sorted((Path(artifacts_dir) / "bundles").glob(f"*{SUFFIX}"),
                          key=lambda p: p.stat().st_mtime)
         if not exports:
             raise BundleError(f"no exported bundle in {Path(artifacts_dir) / 'bundles'}: "
@@ -142,11 +152,50 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
 
 
-def load(path: Path) -> Bundle:
-    """Load and verify a bundle; refuse foreign, tampered or incompatible files."""
-    import pickle
+def _read(path: Path) -> tuple[dict, dict]:
+    """``(header strings, tensors)`` of a safetensors file; ``BundleError`` otherwise."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        _refuse_format_1(path)
+        raise BundleError(f"{path} is corrupt or not a model bundle of this tool (a "
+                          f"{SUFFIX} file written by 'cli.py export'): {_first_line(exc)}") from exc
+    return header, tensors
+
+
+def _refuse_format_1(path: Path) -> None:
+    """Raise a ``BundleError`` naming the version and the way forward if ``path`` is a
+    format-1 bundle (a torch file; read with ``weights_only``, so no code can run)."""
     import zipfile
 
+    if not zipfile.is_zipfile(path):
+        return
+    import torch
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # any torch file that is not an old bundle: the caller's message
+        return
+    if not (isinstance(saved, dict) and saved.get("format") == FORMAT):
+        return
+    try:
+        provenance = json.loads(saved.get("metadata", "{}")).get("provenance") or {}
+    except (TypeError, ValueError, AttributeError):
+        provenance = {}
+    version, run = provenance.get("code_version", "0.1 or older"), provenance.get("run", "final")
+    raise BundleError(f"{path} is a format-{saved.get('format_version')} bundle (a torch file) "
+                      f"written by version {version}; this version ({__version__}) reads format "
+                      f"{FORMAT_VERSION} ({SUFFIX}): re-export it from its trained run with "
+                      f"'cli.py export --run {run}', or install version {version} to use it")
+
+
+def load(path: Path) -> Bundle:
+    """Load and verify a bundle. Raises ``BundleError`` naming the file for a missing,
+    corrupt, foreign, old (format 1) or incompatible file, with the fix."""
     import torch
 
     from pipeline.model import ModelConfig, build
@@ -155,27 +204,23 @@ def load(path: Path) -> Bundle:
     if not path.is_file():
         raise BundleError(f"no bundle at {path}: pass --bundle with an exported file "
                           "('cli.py export' writes one)")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
-            ValueError, AttributeError, KeyError) as exc:
-        raise BundleError(f"{path} is not a model bundle of this tool (or carries code, which "
-                          f"is never loaded): {_first_line(exc)}") from exc
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise BundleError(f"{path} is not a model bundle of this tool: export one with "
-                          "'cli.py export'")
-    if saved.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{path} has bundle format {saved.get('format_version')}, this version "
-                          f"({__version__}) reads format {FORMAT_VERSION}: re-export it with this "
-                          "version or install the version that wrote it")
-    text, tensors = saved.get("metadata"), saved.get("state_dict")
-    if not (isinstance(text, str) and isinstance(tensors, dict) and all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items())):
-        raise BundleError(f"{path} is damaged: it lacks the metadata text or the weights of a "
-                          "bundle; export it again")
-    if _checksum(text, tensors) != saved.get("checksum"):
-        raise BundleError(f"{path} fails its checksum: the file was altered or damaged; "
-                          "export it again")
+    header, tensors = _read(path)
+    if header.get("format") != FORMAT:
+        raise BundleError(f"{path} is a safetensors file but not a model bundle of this tool: "
+                          "export one with 'cli.py export'")
+    if header.get("format_version") != str(FORMAT_VERSION):
+        raise BundleError(f"{path} has bundle format {header.get('format_version')}, this "
+                          f"version ({__version__}) reads format {FORMAT_VERSION}: re-export "
+                          "it with this version or install the version that wrote it")
+    text = header.get("metadata")
+    if not (isinstance(text, str) and tensors and all(
+            isinstance(v, torch.Tensor) for v in tensors.values())):
+        raise BundleError(f"{path} is corrupt or incompatible: it lacks the metadata or the "
+                          "weights of a bundle; export it again")
+    if _checksum(text, tensors) != header.get("checksum"):
+        raise BundleError(f"{path} is corrupt or incompatible: its weights or metadata do not "
+                          "match the checksum written with them (damaged in transit, or "
+                          "edited); export it again")
     metadata = None
     try:
         metadata = json.loads(text)

@@ -1,5 +1,5 @@
-"""The bundle: a self-contained model file that loads anywhere, and refuses foreign,
-tampered or incompatible files."""
+"""The bundle: a self-contained safetensors file that loads anywhere, and refuses
+foreign, corrupt, old or incompatible files with a message of our own."""
 
 from __future__ import annotations
 
@@ -23,8 +23,19 @@ from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the modul
 REPO = Path(__file__).resolve().parents[1]
 
 
-def saved_dict(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+def read_raw(path: Path) -> tuple[dict, dict]:
+    """``(header strings, tensors)`` of a safetensors file, as any reader sees them."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata()), {k: handle.get_tensor(k) for k in handle.keys()}
+
+
+def write_raw(path: Path, header: dict, tensors: dict) -> Path:
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=header)
+    return path
 
 
 def test_bundle_carries_everything_prediction_needs(trained: Trained):
@@ -50,17 +61,23 @@ def test_bundle_carries_everything_prediction_needs(trained: Trained):
     assert provenance["train_config"]["model"]["channels"] == [4, 8, 8]
 
 
-def test_bundle_file_holds_only_tensors_and_text(trained: Trained):
-    saved = saved_dict(trained.bundle_path)  # weights_only: no code could have run
-    assert saved["format"] == bundles.FORMAT and saved["format_version"] == bundles.FORMAT_VERSION
-    assert isinstance(saved["metadata"], str) and len(saved["checksum"]) == 64
-    assert all(isinstance(t, torch.Tensor) for t in saved["state_dict"].values())
+def test_bundle_file_is_safetensors_with_text_metadata(trained: Trained):
+    import zipfile
+
+    assert trained.bundle_path.suffix == ".safetensors"
+    assert not zipfile.is_zipfile(trained.bundle_path)  # no torch pickle archive
+    header, tensors = read_raw(trained.bundle_path)
+    assert header["format"] == bundles.FORMAT
+    assert header["format_version"] == str(bundles.FORMAT_VERSION)
+    assert json.loads(header["metadata"])["label_map"] == list(ravdess.EMOTIONS)
+    assert len(header["checksum"]) == 64
+    assert all(isinstance(t, torch.Tensor) for t in tensors.values())
 
 
 def test_fresh_process_in_an_empty_folder_gets_the_same_probabilities(tmp_path, trained: Trained):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    bundle_copy = shutil.copy(trained.bundle_path, elsewhere / "model.pt")
+    bundle_copy = shutil.copy(trained.bundle_path, elsewhere / "model.safetensors")
     clip = shutil.copy(corpus_clip(trained, emotion=7, actor=2), elsewhere / "clip.wav")
     [expected] = predict_files([clip], trained.bundle)
 
@@ -89,40 +106,39 @@ def test_fresh_process_in_an_empty_folder_gets_the_same_probabilities(tmp_path, 
 
 
 def test_edited_metadata_fails_the_checksum(tmp_path, trained: Trained):
-    saved = saved_dict(trained.bundle_path)
-    metadata = json.loads(saved["metadata"])
+    header, tensors = read_raw(trained.bundle_path)
+    metadata = json.loads(header["metadata"])
     metadata["label_map"] = list(reversed(metadata["label_map"]))
-    saved["metadata"] = json.dumps(metadata, sort_keys=True)
-    torch.save(saved, tmp_path / "edited.pt")
-    with pytest.raises(BundleError, match="checksum"):
-        bundles.load(tmp_path / "edited.pt")
+    header["metadata"] = json.dumps(metadata, sort_keys=True)
+    with pytest.raises(BundleError, match="corrupt or incompatible.*checksum"):
+        bundles.load(write_raw(tmp_path / "edited.safetensors", header, tensors))
 
 
 def test_changed_tensor_fails_the_checksum(tmp_path, trained: Trained):
-    saved = saved_dict(trained.bundle_path)
-    name = next(k for k in saved["state_dict"] if k.endswith("weight"))
-    saved["state_dict"][name] = saved["state_dict"][name].clone()
-    saved["state_dict"][name].view(-1)[0] += 1e-3
-    torch.save(saved, tmp_path / "edited.pt")
-    with pytest.raises(BundleError, match="checksum"):
-        bundles.load(tmp_path / "edited.pt")
+    header, tensors = read_raw(trained.bundle_path)
+    name = next(k for k in tensors if k.endswith("weight"))
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] += 1e-3
+    with pytest.raises(BundleError, match="corrupt or incompatible.*checksum"):
+        bundles.load(write_raw(tmp_path / "edited.safetensors", header, tensors))
 
 
-def test_flipped_bytes_in_the_file_are_refused(tmp_path, trained: Trained):
+@pytest.mark.parametrize("where", ["header", "weights"])
+def test_flipped_bytes_in_the_file_are_refused(tmp_path, trained: Trained, where):
     raw = bytearray(trained.bundle_path.read_bytes())
-    at = raw.find(b'"label_map"')
-    assert at > 0  # the metadata JSON sits in the file as plain text
+    at = raw.find(b"label_map") if where == "header" else len(raw) - 9
+    assert at > 0  # the metadata JSON sits in the file's header as plain text
     raw[at + 2] ^= 0x01
-    (tmp_path / "flipped.pt").write_bytes(bytes(raw))
-    with pytest.raises(BundleError, match="checksum|not a model bundle"):
-        bundles.load(tmp_path / "flipped.pt")
+    (tmp_path / "flipped.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match="corrupt"):
+        bundles.load(tmp_path / "flipped.safetensors")
 
 
 def test_truncated_file_is_refused(tmp_path, trained: Trained):
     raw = trained.bundle_path.read_bytes()
-    (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(BundleError, match="not a model bundle"):
-        bundles.load(tmp_path / "cut.pt")
+    (tmp_path / "cut.safetensors").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(BundleError, match="corrupt or not a model bundle"):
+        bundles.load(tmp_path / "cut.safetensors")
 
 
 class Payload:
@@ -135,9 +151,10 @@ class Payload:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("kind", ["tensor-dict", "text", "pickled-object", "torch-object"])
-def test_foreign_files_are_refused(tmp_path, kind):
-    path, marker = tmp_path / "foreign.pt", tmp_path / "code-ran"
+@pytest.mark.parametrize("kind", ["tensor-dict", "text", "pickled-object", "torch-object",
+                                  "other-safetensors", "empty"])
+def test_foreign_files_are_refused_and_never_run(tmp_path, kind):
+    path, marker = tmp_path / "foreign.safetensors", tmp_path / "code-ran"
     if kind == "tensor-dict":
         torch.save({"weights": torch.ones(3), "note": "a checkpoint of some other tool"}, path)
     elif kind == "text":
@@ -145,72 +162,104 @@ def test_foreign_files_are_refused(tmp_path, kind):
     elif kind == "pickled-object":
         path.write_bytes(pickle.dumps({"format": bundles.FORMAT, "x": Payload(marker)},
                                      protocol=2))
-    else:
-        torch.save({"format": bundles.FORMAT, "format_version": bundles.FORMAT_VERSION,
+    elif kind == "torch-object":
+        torch.save({"format": bundles.FORMAT, "format_version": 1,
                     "metadata": "{}", "state_dict": {}, "payload": Payload(marker)}, path)
         marker.unlink(missing_ok=True)  # saving calls __reduce__, not the touch
-    with pytest.raises(BundleError, match="not a model bundle"):
+    elif kind == "other-safetensors":
+        write_raw(path, {"creator": "another tool"}, {"w": torch.ones(2)})
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(BundleError, match="not a model bundle of this tool"):
         bundles.load(path)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("metadata, state_dict", [(5, {}), ("{}", [1]), ("{}", {"a": 1})])
-def test_bundle_shaped_file_with_wrong_contents_is_refused(tmp_path, metadata, state_dict):
-    torch.save({"format": bundles.FORMAT, "format_version": bundles.FORMAT_VERSION,
-                "metadata": metadata, "state_dict": state_dict, "checksum": "0" * 64},
-               tmp_path / "odd.pt")
-    with pytest.raises(BundleError, match="damaged"):
-        bundles.load(tmp_path / "odd.pt")
+@pytest.mark.parametrize("header, tensors", [
+    ({"metadata": "{}"}, {}),
+    ({"checksum": "0" * 64}, {"a": torch.ones(1)}),
+], ids=["no-weights", "no-metadata"])
+def test_bundle_shaped_file_with_wrong_contents_is_refused(tmp_path, header, tensors):
+    header = {"format": bundles.FORMAT, "format_version": str(bundles.FORMAT_VERSION), **header}
+    path = write_raw(tmp_path / "odd.safetensors", header, tensors)
+    with pytest.raises(BundleError, match="corrupt or incompatible"):
+        bundles.load(path)
 
 
 def test_intact_bundle_this_version_cannot_build_is_refused(tmp_path, trained: Trained):
     """Same format number, but a model config this code does not know (a newer writer)."""
-    saved = saved_dict(trained.bundle_path)
-    metadata = json.loads(saved["metadata"])
+    header, tensors = read_raw(trained.bundle_path)
+    metadata = json.loads(header["metadata"])
     metadata["model_config"]["attention_heads"] = 4
-    bundles.write_bundle(tmp_path / "newer.pt", saved["state_dict"], metadata)
+    bundles.write_bundle(tmp_path / "newer.safetensors", tensors, metadata)
     with pytest.raises(BundleError, match="does not fit this version.*attention_heads.*re-export"):
-        bundles.load(tmp_path / "newer.pt")
-    metadata = json.loads(saved["metadata"])
-    state_dict = {k: v for k, v in saved["state_dict"].items() if not k.startswith("head.")}
-    bundles.write_bundle(tmp_path / "partial.pt", state_dict, metadata)
+        bundles.load(tmp_path / "newer.safetensors")
+    metadata = json.loads(header["metadata"])
+    partial = {k: v for k, v in tensors.items() if not k.startswith("head.")}
+    bundles.write_bundle(tmp_path / "partial.safetensors", partial, metadata)
     with pytest.raises(BundleError, match="does not fit this version"):
-        bundles.load(tmp_path / "partial.pt")
+        bundles.load(tmp_path / "partial.safetensors")
 
 
 def test_missing_file_names_the_fix(tmp_path):
     with pytest.raises(BundleError, match="no bundle at .*cli.py export"):
-        bundles.load(tmp_path / "nothing.pt")
+        bundles.load(tmp_path / "nothing.safetensors")
 
 
 def test_other_format_version_is_refused_with_a_clear_message(tmp_path, trained: Trained):
-    saved = saved_dict(trained.bundle_path)
-    saved["format_version"] = bundles.FORMAT_VERSION + 1
-    torch.save(saved, tmp_path / "future.pt")
+    header, tensors = read_raw(trained.bundle_path)
+    header["format_version"] = str(bundles.FORMAT_VERSION + 1)
     with pytest.raises(BundleError) as caught:
-        bundles.load(tmp_path / "future.pt")
+        bundles.load(write_raw(tmp_path / "future.safetensors", header, tensors))
     message = str(caught.value)
     assert f"format {bundles.FORMAT_VERSION + 1}" in message
     assert f"reads format {bundles.FORMAT_VERSION}" in message
     assert "re-export" in message
 
 
+def _format_1_bundle(path: Path, trained: Trained) -> Path:
+    """A bundle as versions up to 0.1 wrote it: a torch.save dict (pickle-free)."""
+    header, tensors = read_raw(trained.bundle_path)
+    metadata = json.loads(header["metadata"])
+    metadata["provenance"]["code_version"] = "0.1.0"
+    torch.save({"format": bundles.FORMAT, "format_version": 1, "metadata": json.dumps(metadata),
+                "state_dict": tensors, "checksum": "0" * 64}, path)
+    return path
+
+
+def test_a_bundle_of_an_older_version_names_it_and_how_to_re_export(tmp_path, trained: Trained,
+                                                                    runner):
+    from cli import cli
+
+    old = _format_1_bundle(tmp_path / "ser-final.pt", trained)
+    expected = (f"{old} is a format-1 bundle (a torch file) written by version 0.1.0; this "
+                f"version ({bundles.__version__}) reads format 2 (.safetensors): re-export it "
+                "from its trained run with 'cli.py export --run final', or install version "
+                "0.1.0 to use it")
+    with pytest.raises(BundleError) as caught:
+        bundles.load(old)
+    assert str(caught.value) == expected
+    clip = corpus_clip(trained, emotion=3, actor=2)
+    result = runner.invoke(cli, ["predict", str(clip), "--bundle", str(old)])
+    assert result.exit_code == 1 and result.output.strip() == f"Error: {expected}"
+
+
 def test_other_features_version_is_refused(tmp_path, trained: Trained):
-    saved = saved_dict(trained.bundle_path)
-    metadata = json.loads(saved["metadata"])
+    header, tensors = read_raw(trained.bundle_path)
+    metadata = json.loads(header["metadata"])
     metadata["features_version"] += 1
-    bundles.write_bundle(tmp_path / "old.pt", saved["state_dict"], metadata)  # a valid checksum
+    bundles.write_bundle(tmp_path / "old.safetensors", tensors, metadata)  # a valid checksum
     with pytest.raises(BundleError, match="features version"):
-        bundles.load(tmp_path / "old.pt")
+        bundles.load(tmp_path / "old.safetensors")
 
 
 # -- export and resolve -----------------------------------------------------------------
 
 
 def test_export_to_a_chosen_path_leaves_no_temporary_files(tmp_path, trained: Trained):
-    out = tmp_path / "shipping" / "ser.pt"
+    out = tmp_path / "shipping" / "ser.safetensors"
     assert bundles.export(artifacts_dir=trained.artifacts_dir, run="final", out=out) == out
-    assert [p.name for p in out.parent.iterdir()] == ["ser.pt"]
+    assert [p.name for p in out.parent.iterdir()] == ["ser.safetensors"]
     again = bundles.load(out)
     assert again.metadata["model_config"] == trained.bundle.metadata["model_config"]
 
@@ -225,7 +274,7 @@ def test_resolve_latest_and_paths(tmp_path):
         bundles.resolve("latest", artifacts_dir=tmp_path)
     folder = tmp_path / "bundles"
     folder.mkdir()
-    older, newer = folder / "ser-fold-0.pt", folder / "ser-final.pt"
+    older, newer = folder / "ser-fold-0.safetensors", folder / "ser-final.safetensors"
     older.write_bytes(b"1")
     newer.write_bytes(b"2")
     os.utime(older, (1_000_000, 1_000_000))
@@ -241,7 +290,7 @@ def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path
     train(data_dir=trained.data_dir, artifacts_dir=trained.artifacts_dir, fold=None, member=1,
           config=config, device="cpu")
     path = bundles.export(artifacts_dir=trained.artifacts_dir, run="final", members=2,
-                          out=tmp_path / "ensemble.pt")
+                          out=tmp_path / "ensemble.safetensors")
     loaded = bundles.load(path)
     assert isinstance(loaded.model, Ensemble) and not loaded.model.training
     assert loaded.metadata["members"] == 2

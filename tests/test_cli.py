@@ -102,32 +102,32 @@ def test_evaluate_all_folds_writes_the_cross_validation_report(workspace):
 
 def test_export_writes_bundles(workspace):
     bundles = workspace.artifacts_dir / "bundles"
-    assert f"bundle written to {bundles / 'ser-fold-0.pt'}" in workspace.outputs["export-fold"].output
-    assert f"bundle written to {bundles / 'ser-final.pt'}" in workspace.outputs["export-final"].output
-    assert sorted(p.name for p in bundles.iterdir()) == ["ser-final.pt", "ser-fold-0.pt"]
+    assert f"bundle written to {bundles / 'ser-fold-0.safetensors'}" in workspace.outputs["export-fold"].output
+    assert f"bundle written to {bundles / 'ser-final.safetensors'}" in workspace.outputs["export-final"].output
+    assert sorted(p.name for p in bundles.iterdir()) == ["ser-final.safetensors", "ser-fold-0.safetensors"]
     from pipeline.bundle import load
 
-    assert load(bundles / "ser-final.pt").metadata["members"] == 2
+    assert load(bundles / "ser-final.safetensors").metadata["members"] == 2
 
 
 def test_members_option_picks_the_ensemble_size(workspace, tmp_path):
-    out = tmp_path / "single.pt"
+    out = tmp_path / "single.safetensors"
     ok(workspace.run("export", "--members", "1", "--out", str(out)))
     from pipeline.bundle import load
 
     assert load(out).metadata["members"] == 1
-    result = workspace.run("export", "--members", "3", "--out", str(tmp_path / "three.pt"))
+    result = workspace.run("export", "--members", "3", "--out", str(tmp_path / "three.safetensors"))
     assert result.exit_code == 1 and "run 'cli.py train --final --members 3'" in result.output
-    assert not (tmp_path / "three.pt").exists()
+    assert not (tmp_path / "three.safetensors").exists()
 
 
 def test_tta_option_on_export_and_predict(workspace, tmp_path):
     from pipeline.bundle import load
     from pipeline.views import CLEAN, TEST_VIEWS
 
-    bundle = workspace.artifacts_dir / "bundles" / "ser-final.pt"
+    bundle = workspace.artifacts_dir / "bundles" / "ser-final.safetensors"
     assert load(bundle).views == TEST_VIEWS
-    clean_bundle = tmp_path / "clean.pt"
+    clean_bundle = tmp_path / "clean.safetensors"
     ok(workspace.run("export", "--no-tta", "--out", str(clean_bundle)))
     assert load(clean_bundle).views == CLEAN and load(clean_bundle).metadata["test_views"] == [{}]
     clip = str(workspace.corpus / "Actor_03" / f"{clip_name(emotion=2, actor=3)}.wav")
@@ -158,7 +158,7 @@ def test_predict_one_file_prints_the_verdict_and_every_emotion(workspace):
 
 
 def test_predict_folder_to_csv_and_jsonl(workspace, tmp_path):
-    bundle = str(workspace.artifacts_dir / "bundles" / "ser-final.pt")
+    bundle = str(workspace.artifacts_dir / "bundles" / "ser-final.safetensors")
     folder = workspace.corpus / "Actor_01"
     out = tmp_path / "x.csv"
     result = ok(workspace.run("predict", str(folder), "--bundle", bundle, "--output", str(out)))
@@ -180,7 +180,7 @@ def test_predict_folder_to_csv_and_jsonl(workspace, tmp_path):
 
 
 def test_predict_unsupported_output_suffix_is_one_clean_error(workspace, tmp_path):
-    bundle = str(workspace.artifacts_dir / "bundles" / "ser-final.pt")
+    bundle = str(workspace.artifacts_dir / "bundles" / "ser-final.safetensors")
     result = workspace.run("predict", str(workspace.corpus / "Actor_02"), "--bundle", bundle,
                            "-j", "1", "--output", str(tmp_path / "x.txt"))
     assert result.exit_code == 2  # a usage error, refused before any file is scored
@@ -190,7 +190,7 @@ def test_predict_unsupported_output_suffix_is_one_clean_error(workspace, tmp_pat
 
 
 def test_predict_exit_status_says_whether_every_file_was_scored(workspace, tmp_path):
-    bundle = str(workspace.artifacts_dir / "bundles" / "ser-final.pt")
+    bundle = str(workspace.artifacts_dir / "bundles" / "ser-final.safetensors")
     good = workspace.corpus / "Actor_04" / f"{clip_name(emotion=2, actor=4)}.wav"
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"\x00" * 100)
@@ -206,7 +206,7 @@ def test_evaluate_a_bundle_on_a_folder(workspace, tmp_path):
     source = tmp_path / "heldout"
     write_corpus(source, actors=(7,), takes=1)
     soundfile.write(source / "readme.wav", soundfile.read(next(source.rglob("*.wav")))[0], 16000)
-    bundle = workspace.artifacts_dir / "bundles" / "ser-fold-0.pt"
+    bundle = workspace.artifacts_dir / "bundles" / "ser-fold-0.safetensors"
     result = ok(workspace.run("evaluate", "--bundle", str(bundle), "--source", str(source), "-j", "1"))
     assert "(8 clips)" in result.output
     report = json.loads((workspace.artifacts_dir / "reports" / f"bundle-ser-fold-0-{source.name}.json").read_text())

@@ -279,7 +279,7 @@ def test_fold_bundle_carries_its_cross_validation_result(fold_runs):
     report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
                             folds=FOLDS)
     path = bundles.export(artifacts_dir=fold_runs.artifacts_dir, run="fold-2",
-                          out=fold_runs.artifacts_dir / "bundles" / "fold-2-with-test.pt")
+                          out=fold_runs.artifacts_dir / "bundles" / "fold-2-with-test.safetensors")
     test = bundles.load(path).metadata["provenance"]["test"]
     assert test["ua"] == pytest.approx(report["fold_runs"][2]["metrics"]["ua"])
     assert test["n"] == report["fold_runs"][2]["metrics"]["n"]
