@@ -157,7 +157,18 @@ def _is_done(task: ShardTask) -> bool:
 
 def extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig = ExtractConfig(),
             jobs: int = 1, force: bool = False) -> ExtractResult:
-    """Run the stage (see module docstring). Returns where the store is and its counts."""
+    """Run the stage (see module docstring). Returns where the store is and its counts.
+    The store is locked meanwhile (``pipeline.locks``): a second extract into it is
+    refused with ``LockedError`` naming the process that holds it."""
+    from pipeline.locks import job_lock
+
+    with job_lock(features_dir(artifacts_dir), "extract"):
+        return _extract(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config,
+                        jobs=jobs, force=force)
+
+
+def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs: int,
+             force: bool) -> ExtractResult:
     started = time.perf_counter()
     out_dir = features_dir(artifacts_dir)
     current_index = index_hash(data_dir)

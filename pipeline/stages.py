@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline import __version__
+from pipeline import __version__, faults
 
 CODE_VERSION = __version__
 
@@ -66,7 +66,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    remove_stale_temporaries(final)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp",
+                                    dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     umask = os.umask(0)
@@ -74,10 +76,30 @@ def atomic_path(final: Path) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
     try:
         yield tmp
+        faults.point(f"write:{final.name}")
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(final: Path) -> None:
+    """Remove ``atomic_path`` temporaries of ``final`` (``.<name>.<pid>.<random>.tmp``)
+    left by a process that no longer runs (killed mid-write); a live writer's are kept."""
+    for leftover in Path(final).parent.glob(f".{Path(final).name}.*.tmp"):
+        pid = leftover.name[len(Path(final).name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def check_writable(path: Path, *, option: str = "--output") -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import faults
 from pipeline.errors import StaleInputError
 from pipeline.stages import hash_file, read_json
 
@@ -69,6 +70,7 @@ def write_shard(path: Path, *, rows: dict[str, np.ndarray], attrs: dict) -> None
             handle.create_dataset("aug_params", data=rows["aug_params"].astype(np.float64))
             for key, value in attrs.items():
                 handle.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+        faults.point(f"write:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

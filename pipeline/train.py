@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import ravdess
+from pipeline import faults, ravdess
 from pipeline.errors import PipelineError, TrainingError
 from pipeline.extract import features_dir
 from pipeline.index import index_hash
@@ -208,7 +208,20 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
           force: bool = False, device: str = "auto") -> TrainResult:
     """Train one run (see module docstring). ``fold=None`` trains the final model,
     ``fold="random"`` the leaky clip-level contrast. Ensemble member ``member`` > 0 trains
-    with seed ``config.seed + member`` into its own run folder, on the same split."""
+    with seed ``config.seed + member`` into its own run folder, on the same split.
+
+    The run folder is locked for the duration (``pipeline.locks``): a second training of
+    the same run is refused with ``LockedError`` naming the process that holds it."""
+    from pipeline.locks import job_lock
+
+    run_dir = Path(artifacts_dir) / "runs" / member_run(run_name(fold), member)
+    with job_lock(run_dir, "training of this run"):
+        return _train(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config, fold=fold,
+                      member=member, resume=resume, force=force, device=device)
+
+
+def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, member: int,
+           resume: bool, force: bool, device: str) -> TrainResult:
     import torch
 
     started = time.perf_counter()
@@ -385,6 +398,7 @@ def _train_epoch(model, optimiser, schedule, features, labels, split: Split, con
                                                                     config.grad_clip)))
         optimiser.step()
         schedule.step()
+        faults.point("train:step")
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)

@@ -102,7 +102,7 @@ def test_extract_writes_every_clip_and_copy_with_compact_dtypes(indexed, tmp_pat
     record = read_json(result.features_dir / "manifest.json")
     assert record["rows"] == N_CLIPS * 3 and record["clips"] == N_CLIPS
     assert sum(shard["rows"] for shard in record["shards"]) == N_CLIPS * 3
-    assert not list(result.features_dir.glob(".*"))  # no temporary files left
+    assert [p.name for p in result.features_dir.glob(".*")] == [".lock"]  # no temporary files
 
 
 def test_one_or_two_workers_give_identical_shards(indexed, tmp_path):

@@ -638,8 +638,8 @@ def test_cli_train_all_folds(store):
 
 def test_cli_reports_a_bad_fold_in_one_line(store):
     result = _cli(store, "--fold", "7", "--epochs", "1")
-    assert result.exit_code == 1
-    assert "Error: --fold 7: the index has folds [0, 1, 2, 3]" in result.output
+    assert result.exit_code == 2  # a usage error, caught before any work
+    assert "Invalid value for --fold: 7: the index has folds 0 to 3" in result.output
     assert "Traceback" not in result.output
     result = _cli(store, "--fold", "seven")
     assert result.exit_code == 2

@@ -1,0 +1,68 @@
+"""One job at a time per output: a lock file that names its holder.
+
+``job_lock(folder, job)`` takes an exclusive ``flock`` on ``<folder>/.lock`` for the
+duration of the block and writes the holder's pid, host, command and start time into
+it. A second process asking for the same lock is refused at once with ``LockedError``,
+naming the lock file and the holder. The kernel drops an ``flock`` when its process dies
+(even by ``kill -9``), so a lock left by a dead process is simply taken over: no stale
+locks, no timeouts to guess.
+
+The lock is per job: in a ``torchrun`` job only rank 0 takes it (``RANK`` / ``LOCAL_RANK``
+unset or 0), and the other ranks of the same job work under it.
+
+Used by ``extract`` (the feature store) and ``train`` (each run folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.errors import PipelineError
+
+LOCK_NAME = ".lock"
+
+
+class LockedError(PipelineError):
+    """Another live process holds the lock of the same job."""
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or 0)
+
+
+@contextlib.contextmanager
+def job_lock(folder: Path, job: str) -> Iterator[Path | None]:
+    """Hold ``<folder>/.lock`` for the block (see module docstring); yields its path (None
+    on a non-zero torchrun rank). Raises ``LockedError`` naming the lock and its holder."""
+    if _rank() != 0:
+        yield None
+        return
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise LockedError(f"{path} is held by {holder}: another {job} is writing here; wait "
+                              "for it to finish or stop it (a lock left by a dead process is "
+                              "taken over by itself)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()} "
+                     f"('{' '.join(sys.argv)[:200]}', since {time.strftime('%H:%M:%S')})\n")
+        handle.flush()
+        yield path
+    finally:
+        handle.close()  # releases the flock
