@@ -152,6 +152,11 @@ def from_samples(samples: np.ndarray, *, file_rate: int, features, name: str = "
     without enough speech; each names ``name``."""
     samples = np.asarray(samples, dtype=np.float32)
     check_header(file_rate, 1 if samples.ndim == 1 else samples.shape[1], name=name)
+    shortest = features.front_end.vad.min_speech_seconds
+    if samples.shape[0] < shortest * file_rate:  # too short to hold a segment at all
+        raise NoSpeechError(f"{name}: no speech detected (the recording lasts only "
+                            f"{samples.shape[0] / file_rate:.3f} s; a segment needs at least "
+                            f"{shortest:g} s of speech)")
     if samples.ndim == 1:
         samples = samples[:, None]
     y = condition(samples, file_rate=file_rate, sample_rate=features.sample_rate,

@@ -125,10 +125,17 @@ def test_what_is_not_speech_is_refused(name):
 
 
 def test_no_speech_says_how_much_was_found(speech):
-    snippet = speech[:int(0.3 * RATE)]  # leading silence and the onset: under 0.5 s of speech
+    # leading silence, 0.3 s of the onset, then a second of silence: under 0.5 s of speech
+    snippet = np.concatenate([speech[:int(0.6 * RATE)], np.zeros(RATE, dtype=np.float32)])
     with pytest.raises(NoSpeechError, match=r"no speech detected \([0-9.]+ s of speech found; "
                                             r"a segment needs at least 0.5 s\)"):
         _prepared(snippet)
+
+
+def test_a_recording_too_short_for_any_segment_says_so(speech):
+    with pytest.raises(NoSpeechError, match=r"no speech detected \(the recording lasts only "
+                                            r"0\.300 s; a segment needs at least 0.5 s"):
+        _prepared(speech[:int(0.3 * RATE)])
 
 
 def test_speech_between_long_pauses_becomes_separate_segments(speech):
