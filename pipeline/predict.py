@@ -101,6 +101,52 @@ def _featurize(paths: list[Path], config: FeatureConfig, views: tuple[AugmentPar
             yield item
 
 
+def _probabilities(model, windows: np.ndarray) -> np.ndarray:
+    """Mean softmax over the views of ``windows`` ``(n, views, 2, n_mels, n_frames)``:
+    ``(n, classes)``."""
+    import torch
+
+    stacked = torch.from_numpy(windows)
+    n_windows, n_views = stacked.shape[:2]
+    with torch.no_grad():
+        logits = torch.cat([model(part) for part in stacked.flatten(0, 1).split(FORWARD_BATCH)])
+        probs = torch.softmax(logits, dim=1).numpy()
+    return probs.reshape(n_windows, n_views, -1).mean(axis=1)
+
+
+def _score_pending(model, pending: list, labels: tuple[str, ...]) -> None:
+    """Fill each pending ``FileResult`` from its windows, all files in one batch; if the
+    batch fails, file by file, so a failure becomes that file's error row alone."""
+    if not pending:
+        return
+    try:
+        probs = _probabilities(model, np.concatenate([f.windows for f, _ in pending]))
+        per_file = np.split(probs, np.cumsum([len(f.windows) for f, _ in pending])[:-1])
+    except Exception:  # noqa: BLE001  (retried per file just below)
+        per_file = []
+        for feats, result in pending:
+            try:
+                per_file.append(_probabilities(model, feats.windows))
+            except Exception as exc:  # noqa: BLE001  (a batch never stops on one file)
+                per_file.append(None)
+                result.error = f"scoring failed: {type(exc).__name__}: {exc} (a bug: please " \
+                               "report it with this file)"
+    for (feats, result), segment_probs in zip(pending, per_file):
+        if segment_probs is None:
+            continue
+        if not np.all(np.isfinite(segment_probs)):
+            result.error = ("scoring gave non-finite probabilities (a bug: please report it "
+                            "with this file)")
+            continue
+        mean = verdict(segment_probs, [speech_s for _, _, speech_s in feats.segments])
+        best = int(mean.argmax())
+        result.emotion, result.confidence = labels[best], float(mean[best])
+        result.probabilities = {label: float(p) for label, p in zip(labels, mean)}
+        result.segments = [timeline_record(result.path, start_s=start, end_s=end,
+                                           speech_s=speech_s, probabilities=p, labels=labels)
+                           for (start, end, speech_s), p in zip(feats.segments, segment_probs)]
+
+
 def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1, tta: bool = True,
                   batch_windows: int = 256) -> list[FileResult]:
     """Score every file with ``bundle`` (its model, feature config, labels and test-time
@@ -120,26 +166,7 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1, tta: bool 
     pending: list[tuple[FileFeatures, FileResult]] = []
 
     def flush():
-        if not pending:
-            return
-        stacked = torch.from_numpy(np.concatenate([f.windows for f, _ in pending]))
-        n_windows, n_views = stacked.shape[:2]
-        with torch.no_grad():
-            logits = torch.cat([model(part)
-                                for part in stacked.flatten(0, 1).split(FORWARD_BATCH)])
-            probs = torch.softmax(logits, dim=1).numpy()
-        probs = probs.reshape(n_windows, n_views, -1).mean(axis=1)  # average the views
-        position = 0
-        for feats, result in pending:
-            segment_probs = probs[position:position + len(feats.windows)]
-            position += len(feats.windows)
-            mean = verdict(segment_probs, [speech_s for _, _, speech_s in feats.segments])
-            best = int(mean.argmax())
-            result.emotion, result.confidence = labels[best], float(mean[best])
-            result.probabilities = {label: float(p) for label, p in zip(labels, mean)}
-            result.segments = [timeline_record(result.path, start_s=start, end_s=end,
-                                               speech_s=speech_s, probabilities=p, labels=labels)
-                               for (start, end, speech_s), p in zip(feats.segments, segment_probs)]
+        _score_pending(model, pending, labels)
         pending.clear()
 
     # the feature workers keep ``jobs`` cores busy and the model gets the rest, at least one
