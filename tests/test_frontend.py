@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import synth_speech
 from pipeline import frontend
@@ -50,6 +52,13 @@ def _assert_same(a: frontend.Speech, b: frontend.Speech) -> None:
 def test_a_gain_changes_nothing(speech, gain_db):
     scaled = speech * np.float32(10 ** (gain_db / 20))  # float samples: +20 dB is not clipped
     _assert_same(_prepared(speech), _prepared(scaled))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(exponent=st.floats(0.0, 38.5))
+def test_any_finite_sample_scale_is_conditioned_like_the_source(speech, exponent):
+    scaled = (speech / np.abs(speech).max()).astype(np.float64) * 10 ** exponent
+    _assert_same(_prepared(speech), _prepared(scaled.astype(np.float32)))
 
 
 @pytest.mark.parametrize("peak", [2.0, 1e6, 1e18, 3e38])

@@ -88,3 +88,20 @@ def test_a_second_extract_on_the_cli_is_refused_at_once(tmp_path, runner):
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: {artifacts / 'features' / '.lock'} is held by "
                                     f"process {child.pid}")
+
+
+def test_a_second_training_of_the_same_run_is_refused_before_any_work(tmp_path):
+    from pipeline.train import train
+
+    artifacts = tmp_path / "artifacts"
+    child = _hold(artifacts / "runs" / "fold-0")
+    try:
+        with pytest.raises(LockedError, match=f"process {child.pid}.*another training of this run"):
+            train(data_dir=tmp_path / "no-data", artifacts_dir=artifacts, fold=0)
+        # another run (member 1 of the same fold) is not blocked by it
+        with pytest.raises(Exception) as other:
+            train(data_dir=tmp_path / "no-data", artifacts_dir=artifacts, fold=0, member=1)
+        assert not isinstance(other.value, LockedError)
+    finally:
+        child.kill()
+        child.wait()
