@@ -160,7 +160,8 @@ def train(obj: Context, fold, final, epochs, val_folds, members, device, resume,
     import dataclasses
 
     from pipeline.errors import TrainingError
-    from pipeline.train import MEMBERS, TrainConfig, pick_device, train as run
+    from pipeline.devices import pick_device
+    from pipeline.train import MEMBERS, TrainConfig, train as run
 
     try:
         pick_device(device)  # a device this machine lacks is refused before any work

@@ -28,7 +28,8 @@ from pipeline.augment import AugmentConfig  # noqa: E402
 from pipeline.features import FeatureConfig  # noqa: E402
 from pipeline.model import flops_per_sample  # noqa: E402
 from pipeline.splits import Split  # noqa: E402
-from pipeline.train import TrainConfig, _spec_augment, _train_epoch, pick_device  # noqa: E402
+from pipeline.devices import pick_device  # noqa: E402
+from pipeline.train import TrainConfig, _spec_augment, _train_epoch  # noqa: E402
 
 
 def training_rows(features_dir: Path):

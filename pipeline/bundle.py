@@ -71,7 +71,7 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
     """Bundle ``<artifacts>/runs/<run>/model.pt`` (or the ensemble of the run's first
     ``members`` members) with its provenance and the test-time ``views`` ``predict``
     will use; returns the path."""
-    from pipeline.train import load_members, member_runs
+    from pipeline.runs import load_members, member_runs
 
     model, saved_members = load_members(artifacts_dir, run, members)
     saved = saved_members[0]

@@ -43,7 +43,7 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
                    members: int = 1, views: tuple = test_views.TEST_VIEWS, jobs: int = 1) -> dict:
     """Test-fold metrics of each fold's trained model, or of the ensemble of its first
     ``members`` members, each test clip scored in ``views`` (see module docstring)."""
-    from pipeline.train import load_members, member_runs, run_name
+    from pipeline.runs import load_members, member_runs, run_name
 
     store = load_store(features_dir(artifacts_dir), index_hash=index_hash(data_dir))
     clip_folds = {clip.clip_id: clip.fold for clip in load_index(data_dir)}

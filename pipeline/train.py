@@ -30,12 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import faults, ravdess
+from pipeline.devices import pick_device
 from pipeline.errors import PipelineError, TrainingError
 from pipeline.extract import features_dir
 from pipeline.index import index_hash
 from pipeline.metrics import confusion, summarise
 from pipeline.model import ModelConfig
 from pipeline.progress import log
+from pipeline.runs import member_run, run_name, save_model
 from pipeline.splits import Split, split_for
 from pipeline.stages import (atomic_path, hash_obj, manifest, read_json, strict_json,
                              write_json_atomic, write_text_atomic)
@@ -90,63 +92,6 @@ class TrainResult:
 
 class TrainingInterrupted(PipelineError):
     pass
-
-
-def run_name(fold: int | str | None) -> str:
-    """``fold-K``, ``final`` (None) or ``random`` (the leaky clip-level contrast)."""
-    if fold is None:
-        return "final"
-    return "random" if fold == "random" else f"fold-{fold}"
-
-
-def member_run(run: str, member: int = 0) -> str:
-    """The run folder of ensemble member ``member`` of ``run``: ``fold-K``, then
-    ``fold-K.m1``, ``fold-K.m2``, ..."""
-    return run if member == 0 else f"{run}.m{member}"
-
-
-def member_runs(run: str, members: int) -> list[str]:
-    """The run folders of the first ``members`` members of ``run``."""
-    return [member_run(run, member) for member in range(members)]
-
-
-def pick_device(requested: str = "auto") -> "torch.device":
-    """``auto``: CUDA, else MPS, else CPU; or the device named (``cpu``, ``cuda``,
-    ``cuda:N``, ``mps``). Raises ``TrainingError`` naming it when it is not a device name
-    or not available on this machine."""
-    import torch
-
-    if requested != "auto":
-        return _named_device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def _named_device(requested: str) -> "torch.device":
-    import torch
-
-    try:
-        device = torch.device(requested)
-    except (RuntimeError, ValueError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise TrainingError(f"device {requested!r} is not a device name: use auto, cpu, cuda, "
-                            "cuda:N or mps")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        why = "this torch is a CPU-only build" if torch.version.cuda is None else "no GPU found"
-        raise TrainingError(f"device {requested!r}: CUDA is not available on this machine "
-                            f"({why}); use cpu, or auto to take what there is")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise TrainingError(f"device {requested!r}: this machine has "
-                            f"{torch.cuda.device_count()} CUDA device(s), numbered from 0")
-    mps = getattr(torch.backends, "mps", None)
-    if device.type == "mps" and not (mps and mps.is_available()):
-        raise TrainingError(f"device {requested!r}: Apple's MPS is not available on this "
-                            "machine; use cpu, or auto to take what there is")
-    return device
 
 
 def _derived_seed(*parts: int) -> int:
@@ -422,60 +367,3 @@ def _save_checkpoint(path: Path, key: str, model, optimiser, schedule, state: di
     with atomic_path(path) as tmp:
         torch.save({"key": key, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
                     "schedule": schedule.state_dict(), **state}, tmp)
-
-
-def save_model(path: Path, model, *, train_config: TrainConfig, feature_config: dict,
-               info: dict) -> None:
-    """The trained model: weights (with normalisation buffers) and the configs, as plain
-    tensors and JSON text (loadable with ``weights_only=True``)."""
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                    "model_config": json.dumps(model.config.to_dict()),
-                    "train_config": json.dumps(train_config.to_dict()),
-                    "feature_config": json.dumps(feature_config),
-                    "label_map": json.dumps(list(ravdess.EMOTIONS)),
-                    "info": json.dumps(info, default=str)}, tmp)
-
-
-def load_model(path: Path):
-    """``(model in eval mode on CPU, saved dict with JSON fields decoded)``."""
-    import torch
-
-    from pipeline.model import EmotionCNN
-
-    if not Path(path).exists():
-        raise TrainingError(f"no trained model at {path}: run 'cli.py train' for it first")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    meta = {k: json.loads(v) for k, v in saved.items() if k != "state_dict"}
-    model = EmotionCNN(ModelConfig.from_dict(meta["model_config"]))
-    model.load_state_dict(saved["state_dict"])
-    model.eval()
-    return model, meta
-
-
-def load_members(artifacts_dir: Path, run: str, members: int):
-    """``(model, saved dicts)`` for the first ``members`` members of ``run`` (``fold-K``,
-    ``final``, ``random``): the model alone for one member, an ``Ensemble`` of them
-    otherwise. Members must share the features and every setting but the seed."""
-    from pipeline.model import Ensemble
-
-    loaded = []
-    for member, folder in enumerate(member_runs(run, members)):
-        path = Path(artifacts_dir) / "runs" / folder / "model.pt"
-        if not path.exists():
-            target = {"final": "--final", "random": "--fold random"}.get(
-                run, f"--fold {run.removeprefix('fold-')}")
-            raise TrainingError(f"no trained model at {path} (ensemble member {member + 1} of "
-                                f"{members}): run 'cli.py train {target} --members {members}'")
-        loaded.append(load_model(path))
-    first = loaded[0][1]
-    for _, saved in loaded[1:]:
-        same = {**saved["train_config"], "seed": 0} == {**first["train_config"], "seed": 0}
-        if not same or saved["info"]["features_key"] != first["info"]["features_key"]:
-            raise TrainingError(f"the members of {run} were trained with different settings or "
-                                f"features: retrain them with 'cli.py train --members {members} "
-                                "--force'")
-    models = [model for model, _ in loaded]
-    return (models[0] if members == 1 else Ensemble(models)).eval(), [saved for _, saved in loaded]

@@ -72,7 +72,7 @@ def last_epoch_scorer(run_dir: Path):
     from pipeline import ravdess
     from pipeline.bundle import Bundle
     from pipeline.features import FeatureConfig
-    from pipeline.train import load_model
+    from pipeline.runs import load_model
 
     model, saved = load_model(run_dir / "model.pt")
     model.load_state_dict(torch.load(run_dir / "checkpoint.pt", map_location="cpu",

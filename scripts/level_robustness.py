@@ -73,7 +73,8 @@ def main() -> None:
     from pipeline.download import corpus_root
     from pipeline.features import FeatureConfig
     from pipeline.predict import predict_files
-    from pipeline.train import MEMBERS, load_members, run_name
+    from pipeline.runs import load_members, run_name
+    from pipeline.train import MEMBERS
     from pipeline.views import CLEAN, TEST_VIEWS
 
     root = corpus_root(args.data_dir)

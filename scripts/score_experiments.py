@@ -46,7 +46,7 @@ def last_epoch_probabilities(run_dir: Path, store, rows: np.ndarray, views) -> n
     import torch
 
     from pipeline.evaluate import held_out_probabilities
-    from pipeline.train import load_model
+    from pipeline.runs import load_model
 
     model, saved = load_model(run_dir / "model.pt")  # the kept epoch; swap in the last one
     last = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]

@@ -41,7 +41,7 @@ def write_raw(path: Path, header: dict, tensors: dict) -> Path:
 def test_bundle_carries_everything_prediction_needs(trained: Trained):
     from pipeline.extract import features_dir
     from pipeline.store import load_manifest
-    from pipeline.train import load_model
+    from pipeline.runs import load_model
 
     loaded = trained.bundle
     assert loaded.labels == ravdess.EMOTIONS
@@ -284,7 +284,8 @@ def test_resolve_latest_and_paths(tmp_path):
 
 def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path):
     from pipeline.model import Ensemble, ModelConfig
-    from pipeline.train import TrainConfig, load_model, train
+    from pipeline.runs import load_model
+    from pipeline.train import TrainConfig, train
 
     config = TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16))
     train(data_dir=trained.data_dir, artifacts_dir=trained.artifacts_dir, fold=None, member=1,

@@ -95,7 +95,7 @@ def test_fold_metrics_match_the_fold_model_on_its_test_actors(fold_runs):
     from pipeline.extract import features_dir
     from pipeline.splits import fold_split
     from pipeline.store import load_store
-    from pipeline.train import load_model
+    from pipeline.runs import load_model
 
     report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
                             folds=[1], views=CLEAN)
@@ -121,7 +121,7 @@ def test_test_time_views_score_each_test_clip_from_its_audio(fold_runs):
     from pipeline.features import FeatureConfig
     from pipeline.splits import fold_split
     from pipeline.store import load_store
-    from pipeline.train import load_model
+    from pipeline.runs import load_model
     from pipeline.views import window_views
 
     report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
@@ -292,7 +292,8 @@ def test_ensemble_evaluation_averages_the_members_probabilities(fold_runs):
     from pipeline.extract import features_dir
     from pipeline.splits import fold_split
     from pipeline.store import load_store
-    from pipeline.train import TrainConfig, load_model, train
+    from pipeline.runs import load_model
+    from pipeline.train import TrainConfig, train
     from pipeline.model import ModelConfig
 
     config = TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16))

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from pipeline import ravdess
+from pipeline import runs as runs_module
 from pipeline import train as train_module
 from pipeline.augment import AugmentConfig, AugmentParams
 from pipeline.errors import StaleInputError, TrainingError
@@ -33,7 +34,8 @@ from pipeline.splits import fold_split
 from pipeline.stages import (CODE_VERSION, hash_file, manifest, read_json, write_json_atomic,
                              write_text_atomic)
 from pipeline.store import load_store, read_shard, shard_name, write_shard
-from pipeline.train import TrainConfig, TrainingInterrupted, load_model, train
+from pipeline.runs import load_model
+from pipeline.train import TrainConfig, TrainingInterrupted, train
 
 N_MELS = 16
 N_FRAMES = 32  # 1 + window_samples // hop_length for a 0.5 s window at 16 kHz, 256 hop
@@ -331,18 +333,18 @@ def test_ensemble_members_train_from_consecutive_seeds_on_the_same_split(store):
     # member 0 is the plain run: the same key as training without members
     assert _run(store, config, fold=0).cached
 
-    model, saved = train_module.load_members(store[1], "fold-0", 2)
+    model, saved = runs_module.load_members(store[1], "fold-0", 2)
     assert isinstance(model, Ensemble) and len(model.members) == 2 and not model.training
     assert [s["info"]["seed"] for s in saved] == [0, 1]
     with pytest.raises(TrainingError, match=r"member 3 of 3\): run 'cli.py train --fold 0 --members 3'"):
-        train_module.load_members(store[1], "fold-0", 3)
+        runs_module.load_members(store[1], "fold-0", 3)
 
 
 def test_members_trained_with_other_settings_are_refused(store):
     _run(store, replace(SMALL, epochs=1, val_folds=0), fold=0)
     _run(store, replace(SMALL, epochs=2, val_folds=0), fold=0, member=1)
     with pytest.raises(TrainingError, match="different settings or features.*--members 2 --force"):
-        train_module.load_members(store[1], "fold-0", 2)
+        runs_module.load_members(store[1], "fold-0", 2)
 
 
 def test_patience_without_validation_actors_names_the_fix(store):
