@@ -57,6 +57,10 @@ def cli(ctx, data_dir, artifacts_dir, log_level, quiet, seed):
     evaluate -> export -> predict. Each stage caches its output and can be rerun alone."""
     from pipeline import progress
 
+    # a file name that is not UTF-8 is printed escaped, never a UnicodeEncodeError
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     progress.configure(level=log_level, quiet=quiet)
     ctx.obj = Context(data_dir, artifacts_dir, seed)
 

@@ -43,6 +43,8 @@ from pipeline.vad import detector_version
 FORMAT = "ser-pipeline-bundle"
 FORMAT_VERSION = 2  # 1: a torch.save file, versions up to 0.1
 SUFFIX = ".safetensors"
+REQUIRED_METADATA = ("model_config", "feature_config", "features_version", "label_map",
+                     "provenance")
 SHIPPED = Path(__file__).parent / "shipped" / f"ravdess-cnn{SUFFIX}"
 
 
@@ -217,13 +219,21 @@ def load(path: Path) -> Bundle:
             isinstance(v, torch.Tensor) for v in tensors.values())):
         raise BundleError(f"{path} is corrupt or incompatible: it lacks the metadata or the "
                           "weights of a bundle; export it again")
-    if _checksum(text, tensors) != header.get("checksum"):
+    try:
+        checksum = _checksum(text, tensors)
+    except (TypeError, RuntimeError) as exc:  # a tensor type numpy cannot hold (bf16, fp8)
+        raise BundleError(f"{path} is corrupt or incompatible: {_first_line(exc)}; export it "
+                          "again") from exc
+    if checksum != header.get("checksum"):
         raise BundleError(f"{path} is corrupt or incompatible: its weights or metadata do not "
                           "match the checksum written with them (damaged in transit, or "
                           "edited); export it again")
     metadata = None
     try:
         metadata = json.loads(text)
+        missing = [k for k in REQUIRED_METADATA if k not in metadata]
+        if missing:
+            raise KeyError(f"metadata lacks {', '.join(missing)}")
         if metadata.get("features_version") != FEATURES_VERSION:
             raise BundleError(f"{path} was trained on features version "
                               f"{metadata.get('features_version')}; this code computes version "

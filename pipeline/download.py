@@ -19,6 +19,7 @@ import errno
 import hashlib
 import os
 import shutil
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -27,7 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from pipeline.errors import DownloadError
 from pipeline.progress import bar, log
-from pipeline.stages import manifest, read_json, write_json_atomic
+from pipeline.stages import manifest, read_json, stable_json, write_json_atomic, write_text_atomic
 
 OFFICIAL_URL = "https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip"
 OFFICIAL_SIZE = 208_468_073
@@ -35,8 +36,8 @@ OFFICIAL_MD5 = "bc696df654c87fed845eb13823edef8a"
 SOURCE_HINT = ("download the archive by hand from Zenodo record 1188976 (or use a local copy) "
                "and run 'cli.py download --source PATH' with the zip or a folder of Actor_XX/")
 _CHUNK = 1 << 20
-# Written into every folder ``unpack`` creates: only such a folder is ever replaced
-# without --force (a stage may only remove what it created itself).
+# Written into every folder ``unpack`` creates, listing the files it unpacked: only such
+# a folder, unchanged, is ever replaced (a stage may only remove what it created itself).
 UNPACKED_MARK = ".ser-pipeline-unpacked"
 
 
@@ -208,8 +209,9 @@ def unpack(archive: Path, *, data_dir: Path, force: bool = False) -> Path:
 
     Every entry is checked before anything is written: an absolute path, a ``..`` part
     or a symbolic link refuses the whole archive. An existing ``data_dir/ravdess`` is
-    replaced only when this stage unpacked it (it holds ``UNPACKED_MARK``) or with
-    ``force``; otherwise ``DownloadError`` names it and ``--force``, before any work.
+    replaced only when this stage unpacked it and nothing in it changed (``is_ours``);
+    with ``force`` a foreign one is moved aside (``<name>.replaced-<date>``), never
+    deleted; otherwise ``DownloadError`` names it and ``--force``, before any work.
     """
     if not zipfile.is_zipfile(archive):
         raise DownloadError(f"{archive}: not a zip archive (truncated or another format); "
@@ -244,23 +246,41 @@ def unpack(archive: Path, *, data_dir: Path, force: bool = False) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     root_inside = find_actor_root(staging).relative_to(staging.resolve())
-    (staging / UNPACKED_MARK).write_text(f"unpacked from {archive} by 'cli.py download'\n")
-    if target.is_symlink() or target.is_file():
-        target.unlink()  # only reached with force, or when it is ours
-    else:
-        shutil.rmtree(target, ignore_errors=True)
+    write_text_atomic(staging / UNPACKED_MARK, stable_json(
+        {"archive": str(archive), "files": _listing(staging)}))
+    if is_ours(target):
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():  # only reached with force: kept, aside
+        aside = target.with_name(f"{target.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(target, aside)
+        log.warning("moved the previous %s aside to %s (nothing was deleted)", target, aside)
     os.replace(staging, target)
     return (target / root_inside).resolve()
 
 
+def _listing(folder: Path) -> dict[str, int]:
+    """Relative path -> size of every file under ``folder`` but the marker."""
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.is_symlink() and p.name != UNPACKED_MARK}
+
+
+def is_ours(target: Path) -> bool:
+    """Whether ``target`` is a folder this stage unpacked and nobody changed since: its
+    ``UNPACKED_MARK`` lists exactly the files (and sizes) it holds."""
+    if target.is_symlink() or not target.is_dir():
+        return False
+    record = read_json(target / UNPACKED_MARK)
+    return bool(record) and record.get("files") == _listing(target)
+
+
 def check_replaceable(target: Path, *, force: bool) -> None:
-    """Raise ``DownloadError`` naming ``target`` and ``--force`` when it exists and was not
-    unpacked by this stage (no ``UNPACKED_MARK`` in it), unless ``force``."""
-    if (target.exists() or target.is_symlink()) and not (target / UNPACKED_MARK).is_file() \
-            and not force:
-        raise DownloadError(f"{target} exists and was not unpacked by this tool, so it may "
-                            "hold your own files: move it away, or rerun with --force to "
-                            "replace it")
+    """Raise ``DownloadError`` naming ``target`` and ``--force`` when it exists and is not
+    ours (``is_ours``), unless ``force`` (then ``unpack`` moves it aside, never deletes)."""
+    if (target.exists() or target.is_symlink()) and not force and not is_ours(target):
+        raise DownloadError(f"{target} exists and was not unpacked by this tool, or holds "
+                            "files added or changed since, so it may hold your own work: move "
+                            "it away, or rerun with --force (it is then moved aside to "
+                            f"{target.name}.replaced-<date>, not deleted)")
 
 
 def _check_member(member: zipfile.ZipInfo, archive: Path) -> None:

@@ -2,10 +2,10 @@
 
 Two kinds of duplicate are recognised, and in each group the first is kept:
 
-- **by name**: files whose names differ only in the suffix (``x.wav``, ``x.flac``,
-  ``x.mp3`` beside each other, the usual result of converting a corpus in place). They
-  are dropped before scoring; the kept file is the one in the most faithful format
-  (lossless before lossy, then path order);
+- **by name**: files with the same name but for the suffix, in any folders (``x.wav``,
+  ``x.flac``, ``backup/x.mp3``: the corpora evaluated here name every clip uniquely, a
+  RAVDESS name even carries its actor). They are dropped before scoring; the kept file
+  is the one in the most faithful format (lossless before lossy, then path order);
 - **by audio**: files whose decoded samples and rate are identical (a copy under another
   name or in another folder), recognised from the hash the scoring worker computes
   (``FileResult.audio_sha256``), so no file is decoded twice.
@@ -34,10 +34,10 @@ def audio_sha256(samples: np.ndarray, sample_rate: int) -> str:
 
 def by_name(files: list[Path]) -> tuple[list[Path], dict[str, str]]:
     """``(kept files in their original order, {dropped path: kept path})`` for files whose
-    path without suffix is the same (compared case-insensitively)."""
+    name without suffix is the same, wherever they are (compared case-insensitively)."""
     groups: dict[str, list[Path]] = {}
     for path in files:
-        groups.setdefault(str(path.with_suffix("")).lower(), []).append(path)
+        groups.setdefault(path.stem.lower(), []).append(path)
     keep, dropped = set(), {}
     for group in groups.values():
         best = min(group, key=lambda p: (p.suffix.lower() in _LOSSY, str(p)))

@@ -33,7 +33,12 @@ class LockedError(PipelineError):
 
 
 def _rank() -> int:
-    return int(os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or 0)
+    """This process's torchrun rank (0 outside torchrun)."""
+    value = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+    if not value.isdigit():
+        raise PipelineError(f"RANK={value!r} is not a process rank: unset it, or run under "
+                            "torchrun, which sets it")
+    return int(value)
 
 
 @contextlib.contextmanager
@@ -48,7 +53,11 @@ def job_lock(folder: Path, job: str) -> Iterator[Path | None]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    handle = open(path, "a+")
+    try:
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise LockedError(f"cannot open the lock {path} ({exc.strerror or exc}): another user's "
+                          "job may own this folder; use your own --artifacts-dir") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -61,7 +70,7 @@ def job_lock(folder: Path, job: str) -> Iterator[Path | None]:
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()} on {socket.gethostname()} "
-                     f"('{' '.join(sys.argv)[:200]}', since {time.strftime('%H:%M:%S')})\n")
+                     f"('{' '.join(sys.argv)[:200]}', since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
         handle.flush()
         yield path
     finally:

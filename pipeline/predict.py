@@ -53,11 +53,11 @@ class FileFeatures:
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     """Files as given, and audio files found recursively under folders (``pipeline.scan``:
-    the formats libsndfile reads, hidden files skipped); the skipped files are logged in
-    one line."""
+    the formats libsndfile reads, hidden files skipped); the skipped files are counted in
+    one warning line."""
     found = scan(inputs)
-    if found.skipped:
-        log.info("%s", found.summary())
+    if found.skipped:  # a warning, so that -q still says what was left out
+        log.warning("%s", found.summary())
     return found.files
 
 

@@ -60,6 +60,10 @@ def random_clip_split(*, clip_id: np.ndarray, copy: np.ndarray, n_folds: int, se
     clips = np.unique(clip_id)
     order = np.random.default_rng(seed).permutation(len(clips))
     share = len(clips) // n_folds
+    if n_folds < 2 + val_folds:
+        raise TrainingError(f"{n_folds} folds leave no training clips beside the test share and "
+                            f"{val_folds} validation share(s): lower --val-folds or rerun "
+                            "'cli.py index --folds' with more")
     test_clips, val_clips = clips[order[:share]], clips[order[share:(1 + val_folds) * share]]
     clean = copy == 0
     is_test, is_val = np.isin(clip_id, test_clips), np.isin(clip_id, val_clips)

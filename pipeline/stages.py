@@ -5,6 +5,7 @@ that a stage writes last and a rerun compares against (DVC lock file, lhotse ``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -69,7 +70,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     remove_stale_temporaries(final)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp",
                                     dir=final.parent)
-    os.close(fd)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # marks it live for remove_stale_temporaries; held to the end
     tmp = Path(tmp_name)
     umask = os.umask(0)
     os.umask(umask)
@@ -81,25 +82,27 @@ def atomic_path(final: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(final: Path) -> None:
     """Remove ``atomic_path`` temporaries of ``final`` (``.<name>.<pid>.<random>.tmp``)
-    left by a process that no longer runs (killed mid-write); a live writer's are kept."""
+    left by a writer that died mid-write. A live writer holds an ``flock`` on its
+    temporary, so only files nobody holds are removed (pids are not trusted: a pid can be
+    reused, or belong to another host or container sharing the folder)."""
     for leftover in Path(final).parent.glob(f".{Path(final).name}.*.tmp"):
-        pid = leftover.name[len(Path(final).name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        try:
+            fd = os.open(leftover, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             leftover.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
+        except OSError:
+            pass  # held: a live writer's
+        finally:
+            os.close(fd)
 
 
 def check_writable(path: Path, *, option: str = "--output") -> None:

@@ -186,6 +186,24 @@ def test_bundle_shaped_file_with_wrong_contents_is_refused(tmp_path, header, ten
         bundles.load(path)
 
 
+def test_a_tensor_type_numpy_cannot_hold_is_refused_not_a_traceback(tmp_path, trained: Trained):
+    header, tensors = read_raw(trained.bundle_path)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name].to(torch.bfloat16)
+    with pytest.raises(BundleError, match="corrupt or incompatible"):
+        bundles.load(write_raw(tmp_path / "bf16.safetensors", header, tensors))
+
+
+@pytest.mark.parametrize("key", bundles.REQUIRED_METADATA)
+def test_metadata_missing_a_required_field_is_refused(tmp_path, trained: Trained, key):
+    header, tensors = read_raw(trained.bundle_path)
+    metadata = json.loads(header["metadata"])
+    del metadata[key]
+    bundles.write_bundle(tmp_path / "thin.safetensors", tensors, metadata)  # a valid checksum
+    with pytest.raises(BundleError, match=f"does not fit this version.*{key}"):
+        bundles.load(tmp_path / "thin.safetensors")
+
+
 def test_intact_bundle_this_version_cannot_build_is_refused(tmp_path, trained: Trained):
     """Same format number, but a model config this code does not know (a newer writer)."""
     header, tensors = read_raw(trained.bundle_path)

@@ -329,21 +329,37 @@ def test_a_folder_the_stage_did_not_create_is_never_replaced(tmp_path, archive) 
     assert tree(data_dir / "ravdess") == before
 
 
-def test_force_replaces_a_foreign_folder_and_an_own_one_is_replaced_freely(
+def test_force_moves_a_foreign_folder_aside_and_an_own_one_is_replaced_freely(
         tmp_path, archive, small_corpus) -> None:
     data_dir = tmp_path / "data"
-    _users_own_corpus(data_dir)
+    before = _users_own_corpus(data_dir)
     zip_path = tmp_path / "corpus.zip"
     zip_path.write_bytes(archive)
     forced = download(data_dir=data_dir, source=str(zip_path), force=True)
     assert tree(forced.root) == tree(small_corpus)
     assert (data_dir / "ravdess" / UNPACKED_MARK).is_file()
+    [aside] = data_dir.glob("ravdess.replaced-*")  # nothing of the user's was deleted
+    assert tree(aside) == before
 
     other = tmp_path / "other.zip"  # a second archive over the folder this stage made
     other.write_bytes(build_zip(small_corpus, prefix="top/"))
     again = download(data_dir=data_dir, source=str(other))
     assert again.root == (data_dir / "ravdess" / "top").resolve()
     assert tree(again.root) == tree(small_corpus)
+
+
+def test_files_added_to_an_unpacked_folder_make_it_the_users(tmp_path, archive) -> None:
+    data_dir = tmp_path / "data"
+    zip_path = tmp_path / "corpus.zip"
+    zip_path.write_bytes(archive)
+    first = download(data_dir=data_dir, source=str(zip_path))
+    mine = first.root / "Actor_01" / "my-extra-take.wav"
+    mine.write_bytes(b"recorded later")
+    other = tmp_path / "other.zip"
+    other.write_bytes(archive)
+    with pytest.raises(DownloadError, match="files added or changed since.*--force"):
+        download(data_dir=data_dir, source=str(other))
+    assert mine.read_bytes() == b"recorded later"
 
 
 def test_cli_refusal_is_one_line_with_exit_status_1(tmp_path, archive, runner) -> None:
@@ -356,8 +372,9 @@ def test_cli_refusal_is_one_line_with_exit_status_1(tmp_path, archive, runner) -
     result = runner.invoke(cli, ["--data-dir", str(data_dir), "download", "--source", str(zip_path)])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        f"Error: {data_dir / 'ravdess'} exists and was not unpacked by this tool, so it may "
-        "hold your own files: move it away, or rerun with --force to replace it"]
+        f"Error: {data_dir / 'ravdess'} exists and was not unpacked by this tool, or holds "
+        "files added or changed since, so it may hold your own work: move it away, or rerun "
+        "with --force (it is then moved aside to ravdess.replaced-<date>, not deleted)"]
     assert tree(data_dir / "ravdess") == before
 
 

@@ -11,12 +11,13 @@ from pipeline.duplicates import audio_sha256, by_audio, by_name
 from pipeline.results import FileResult
 
 
-def test_same_name_in_several_formats_keeps_the_lossless_copy():
-    files = [Path("a/x.mp3"), Path("a/x.WAV"), Path("a/x.flac"), Path("a/y.ogg"), Path("b/x.mp3")]
+def test_same_name_in_several_formats_and_folders_keeps_the_lossless_copy():
+    files = [Path("a/x.mp3"), Path("a/x.WAV"), Path("a/x.flac"), Path("a/y.ogg"),
+             Path("backup/x.mp3"), Path("b/z.mp3")]
     kept, dropped = by_name(files)
     # lossless first, then path order ("W" sorts before "f"); the input order is kept
-    assert kept == [Path("a/x.WAV"), Path("a/y.ogg"), Path("b/x.mp3")]
-    assert dropped == {"a/x.mp3": "a/x.WAV", "a/x.flac": "a/x.WAV"}
+    assert kept == [Path("a/x.WAV"), Path("a/y.ogg"), Path("b/z.mp3")]
+    assert dropped == {"a/x.mp3": "a/x.WAV", "a/x.flac": "a/x.WAV", "backup/x.mp3": "a/x.WAV"}
 
 
 def test_identical_audio_is_kept_once_and_unscored_files_are_all_kept():

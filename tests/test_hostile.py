@@ -106,11 +106,20 @@ def test_nothing_on_disk_changed(hostile):
     assert snapshot(root / "in") == before
 
 
-def test_an_unwritable_output_is_refused_before_any_work(hostile):
+def test_an_unwritable_output_is_refused_before_any_work(hostile, monkeypatch):
+    from click.testing import CliRunner
+
+    from cli import cli
+    from pipeline import predict as predict_module
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("files were scored before the output was checked")
+    monkeypatch.setattr(predict_module, "predict_files", must_not_run)
     root, layout, *_ = hostile
-    done = run_cli("predict", str(layout["good"][0]), "--output", "/proc/forbidden.csv", cwd=root)
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
+    done = CliRunner().invoke(cli, ["predict", str(layout["good"][0]), "--output",
+                                    "/proc/forbidden.csv"])
+    assert done.exit_code == 1, done.output
+    assert done.output.strip().splitlines() == [
         "Error: --output /proc/forbidden.csv: cannot write in /proc (No such file or "
         "directory); choose a writable location"]
 

@@ -138,3 +138,13 @@ def test_random_clip_split_shares_actors_but_never_trains_on_a_held_out_clip():
     again = random_clip_split(clip_id=clip_id, copy=copy, n_folds=4, seed=0)  # no validation
     assert np.array_equal(again.test, split.test) and len(again.val) == 0
     assert set(clip_id[again.train]) == set(clip_id) - set(clip_id[again.test])
+
+
+def test_a_random_split_without_room_for_training_names_the_fix():
+    from pipeline.errors import TrainingError
+    from pipeline.splits import random_clip_split
+
+    clip_id = np.array([f"c{i}" for i in range(20)])
+    with pytest.raises(TrainingError, match="5 folds leave no training clips.*--val-folds"):
+        random_clip_split(clip_id=clip_id, copy=np.zeros(20, dtype=int), n_folds=5, seed=0,
+                          val_folds=4)

@@ -40,3 +40,27 @@ def test_a_non_utf8_file_name_is_written_back_byte_for_byte(tmp_path):
     write_text_atomic(out, f"path\n{name}\n")
     assert out.read_bytes().splitlines()[1] == raw
     assert _strict_load(strict_json({"path": name}))["path"] == name  # JSON escapes it: lossless
+
+
+def test_only_temporaries_nobody_holds_are_removed(tmp_path):
+    import fcntl
+
+    from pipeline.stages import atomic_path, remove_stale_temporaries
+
+    final = tmp_path / "report.json"
+    dead = tmp_path / ".report.json.999999.abc.tmp"  # a writer killed mid-write
+    dead.write_text("half")
+    live = tmp_path / ".report.json.1.def.tmp"  # held: a writer still at work (any pid)
+    live.write_text("busy")
+    fd = os.open(live, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        remove_stale_temporaries(final)
+        assert not dead.exists() and live.exists()
+        with atomic_path(final) as tmp:  # a write clears the dead ones itself
+            tmp.write_text("{}")
+        assert final.read_text() == "{}" and live.exists()
+    finally:
+        os.close(fd)
+    remove_stale_temporaries(final)
+    assert not live.exists()
