@@ -93,12 +93,22 @@ def _featurize(paths: list[Path], config: FeatureConfig, views: tuple[AugmentPar
             progress.update(1)
         return
     from joblib import Parallel, delayed, parallel_config
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-    with parallel_config(backend="loky", inner_max_num_threads=1):
-        runner = Parallel(n_jobs=jobs, return_as="generator", batch_size=8)
-        for item in runner(delayed(file_windows)(path, config, views) for path in paths):
-            progress.update(1)
-            yield item
+    done = 0
+    try:
+        with parallel_config(backend="loky", inner_max_num_threads=1):
+            runner = Parallel(n_jobs=jobs, return_as="generator", batch_size=8)
+            for item in runner(delayed(file_windows)(path, config, views) for path in paths):
+                progress.update(1)
+                done += 1
+                yield item
+    except TerminatedWorkerError:
+        # the operating system killed a worker, most likely for memory: one of the next
+        # batch's files decodes to more than this machine holds
+        raise PipelineError(f"a feature worker was killed (out of memory?) while reading one "
+                            f"of {', '.join(map(str, paths[done:done + 8 * jobs]))}: score "
+                            "long recordings on their own with --jobs 1, or split them") from None
 
 
 def _probabilities(model, windows: np.ndarray) -> np.ndarray:

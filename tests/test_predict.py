@@ -19,7 +19,6 @@ from pipeline import ravdess
 from pipeline.errors import PipelineError
 from pipeline.predict import expand_inputs, file_windows, predict_files
 from pipeline.results import TIMELINE_FIELDS, format_single, write_results
-from pipeline.views import CLEAN
 
 CSV_COLUMNS = ["path", "emotion", "confidence", "neutral", "calm", "happy", "sad", "angry",
                "fearful", "disgust", "surprised", "error"]
@@ -390,40 +389,3 @@ def test_a_sample_rate_below_8_khz_is_refused_not_scored(tmp_path, trained, rate
     assert result.emotion == ""
     assert result.error.startswith(f"sample rate {rate} Hz is below 8000 Hz")
 
-
-def _with_nan_windows(monkeypatch, bad_name: str):
-    """Make the feature worker hand over NaN windows for the file named ``bad_name``."""
-    from pipeline import predict as predict_module
-
-    real = predict_module.file_windows
-
-    def poisoned(path, config, views=CLEAN):
-        feats = real(path, config, views)
-        if Path(path).name == bad_name and feats.windows is not None:
-            feats.windows = np.full_like(feats.windows, np.nan)
-        return feats
-    monkeypatch.setattr(predict_module, "file_windows", poisoned)
-
-
-@pytest.mark.parametrize("failure", ["non-finite", "raises"])
-def test_a_scoring_failure_is_that_files_error_row_alone(trained, monkeypatch, failure):
-    from pipeline import predict as predict_module
-
-    files = [corpus_clip(trained, emotion=e, actor=a) for e, a in ((2, 1), (3, 2), (7, 4))]
-    expected = predict_files(files, trained.bundle)
-    _with_nan_windows(monkeypatch, files[1].name)
-    if failure == "raises":
-        real = predict_module._probabilities
-
-        def fragile(model, windows):
-            if np.isnan(windows).any():
-                raise RuntimeError("the model choked")
-            return real(model, windows)
-        monkeypatch.setattr(predict_module, "_probabilities", fragile)
-    results = predict_files(files, trained.bundle, jobs=1)
-    message = {"non-finite": "scoring gave non-finite probabilities",
-               "raises": "scoring failed: RuntimeError: the model choked"}[failure]
-    assert message in results[1].error and results[1].emotion == ""
-    for index in (0, 2):
-        assert results[index].error == ""
-        assert results[index].probabilities == pytest.approx(expected[index].probabilities, abs=1e-6)
