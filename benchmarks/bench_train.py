@@ -29,7 +29,8 @@ from pipeline.features import FeatureConfig  # noqa: E402
 from pipeline.model import flops_per_sample  # noqa: E402
 from pipeline.splits import Split  # noqa: E402
 from pipeline.devices import pick_device  # noqa: E402
-from pipeline.train import TrainConfig, _spec_augment, _train_epoch  # noqa: E402
+from pipeline.train import (TrainConfig, optimiser_and_schedule, spec_augment,  # noqa: E402
+                            train_epoch)
 
 
 def training_rows(features_dir: Path):
@@ -60,22 +61,21 @@ def measure(device_name: str, features, labels, rows, config: TrainConfig, epoch
     if device.type == "cuda":
         data = data.to(device)
     targets = torch.from_numpy(labels).to(data.device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    steps = -(-len(rows) // config.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr,
-                                                   total_steps=(epochs + 1) * steps)
+    # the run's own optimiser and schedule (one warm-up epoch + the timed ones)
+    optimiser, schedule = optimiser_and_schedule(model, replace(config, epochs=epochs + 1),
+                                                 rows=len(rows))
     split = Split(rows, np.zeros(0, int), np.zeros(0, int), (), ())
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    _train_epoch(model, optimiser, schedule, data, targets, split, config, epoch=1, device=device)
+    train_epoch(model, optimiser, schedule, data, targets, split, config, epoch=1, device=device)
     sync()  # warm-up epoch (allocator, kernels) not counted
     seconds = []
     for epoch in range(2, epochs + 2):
         started = time.perf_counter()
-        _train_epoch(model, optimiser, schedule, data, targets, split, config, epoch=epoch, device=device)
+        train_epoch(model, optimiser, schedule, data, targets, split, config, epoch=epoch, device=device)
         sync()
         seconds.append(time.perf_counter() - started)
     per_epoch = float(np.median(seconds))
@@ -87,7 +87,7 @@ def measure(device_name: str, features, labels, rows, config: TrainConfig, epoch
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size].to(data.device)
         x = model.normalise(data[index].to(device, non_blocking=True))
-        _spec_augment(x, config, generator)
+        spec_augment(x, config, generator)
         targets[index].to(device)
     sync()
     data_seconds = time.perf_counter() - started

@@ -130,7 +130,7 @@ def logits_for(model, features, rows: np.ndarray, *, device, batch_size: int = 2
     return torch.cat(out).numpy() if out else np.zeros((0, model.config.n_classes))
 
 
-def _spec_augment(x, config: TrainConfig, generator):
+def spec_augment(x, config: TrainConfig, generator):
     """Zero (after normalisation: the mean) random time and mel bands, per sample."""
     import torch
 
@@ -206,9 +206,7 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     if config.balanced:
         weights = balanced_weights(store.label[split.train], config.model.n_classes)
         class_weights = torch.from_numpy(weights).to(dev)
-    steps_per_epoch = math.ceil(len(split.train) / config.batch_size)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = one_cycle(optimiser, lr=config.lr, total_steps=config.epochs * steps_per_epoch)
+    optimiser, schedule = optimiser_and_schedule(model, config, rows=len(split.train))
     state = {"epoch": 0, "history": [], "best_ua": -1.0, "best_epoch": 0, "best_state": None}
     checkpoint_path = run_dir / "checkpoint.pt"
     if resume and checkpoint_path.exists():
@@ -232,7 +230,7 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     epochs_without_gain = state["epoch"] - state["best_epoch"]  # carried over on --resume
     try:
         for epoch in range(state["epoch"] + 1, config.epochs + 1):
-            record = _train_epoch(model, optimiser, schedule, features, labels, split, config,
+            record = train_epoch(model, optimiser, schedule, features, labels, split, config,
                                   epoch=epoch, device=dev, class_weights=class_weights)
             if len(split.val):
                 val = _evaluate_rows(model, features, store.label, split.val, device=dev)
@@ -280,6 +278,17 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     return TrainResult(run_dir, state["best_epoch"], state["epoch"], val, seconds)
 
 
+def optimiser_and_schedule(model, config: TrainConfig, *, rows: int):
+    """``(optimiser, schedule)`` of a run: AdamW at ``config.lr`` with
+    ``config.weight_decay``, and the one-cycle schedule over ``config.epochs`` epochs of
+    ``rows`` training samples in batches of ``config.batch_size``."""
+    import torch
+
+    steps_per_epoch = math.ceil(rows / config.batch_size)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return optimiser, one_cycle(optimiser, lr=config.lr, total_steps=config.epochs * steps_per_epoch)
+
+
 def one_cycle(optimiser, *, lr: float, total_steps: int):
     """One-cycle schedule, warming up over the first 20 % of the steps. torch's OneCycleLR
     divides by ``pct_start * total_steps - 1``, which is zero at exactly 5 steps, so there
@@ -299,8 +308,13 @@ def balanced_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def _train_epoch(model, optimiser, schedule, features, labels, split: Split, config: TrainConfig,
-                 *, epoch: int, device, class_weights=None) -> dict:
+def train_epoch(model, optimiser, schedule, features, labels, split: Split, config: TrainConfig,
+                *, epoch: int, device, class_weights=None) -> dict:
+    """One epoch over ``split.train`` in an order drawn from (seed, epoch): normalise,
+    SpecAugment (``spec_augment``), optional mixup, one optimiser and schedule step per
+    batch, gradients clipped at ``config.grad_clip``. ``features`` ``(n, 2, n_mels,
+    n_frames)`` and ``labels`` ``(n,)`` are torch tensors. Returns the epoch's
+    ``metrics.jsonl`` record. Raises ``TrainingError`` when the loss is not finite."""
     import torch
     import torch.nn.functional as F
 
@@ -316,7 +330,7 @@ def _train_epoch(model, optimiser, schedule, features, labels, split: Split, con
         index = order[start:start + config.batch_size].to(features.device)
         x = model.normalise(features[index].to(device, non_blocking=True))
         y = labels[index].to(device)
-        x = _spec_augment(x, config, generator)
+        x = spec_augment(x, config, generator)
         lam, partner = 1.0, None
         if config.mixup_alpha > 0:
             lam = float(np.random.default_rng(_derived_seed(config.seed, epoch, start)).beta(

@@ -364,7 +364,7 @@ def test_final_model_trains_on_every_actor(store):
 
 
 def _interrupt_at(stop_epoch: int, epoch_function):
-    """A stand-in for ``_train_epoch`` that presses Ctrl-C when epoch ``stop_epoch`` starts."""
+    """A stand-in for ``train_epoch`` that presses Ctrl-C when epoch ``stop_epoch`` starts."""
     def interrupted(*args, epoch, **kwargs):
         if epoch == stop_epoch:
             raise KeyboardInterrupt
@@ -377,8 +377,8 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatc
     whole = _run(write_store(tmp_path / "whole"), config, fold=0)
 
     interrupted_store = write_store(tmp_path / "interrupted")
-    real_epoch = train_module._train_epoch
-    monkeypatch.setattr(train_module, "_train_epoch", _interrupt_at(3, real_epoch))
+    real_epoch = train_module.train_epoch
+    monkeypatch.setattr(train_module, "train_epoch", _interrupt_at(3, real_epoch))
     with pytest.raises(TrainingInterrupted, match="--resume"):
         _run(interrupted_store, config, fold=0)
     run_dir = interrupted_store[1] / "runs" / "fold-0"
@@ -391,7 +391,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatc
         trained_epochs.append(epoch)
         return real_epoch(*args, epoch=epoch, **kwargs)
 
-    monkeypatch.setattr(train_module, "_train_epoch", recording_epoch)
+    monkeypatch.setattr(train_module, "train_epoch", recording_epoch)
     resumed = _run(interrupted_store, config, fold=0, resume=True)
     assert trained_epochs == [3, 4]  # continued from the checkpoint, not from scratch
     assert resumed.epochs_run == whole.epochs_run == 4
@@ -411,7 +411,7 @@ def test_resume_keeps_early_stopping_count(store, tmp_path, monkeypatch):
     """
     config = replace(SMALL, epochs=6, patience=2)
     current = {"epoch": 0}
-    real_epoch = train_module._train_epoch
+    real_epoch = train_module.train_epoch
 
     def counting_epoch(*args, epoch, **kwargs):
         current["epoch"] = epoch
@@ -420,25 +420,25 @@ def test_resume_keeps_early_stopping_count(store, tmp_path, monkeypatch):
     def scripted_val(*args, **kwargs):
         return {"wa": 0.6 - 0.1 * current["epoch"], "ua": 0.6 - 0.1 * current["epoch"]}
 
-    monkeypatch.setattr(train_module, "_train_epoch", counting_epoch)
+    monkeypatch.setattr(train_module, "train_epoch", counting_epoch)
     monkeypatch.setattr(train_module, "_evaluate_rows", scripted_val)
     whole = _run(write_store(tmp_path / "whole"), config, fold=0)
     assert whole.epochs_run == 3 and whole.best_epoch == 1
 
-    monkeypatch.setattr(train_module, "_train_epoch", _interrupt_at(3, counting_epoch))
+    monkeypatch.setattr(train_module, "train_epoch", _interrupt_at(3, counting_epoch))
     with pytest.raises(TrainingInterrupted):
         _run(store, config, fold=0)
-    monkeypatch.setattr(train_module, "_train_epoch", counting_epoch)
+    monkeypatch.setattr(train_module, "train_epoch", counting_epoch)
     resumed = _run(store, config, fold=0, resume=True)
     assert (resumed.epochs_run, resumed.best_epoch) == (whole.epochs_run, whole.best_epoch)
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(store, monkeypatch):
-    real_epoch = train_module._train_epoch
-    monkeypatch.setattr(train_module, "_train_epoch", _interrupt_at(2, real_epoch))
+    real_epoch = train_module.train_epoch
+    monkeypatch.setattr(train_module, "train_epoch", _interrupt_at(2, real_epoch))
     with pytest.raises(TrainingInterrupted):
         _run(store, replace(SMALL, epochs=3), fold=0)
-    monkeypatch.setattr(train_module, "_train_epoch", real_epoch)
+    monkeypatch.setattr(train_module, "train_epoch", real_epoch)
     with pytest.raises(TrainingError, match="another config"):
         _run(store, replace(SMALL, epochs=3, lr=1e-3), fold=0, resume=True)
 
@@ -560,8 +560,8 @@ def test_second_run_is_a_cache_hit_and_force_retrains(store, monkeypatch):
     stamp = model_path.stat().st_mtime_ns
 
     calls = []
-    real_epoch = train_module._train_epoch
-    monkeypatch.setattr(train_module, "_train_epoch",
+    real_epoch = train_module.train_epoch
+    monkeypatch.setattr(train_module, "train_epoch",
                         lambda *a, **k: calls.append(k["epoch"]) or real_epoch(*a, **k))
     again = _run(store, config, fold=0)
     assert again.cached
