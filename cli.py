@@ -25,6 +25,15 @@ class Context:
         self.seed = seed
 
 
+def model_threads(jobs: int) -> None:
+    """Give the model the cores the ``jobs`` feature workers leave, at least one: two model
+    threads beside two workers on two cores ran a batch 1.3x slower. Set here, in the
+    CLI, so the library never changes a caller's torch threads."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) - jobs))
+
+
 def friendly_errors(command):
     """Turn the project's exceptions into one clean line and exit status 1."""
 
@@ -238,6 +247,7 @@ def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta
 
         path = resolve(None if bundle_path == "shipped" else bundle_path,
                        artifacts_dir=obj.artifacts_dir)
+        model_threads(jobs)
         report = evaluation.evaluate_bundle(bundle_path=path, source=source, tta=tta,
                                             corpus=corpus, artifacts_dir=obj.artifacts_dir,
                                             jobs=jobs)
@@ -304,6 +314,7 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, tta):
 
         check_writable(output)
     loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
+    model_threads(jobs)
     results = predict_files(list(inputs), loaded, jobs=jobs, tta=tta)
     if output:
         write_results(results, output, loaded.labels, windows=windows)

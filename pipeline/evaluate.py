@@ -215,7 +215,15 @@ def cross_corpus(true: np.ndarray, probabilities: np.ndarray, emotions: tuple[st
 
 
 def write_report(report: dict, stem: Path) -> None:
+    """``<stem>.json`` (strict JSON) and, when matplotlib is installed (the ``plot``
+    extra), ``<stem>.png``; without it the PNG is skipped with a one-line hint."""
     write_json_atomic(stem.with_suffix(".json"), report)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log.warning("no confusion-matrix PNG: matplotlib is not installed "
+                    "(pip install 'ser-pipeline[plot]'); the JSON report is written")
+        return
     plot_confusion(np.array(report["pooled"]["confusion"]), stem.with_suffix(".png"),
                    title=_title(report))
 
@@ -234,16 +242,15 @@ def _title(report: dict) -> str:
 
 
 def plot_confusion(matrix: np.ndarray, path: Path, *, title: str) -> None:
-    """A row-normalised confusion matrix with counts, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """A row-normalised confusion matrix ``(classes, classes)`` with counts, as PNG. Uses
+    matplotlib's object API (no pyplot, so no global backend or figure state)."""
+    from matplotlib.figure import Figure
 
     from pipeline.stages import atomic_path
 
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    figure, axes = plt.subplots(figsize=(7.5, 6.5))
+    figure = Figure(figsize=(7.5, 6.5))
+    axes = figure.subplots()
     image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     labels = ravdess.EMOTIONS
     axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
@@ -259,7 +266,6 @@ def plot_confusion(matrix: np.ndarray, path: Path, *, title: str) -> None:
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=110, format="png")
-    plt.close(figure)
 
 
 def format_report(report: dict) -> str:

@@ -16,7 +16,6 @@ the reason in ``error``; a batch never stops on one bad file.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,9 +159,8 @@ def _score_pending(model, pending: list, labels: tuple[str, ...]) -> None:
 def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1, tta: bool = True,
                   batch_windows: int = 256) -> list[FileResult]:
     """Score every file with ``bundle`` (its model, feature config, labels and test-time
-    views; ``tta=False``: the clean window alone); results in input order, one per file."""
-    import torch
-
+    views; ``tta=False``: the clean window alone); results in input order, one per file.
+    Leaves torch's thread count as the caller set it (the CLI sets it from ``jobs``)."""
     from pipeline.model import for_inference
     from pipeline.progress import bar
 
@@ -179,9 +177,6 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1, tta: bool 
         _score_pending(model, pending, labels)
         pending.clear()
 
-    # the feature workers keep ``jobs`` cores busy and the model gets the rest, at least one
-    # thread: two model threads beside two workers on two cores ran a batch 1.3x slower
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) - jobs))
     with bar(total=len(paths), desc="predict", unit="file") as progress:
         views = bundle.views if tta else CLEAN
         for feats in _featurize(paths, bundle.feature_config, views, jobs=jobs,

@@ -68,3 +68,15 @@ def test_a_killed_feature_worker_is_one_line_naming_the_files(trained, monkeypat
     monkeypatch.setattr(predict_module, "file_windows", dying)
     with pytest.raises(PipelineError, match=r"a feature worker was killed \(out of memory\?\)"):
         predict_files(files, trained.bundle, jobs=2)
+
+
+def test_scoring_leaves_the_callers_torch_threads_alone(trained):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        predict_files([corpus_clip(trained, emotion=2, actor=1)], trained.bundle, jobs=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
