@@ -108,7 +108,8 @@ def condition(samples: np.ndarray, *, file_rate: int, sample_rate: int,
     changes nothing downstream (every step is scale-equivariant, step 6 sets the level)
     and keeps the filter and mixing sums far from float32 overflow.
     """
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    # max and -min rather than abs(): no temporary copy of a long recording
+    peak = float(max(samples.max(), -samples.min())) if samples.size else 0.0
     if peak > 1.0:
         samples = samples / np.float32(peak)
     y = conditioning.mix_channels(samples)
