@@ -19,10 +19,9 @@ from pipeline.errors import PipelineError
 
 
 class Context:
-    def __init__(self, data_dir: Path, artifacts_dir: Path, seed: int):
+    def __init__(self, data_dir: Path, artifacts_dir: Path):
         self.data_dir = data_dir
         self.artifacts_dir = artifacts_dir
-        self.seed = seed
 
 
 def model_threads(jobs: int) -> None:
@@ -58,10 +57,8 @@ def friendly_errors(command):
               help="Logging detail [env SER_LOG_LEVEL].")
 @click.option("-q", "--quiet", is_flag=True, envvar="SER_QUIET",
               help="Only warnings and results; no progress bars [env SER_QUIET].")
-@click.option("--seed", type=options.SEED, default=0, envvar="SER_SEED",
-              help="Seed for folds, augmentation and training [env SER_SEED].")
 @click.pass_context
-def cli(ctx, data_dir, artifacts_dir, log_level, quiet, seed):
+def cli(ctx, data_dir, artifacts_dir, log_level, quiet):
     """Speech emotion recognition on RAVDESS: download -> index -> extract -> train ->
     evaluate -> export -> predict. Each stage caches its output and can be rerun alone."""
     from pipeline import progress
@@ -71,13 +68,13 @@ def cli(ctx, data_dir, artifacts_dir, log_level, quiet, seed):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     progress.configure(level=log_level, quiet=quiet)
-    ctx.obj = Context(data_dir, artifacts_dir, seed)
+    ctx.obj = Context(data_dir, artifacts_dir)
 
 
 members_option = click.option(
     "--members", type=options.MEMBERS, default=None,
     help="Ensemble members per run, trained from seeds SEED, SEED+1, ... with their "
-         "probabilities averaged (default: the recipe's, pipeline.train.MEMBERS).")
+         "probabilities averaged (default: the recipe's, TrainConfig.members).")
 tta_option = click.option(
     "--tta/--no-tta", default=True,
     help="Score each window as it is and in mild pitch / shift / speed variants, "
@@ -102,14 +99,17 @@ def download(obj: Context, source, force):
 @cli.command()
 @click.option("--folds", type=options.FOLDS, default=5,
               help="Number of actor-disjoint cross-validation folds.")
+@click.option("--seed", type=options.SEED, default=0, envvar="SER_SPLIT_SEED",
+              help="Split seed: which actors go to which fold, and the random clip-level "
+                   "split. Changing it re-extracts nothing [env SER_SPLIT_SEED].")
 @click.option("--force", is_flag=True, help="Re-index even if the corpus is unchanged.")
 @click.pass_obj
 @friendly_errors
-def index(obj: Context, folds, force):
+def index(obj: Context, folds, seed, force):
     """Index every clip from its file name and assign actor-disjoint folds."""
     from pipeline.index import IndexConfig, build_index, summary
 
-    result = build_index(data_dir=obj.data_dir, config=IndexConfig(folds=folds, seed=obj.seed),
+    result = build_index(data_dir=obj.data_dir, config=IndexConfig(folds=folds, seed=seed),
                          force=force)
     click.echo(summary(result))
 
@@ -124,16 +124,19 @@ def index(obj: Context, folds, force):
 @click.option("--n-mels", type=options.N_MELS, default=None, help="Mel bands (= MFCCs).")
 @click.option("--max-failure-share", type=options.SHARE, default=0.05,
               help="Fail the stage if more than this share of clips cannot be read.")
+@click.option("--seed", type=options.SEED, default=0, envvar="SER_AUGMENT_SEED",
+              help="Augmentation seed: each copy's draws come from (seed, clip, copy) "
+                   "[env SER_AUGMENT_SEED].")
 @click.option("--force", is_flag=True, help="Recompute every shard.")
 @click.pass_obj
 @friendly_errors
-def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_share, force):
+def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_share, seed, force):
     """Compute clean + augmented MFCC/log-mel tensors into HDF5 shards (cached)."""
     import dataclasses
 
     from pipeline.extract import ExtractConfig, extract as run
 
-    config = ExtractConfig(seed=obj.seed, max_failure_share=max_failure_share)
+    config = ExtractConfig(seed=seed, max_failure_share=max_failure_share)
     if copies is not None:
         config = dataclasses.replace(config, augment=dataclasses.replace(config.augment, copies=copies))
     feature_changes = {k: v for k, v in (("window_seconds", window_seconds), ("n_mels", n_mels))
@@ -164,27 +167,31 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
 @members_option
 @click.option("--device", default="auto", envvar="SER_DEVICE",
               help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps [env SER_DEVICE].")
+@click.option("--seed", type=options.SEED, default=0, envvar="SER_TRAIN_SEED",
+              help="Training seed (initialisation, batch order, masks, dropout); member m "
+                   "trains from SEED+m. The split's seed is index's [env SER_TRAIN_SEED].")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
 @click.option("--force", is_flag=True, help="Retrain even if a finished run matches.")
 @click.pass_obj
 @friendly_errors
-def train(obj: Context, fold, final, epochs, val_folds, members, device, resume, force):
+def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, resume, force):
     """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
     import dataclasses
 
     from pipeline.errors import TrainingError
     from pipeline.devices import pick_device
-    from pipeline.train import MEMBERS, TrainConfig, train as run
+    from pipeline.recipe import TrainConfig
+    from pipeline.train import train as run
 
     try:
         pick_device(device)  # a device this machine lacks is refused before any work
     except TrainingError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
-    config = TrainConfig(seed=obj.seed)
-    changes = {k: v for k, v in (("epochs", epochs), ("val_folds", val_folds)) if v is not None}
-    config = dataclasses.replace(config, **changes)
+    changes = {k: v for k, v in (("epochs", epochs), ("val_folds", val_folds),
+                                 ("members", members)) if v is not None}
+    config = dataclasses.replace(TrainConfig(seed=seed), **changes)
     for target in _folds(obj, fold, final):
-        for member in range(members or MEMBERS):
+        for member in range(config.members):
             result = run(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir, config=config,
                          fold=target, member=member, resume=resume, force=force, device=device)
             kept = (f"best epoch {result.best_epoch} of {result.epochs_run}, validation UA "
@@ -252,16 +259,18 @@ def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta
                                             corpus=corpus, artifacts_dir=obj.artifacts_dir,
                                             jobs=jobs)
     else:
-        from pipeline.train import MEMBERS
+        from pipeline.recipe import TrainConfig
         from pipeline.views import CLEAN, TEST_VIEWS
 
         report = evaluation.evaluate_folds(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir,
                                            folds=_folds(obj, fold or "all", final=False),
-                                           members=members or MEMBERS,
+                                           members=members or TrainConfig().members,
                                            views=TEST_VIEWS if tta else CLEAN, jobs=jobs)
     click.echo(evaluation.format_report(report))
     name = "cv" if len(report.get("folds", [])) > 1 else None
-    click.echo(f"report: {evaluation.reports_dir(obj.artifacts_dir)} "
+    from pipeline.layout import reports_dir
+
+    click.echo(f"report: {reports_dir(obj.artifacts_dir)} "
                f"({name or 'see the newest .json / .png'})")
 
 
@@ -270,19 +279,23 @@ def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta
               help="Which trained run to bundle: 'final' or 'fold-K'.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Bundle file (default artifacts/bundles/ser-RUN.safetensors).")
+@click.option("--test-figures/--no-test-figures", default=True,
+              help="Stamp the cross-validation figures of reports/cv.json into the bundle; "
+                   "refused when that report was measured on other runs, members or views.")
 @members_option
 @tta_option
 @click.pass_obj
 @friendly_errors
-def export(obj: Context, run, out, members, tta):
+def export(obj: Context, run, out, test_figures, members, tta):
     """Write a self-contained model bundle (weights, configs, labels, test-time views,
     provenance)."""
     from pipeline.bundle import export as run_export
-    from pipeline.train import MEMBERS
+    from pipeline.recipe import TrainConfig
     from pipeline.views import CLEAN, TEST_VIEWS
 
-    path = run_export(artifacts_dir=obj.artifacts_dir, run=run, members=members or MEMBERS,
-                      views=TEST_VIEWS if tta else CLEAN, out=out)
+    path = run_export(artifacts_dir=obj.artifacts_dir, run=run,
+                      members=members or TrainConfig().members,
+                      views=TEST_VIEWS if tta else CLEAN, out=out, test_figures=test_figures)
     click.echo(f"bundle written to {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 

@@ -27,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from pipeline import layout  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "ravdess"
 
 
@@ -61,7 +64,7 @@ def run_stage(data_dir: Path, artifacts: Path, jobs: int, copies: int) -> dict:
     started = time.perf_counter()
     _, peak_mb = measured(command)
     seconds = time.perf_counter() - started
-    record = json.loads((artifacts / "features" / "manifest.json").read_text())
+    record = json.loads(layout.features_manifest(artifacts).read_text())
     return {"seconds": seconds, "clips": record["clips"], "peak_mb": peak_mb}
 
 

@@ -6,9 +6,11 @@ floating-point operations per sample (to hold the figures against the hardware's
     python benchmarks/bench_train.py              # CPU, and CUDA/MPS when present
     python benchmarks/bench_train.py --device cuda
 
-Uses the real feature store (artifacts/features) when it exists; otherwise random
-tensors of the default shape and the size of one fold's training set (16 actors x 60
-clips x (1 + K) copies). A run trains ``MEMBERS`` such models (the seed ensemble). Needs torch, numpy and h5py only (no librosa).
+Uses the real feature store (``--artifacts-dir``'s, with ``--data-dir``'s index) when it
+exists; otherwise random tensors of the default shape and the size of one fold's training
+set (16 actors x 60 clips x (1 + K) copies). A run trains ``TrainConfig.members`` such
+models (the seed ensemble). Times the loop that runs (``pipeline.train.train_epoch``,
+``pipeline.optim``, ``pipeline.batches.spec_augment``). Needs torch, numpy and h5py only.
 """
 
 from __future__ import annotations
@@ -24,22 +26,26 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline import layout  # noqa: E402
 from pipeline.augment import AugmentConfig  # noqa: E402
+from pipeline.batches import spec_augment  # noqa: E402
+from pipeline.devices import pick_device  # noqa: E402
 from pipeline.features import FeatureConfig  # noqa: E402
 from pipeline.model import flops_per_sample  # noqa: E402
+from pipeline.optim import optimiser_and_schedule  # noqa: E402
+from pipeline.recipe import TrainConfig  # noqa: E402
 from pipeline.splits import Split  # noqa: E402
-from pipeline.devices import pick_device  # noqa: E402
-from pipeline.train import (TrainConfig, optimiser_and_schedule, spec_augment,  # noqa: E402
-                            train_epoch)
+from pipeline.train import train_epoch  # noqa: E402
 
 
-def training_rows(features_dir: Path):
+def training_rows(data_dir: Path, artifacts_dir: Path):
     """Features and labels of fold 0's training rows (real store or random stand-in)."""
-    if (features_dir / "manifest.json").exists():
+    if layout.features_manifest(artifacts_dir).exists():
+        from pipeline.index import load_index
         from pipeline.splits import fold_split
         from pipeline.store import load_store
 
-        store = load_store(features_dir)
+        store = load_store(artifacts_dir, clips=load_index(data_dir))
         split = fold_split(fold=store.fold, copy=store.copy, test_fold=0)
         return store.features, store.label.astype(np.int64), split.train, "real store, fold 0"
     shape = FeatureConfig().shape
@@ -100,14 +106,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", action="append", help="cpu, cuda, mps (default: cpu + any GPU)")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--features", type=Path, default=ROOT / "artifacts" / "features")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
+    parser.add_argument("--artifacts-dir", type=Path, default=ROOT / "artifacts")
     args = parser.parse_args()
     import torch
 
     config = TrainConfig()
-    features, labels, rows, origin = training_rows(args.features)
+    features, labels, rows, origin = training_rows(args.data_dir, args.artifacts_dir)
     model_config = replace(config.model, n_mels=features.shape[2])
-    flops = flops_per_sample(model_config, n_frames=features.shape[3])
+    flops = flops_per_sample(model_config, num_frames=features.shape[3])
     print(f"input {tuple(features.shape[1:])} ({origin}); model channels {model_config.channels}, "
           f"{flops / 1e6:.1f} MFLOP forward per sample, ~{3 * flops / 1e6:.0f} MFLOP per "
           f"training sample (forward + backward); torch {torch.__version__}, "

@@ -5,7 +5,6 @@ What happens next (channel mix, DC, level, speech detection) is ``pipeline.front
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +18,6 @@ from pipeline.errors import AudioError
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 384_000
 MAX_CHANNELS = 32
-
-@dataclass(frozen=True)
-class AudioInfo:
-    sample_rate: int
-    channels: int
-    frames: int
-
-    @property
-    def duration(self) -> float:
-        return self.frames / self.sample_rate if self.sample_rate else 0.0
-
 
 def check_header(sample_rate: int, channels: int, *, name: str) -> None:
     """Raise ``AudioError`` naming ``name`` and the limit when a header's rate is outside
@@ -48,7 +36,7 @@ def check_header(sample_rate: int, channels: int, *, name: str) -> None:
 
 def read(path: Path) -> tuple[np.ndarray, int]:
     """Decode a file. Returns ``(samples, sample_rate)``, samples float32 of shape
-    ``(frames, channels)``. The header is checked (``check_header``) before decoding.
+    ``(num_samples, channels)``. The header is checked (``check_header``) before decoding.
 
     Raises ``AudioError`` naming the file: missing, empty, undecodable, a header outside
     the limits, no frames, NaN or infinite samples."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline import channel
 from pipeline.audio import resample
-from pipeline.features import FeatureConfig, log_mel_and_mfcc, place
+from pipeline.features import FeatureConfig, mfcc_and_log_mel, place
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def speech_features(speech: np.ndarray, params: AugmentParams, config: FeatureCo
     """Apply ``params`` to a stretch of front-end speech (float32 ``(num_samples,)`` at
     ``config.sample_rate``: a clip's speech, or one segment of a long recording) and
     compute the features of the window built around it, float32 ``(2, n_mels,
-    n_frames)``. Identity params give exactly ``features.clean_features``.
+    num_frames)``. Identity params give exactly ``features.clean_features``.
 
     Order, as a recording would have it: speed (resample, so tempo and pitch change
     together) -> room reverberation of the speech (its RMS kept) -> window with time shift
@@ -140,5 +140,5 @@ def speech_features(speech: np.ndarray, params: AugmentParams, config: FeatureCo
         band_speech = channel.telephone_band(speech, sample_rate=rate)
         gain = channel.rms(speech) / (channel.rms(band_speech) or 1.0)
         window = channel.telephone_band(window, sample_rate=rate) * np.float32(gain)
-    return log_mel_and_mfcc(window, config, pitch_factor=2.0 ** (params.semitones / 12.0))
+    return mfcc_and_log_mel(window, config, pitch_factor=2.0 ** (params.semitones / 12.0))
 

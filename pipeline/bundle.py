@@ -12,10 +12,14 @@ pickle at all, so loading it can never run code. It holds
   alone), the full feature config (front end included) and its code version, label
   order, the speech detector's version (another installed version is warned about at
   load), provenance (index hash, folds and actors trained on, seed, validation and test
-  metrics, code version, date)) and ``checksum``: sha256 over the metadata and every
+  metrics, code version and hash, date, and the export's ``key``: the header is the
+  export stage's manifest)) and ``checksum``: sha256 over the metadata and every
   tensor, which catches a file damaged in transit or edited by hand. It is an integrity
   check, not a signature: anyone can recompute it, so it proves nothing about who wrote
   the file.
+
+Test figures are stamped from ``reports/cv.json`` only when that report belongs to the
+exported run (``report_mismatch``); a stale one is refused.
 
 Format 1 (versions up to 0.1) was a ``torch.save`` file (``.pt``); such a file is
 recognised and refused with the version that wrote it and how to re-export it.
@@ -29,33 +33,23 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import __version__, layout, ravdess
 from pipeline import views as test_views
-
-from pipeline import __version__, ravdess
 from pipeline.errors import BundleError
 from pipeline.features import FEATURES_VERSION, FeatureConfig
-from pipeline.stages import atomic_path, read_json, strict_json
+from pipeline.progress import log
+from pipeline.scorer import Scorer
+from pipeline.stages import atomic_path, code_hash, hash_obj, read_json, strict_json
 from pipeline.vad import detector_version
 
 FORMAT = "ser-pipeline-bundle"
 FORMAT_VERSION = 2  # 1: a torch.save file, versions up to 0.1
-SUFFIX = ".safetensors"
+SUFFIX = layout.BUNDLE_SUFFIX
 REQUIRED_METADATA = ("model_config", "feature_config", "features_version", "label_map",
                      "provenance")
 SHIPPED = Path(__file__).parent / "shipped" / f"ravdess-cnn{SUFFIX}"
-
-
-@dataclass
-class Bundle:
-    model: "torch.nn.Module"  # eval mode, CPU
-    feature_config: FeatureConfig
-    labels: tuple[str, ...]
-    metadata: dict
-    path: Path | None
-    views: tuple = test_views.CLEAN  # AugmentParams of each test-time view
 
 
 def _checksum(metadata_text: str, state_dict: dict) -> str:
@@ -69,40 +63,85 @@ def _checksum(metadata_text: str, state_dict: dict) -> str:
 
 
 def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
-           views: tuple = test_views.TEST_VIEWS, out: Path | None = None) -> Path:
-    """Bundle ``<artifacts>/runs/<run>/model.pt`` (or the ensemble of the run's first
+           views: tuple = test_views.TEST_VIEWS, out: Path | None = None,
+           test_figures: bool = True) -> Path:
+    """Bundle trained run ``run`` (``runs/<run>/model.pt``, or the ensemble of its first
     ``members`` members) with its provenance and the test-time ``views`` ``predict``
-    will use; returns the path."""
-    from pipeline.runs import load_members, member_runs
+    will use; returns the path. The test figures come from ``reports/cv.json`` only when
+    it belongs to this run (``report_mismatch``); a report that does not is refused
+    with ``BundleError`` naming what differs and the fix. ``test_figures=False``
+    exports without any (the bundle then states none)."""
+    from pipeline.scorer import from_run
 
-    model, saved_members = load_members(artifacts_dir, run, members)
-    saved = saved_members[0]
-    info = saved["info"]
-    cv_report = read_json(Path(artifacts_dir) / "reports" / "cv.json") or {}
-    metadata = {
-        "model_config": saved["model_config"],
-        "members": members,
-        "test_views": test_views.to_list(views),
-        "feature_config": saved["feature_config"],
-        "features_version": FEATURES_VERSION,
-        "speech_detector": f"silero-vad {detector_version()}",
-        "label_map": saved["label_map"],
-        "provenance": {
-            "run": run, "member_runs": member_runs(run, members),
-            "index_hash": info["index_hash"], "features_key": info["features_key"],
-            "fold": info["fold"], "actors": info["actors"], "seed": info["seed"],
-            "best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"],
-            "validation": _brief(info.get("val")),
-            "test": _test_metrics(cv_report, run),
-            "test_views": cv_report.get("test_views"),  # what "test" was measured with
-            "train_config": saved["train_config"],
-            "code_version": __version__,
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-    }
-    out = Path(out) if out else Path(artifacts_dir) / "bundles" / f"ser-{run}{SUFFIX}"
-    write_bundle(out, model.state_dict(), metadata)
+    scorer = from_run(artifacts_dir, run, members, views)
+    cv_report = read_json(layout.cv_report(artifacts_dir)) if test_figures else {}
+    if cv_report is None:
+        log.warning("no %s: the bundle carries no test figures; run 'cli.py evaluate --fold "
+                    "all' before exporting to include them", layout.cv_report(artifacts_dir))
+    elif cv_report:
+        mismatch = report_mismatch(cv_report, scorer, run, artifacts_dir)
+        if mismatch:
+            raise BundleError(
+                f"{layout.cv_report(artifacts_dir)} does not belong to runs/{run} ({mismatch}): "
+                "its figures would be stale or about another model. Rerun 'cli.py evaluate "
+                "--fold all' with the same --members and --tta (after training the folds with "
+                "this recipe and code), or export with --no-test-figures")
+    metadata = _metadata(scorer, run, members, cv_report or {})
+    out = Path(out) if out else layout.bundle_file(artifacts_dir, run)
+    write_bundle(out, scorer.model.state_dict(), metadata)
     return out
+
+
+def report_mismatch(report: dict, scorer: Scorer, run: str, artifacts_dir: Path) -> str:
+    """Why a cross-validation ``report`` does not belong to ``run``, or ``""`` when it
+    does. A fold run's report entry belongs when it was measured on exactly these member
+    runs (their cache keys) in these views; the final model's report when its folds were
+    trained with the same recipe (every setting but the seed) and training code, on the
+    same features (whose key holds the index's clips and the extract code), as ensembles
+    of as many members, and scored in the same views. The folds themselves may differ:
+    the final model trains on every actor whatever the folds."""
+    from pipeline.recipe import recipe_of
+
+    views = test_views.to_list(scorer.views)
+    if report.get("test_views") != views:
+        return "measured with other test-time views"
+    if run != "final":
+        entry = next((f for f in report.get("fold_runs", []) if f.get("run") == run), None)
+        if entry is None:
+            return f"it has no figures for {run}"
+        keys = [(read_json(layout.run_manifest(artifacts_dir, r)) or {}).get("key")
+                for r in layout.member_runs(run, len(scorer.saved))]
+        return "" if entry.get("run_keys") == keys else "measured on other trainings of it"
+    info, train_config = scorer.saved[0]["info"], scorer.saved[0]["train_config"]
+    checks = {"recipe": recipe_of(train_config), "train_code": info.get("train_code"),
+              "features_key": info.get("features_key"), "members": len(scorer.saved)}
+    differs = [name for name, value in checks.items() if report.get(name) != value]
+    return f"differs in {', '.join(differs)}" if differs else ""
+
+
+def _metadata(scorer: Scorer, run: str, members: int, cv_report: dict) -> dict:
+    saved = scorer.saved[0]
+    info = saved["info"]
+    provenance = {
+        "run": run, "member_runs": layout.member_runs(run, members),
+        "index_hash": info["index_hash"], "features_key": info["features_key"],
+        "fold": info["fold"], "actors": info["actors"], "seed": info["seed"],
+        "best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"],
+        "validation": _brief(info.get("val")),
+        "test": _test_metrics(cv_report, run),
+        "test_views": cv_report.get("test_views"),  # what "test" was measured with
+        "train_config": saved["train_config"],
+        "code_version": __version__, "code": code_hash(__name__),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    provenance["key"] = hash_obj({k: v for k, v in provenance.items() if k != "exported_at"})
+    return {
+        "model_config": saved["model_config"], "members": members,
+        "test_views": test_views.to_list(scorer.views),
+        "feature_config": saved["feature_config"], "features_version": FEATURES_VERSION,
+        "speech_detector": f"silero-vad {detector_version()}",
+        "label_map": saved["label_map"], "provenance": provenance,
+    }
 
 
 def _brief(metrics: dict | None) -> dict | None:
@@ -141,10 +180,10 @@ def resolve(bundle: str | Path | None, *, artifacts_dir: Path = Path("artifacts"
                               "'cli.py export' and use --bundle latest")
         return SHIPPED
     if str(bundle) == "latest":
-        exports = sorted((Path(artifacts_dir) / "bundles").glob(f"*{SUFFIX}"),
+        exports = sorted(layout.bundles_dir(artifacts_dir).glob(f"*{SUFFIX}"),
                          key=lambda p: p.stat().st_mtime)
         if not exports:
-            raise BundleError(f"no exported bundle in {Path(artifacts_dir) / 'bundles'}: "
+            raise BundleError(f"no exported bundle in {layout.bundles_dir(artifacts_dir)}: "
                               "run 'cli.py export' first")
         return exports[-1]
     return Path(bundle)
@@ -195,17 +234,27 @@ def _refuse_format_1(path: Path) -> None:
                       f"'cli.py export --run {run}', or install version {version} to use it")
 
 
-def load(path: Path) -> Bundle:
-    """Load and verify a bundle. Raises ``BundleError`` naming the file for a missing,
-    corrupt, foreign, old (format 1) or incompatible file, with the fix."""
-    import torch
-
-    from pipeline.model import ModelConfig, build
-
+def load(path: Path) -> Scorer:
+    """Load and verify a bundle into a ``Scorer``. Raises ``BundleError`` naming the file
+    for a missing, corrupt, foreign, old (format 1) or incompatible file, with the fix."""
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"no bundle at {path}: pass --bundle with an exported file "
                           "('cli.py export' writes one)")
+    text, tensors = _verified(path)
+    scorer = _build(path, text, tensors)
+    installed = f"silero-vad {detector_version()}"
+    if scorer.metadata.get("speech_detector", installed) != installed:
+        log.warning("%s was made with %s, this installation has %s: speech boundaries, and so "
+                    "scores, can differ slightly; install the bundle's version to reproduce them",
+                    path, scorer.metadata["speech_detector"], installed)
+    return scorer
+
+
+def _verified(path: Path) -> tuple[str, dict]:
+    """``(metadata text, tensors)`` of a bundle whose format, version and checksum hold."""
+    import torch
+
     header, tensors = _read(path)
     if header.get("format") != FORMAT:
         raise BundleError(f"{path} is a safetensors file but not a model bundle of this tool: "
@@ -228,6 +277,13 @@ def load(path: Path) -> Bundle:
         raise BundleError(f"{path} is corrupt or incompatible: its weights or metadata do not "
                           "match the checksum written with them (damaged in transit, or "
                           "edited); export it again")
+    return text, tensors
+
+
+def _build(path: Path, text: str, tensors: dict) -> Scorer:
+    """The scorer of an intact bundle; ``BundleError`` when this version cannot take it."""
+    from pipeline.model import ModelConfig, build
+
     metadata = None
     try:
         metadata = json.loads(text)
@@ -252,12 +308,5 @@ def load(path: Path) -> Bundle:
         raise BundleError(f"{path} (written by version {written_by}) does not fit this version "
                           f"({__version__}): {_first_line(exc)}; re-export it with "
                           "this version or install the version that wrote it") from exc
-    installed = f"silero-vad {detector_version()}"
-    if metadata.get("speech_detector", installed) != installed:
-        from pipeline.progress import log
-
-        log.warning("%s was made with %s, this installation has %s: speech boundaries, and so "
-                    "scores, can differ slightly; install the bundle's version to reproduce them",
-                    path, metadata["speech_detector"], installed)
-    model.eval()
-    return Bundle(model, feature_config, tuple(metadata["label_map"]), metadata, path, views)
+    return Scorer(model.eval(), feature_config, tuple(metadata["label_map"]), views, metadata,
+                  path)

@@ -26,6 +26,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from pipeline import layout
 from pipeline.errors import DownloadError
 from pipeline.progress import bar, log
 from pipeline.stages import manifest, read_json, stable_json, write_json_atomic, write_text_atomic
@@ -57,15 +58,11 @@ class DownloadResult:
     skipped: bool
 
 
-def manifest_path(data_dir: Path) -> Path:
-    return Path(data_dir) / "download.json"
-
-
 def corpus_root(data_dir: Path) -> Path:
     """The corpus folder recorded by the last successful download."""
-    record = read_json(manifest_path(data_dir))
+    record = read_json(layout.download_manifest(data_dir))
     if not record or not Path(record.get("root", "")).is_dir():
-        raise DownloadError(f"no corpus recorded in {manifest_path(data_dir)}: "
+        raise DownloadError(f"no corpus recorded in {layout.download_manifest(data_dir)}: "
                             "run 'cli.py download' (or 'cli.py download --source PATH') first")
     return Path(record["root"])
 
@@ -76,7 +73,7 @@ def download(*, data_dir: Path, source: str | None = None, remote: Remote = Remo
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     source_text = str(Path(source).resolve()) if source and not _is_url(source) else (source or remote.url)
-    done = read_json(manifest_path(data_dir))
+    done = read_json(layout.download_manifest(data_dir))
     if (not force and done and done.get("source") == source_text
             and Path(done.get("root", "")).is_dir()):
         log.info("corpus already in place at %s (from %s); nothing to do (--force redoes it)",
@@ -101,7 +98,7 @@ def download(*, data_dir: Path, source: str | None = None, remote: Remote = Remo
         archive = fetch(remote, downloads=data_dir / "downloads", force=force)
         root = unpack(archive, data_dir=data_dir, force=force)
         kind = "url"
-    write_json_atomic(manifest_path(data_dir),
+    write_json_atomic(layout.download_manifest(data_dir),
                       manifest(stage="download", key=source_text, source=source_text,
                                kind=kind, root=str(root.resolve())))
     log.info("corpus ready at %s (%s source)", root, kind)

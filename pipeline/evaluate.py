@@ -3,15 +3,17 @@
 - ``evaluate_folds``: each fold's model (``runs/fold-K/model.pt``, or the ensemble of its
   members ``fold-K``, ``fold-K.m1``, ...) on its test fold's clips; per fold, mean and
   standard deviation across folds, and the pooled confusion matrix. Report
-  ``<artifacts>/reports/cv.json`` (+ ``cv.png``). With test-time views (the default,
-  ``pipeline.views``) each test clip is read from the corpus and scored through exactly
-  ``predict``'s path; with the clean view alone, its stored clean copy is scored.
+  ``reports/cv.json`` (+ ``cv.png``). Each test clip is read from the corpus and scored
+  through exactly ``predict``'s path (``pipeline.scorer``), in the test-time views
+  (``pipeline.views``) or, with ``--no-tta``, the clean window alone: one scoring input
+  either way.
 - ``evaluate_bundle``: a bundle on a folder of labelled clips (RAVDESS or URDU names,
   ``pipeline.corpora``), through exactly the ``predict`` path; for a corpus with fewer
   emotions, also the restricted figures (``cross_corpus``). Report
   ``reports/bundle-<bundle>-<source folder>.json``.
 
-Every report states which model(s), folds, actors and config produced it.
+Every report states which model(s), folds, actors and config produced it, carries the
+stage's ``key`` (the runs' keys, views and code) and is written last, after its plot.
 """
 
 from __future__ import annotations
@@ -21,99 +23,110 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import ravdess
+from pipeline import layout, ravdess
 from pipeline import views as test_views
 from pipeline.errors import PipelineError, StaleInputError
-from pipeline.extract import features_dir
-from pipeline.index import index_hash, load_index
+from pipeline.index import load_index
 from pipeline.metrics import confusion, summarise
 from pipeline.progress import log
 from pipeline.splits import split_for
-from pipeline.stages import write_json_atomic
+from pipeline.stages import code_hash, hash_obj, read_json, write_json_atomic
 from pipeline.store import load_store
 
 SUMMARY_KEYS = ("ua", "wa", "macro_f1")
 
 
-def reports_dir(artifacts_dir: Path) -> Path:
-    return Path(artifacts_dir) / "reports"
-
-
 def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str],
                    members: int = 1, views: tuple = test_views.TEST_VIEWS, jobs: int = 1) -> dict:
     """Test-fold metrics of each fold's trained model, or of the ensemble of its first
-    ``members`` members, each test clip scored in ``views`` (see module docstring)."""
-    from pipeline.runs import load_members, member_runs, run_name
+    ``members`` members, each test clip scored in ``views`` (see module docstring).
+    Raises ``StaleInputError`` when a fold was trained on other features, or with another
+    recipe or code than the first fold (the summary would mix recipes)."""
+    from pipeline.recipe import recipe_of
+    from pipeline.scorer import from_run
 
-    store = load_store(features_dir(artifacts_dir), index_hash=index_hash(data_dir))
-    clip_folds = {clip.clip_id: clip.fold for clip in load_index(data_dir)}
+    clips = load_index(data_dir)
+    store = load_store(artifacts_dir, clips=clips)
+    clip_folds = {clip.clip_id: clip.fold for clip in clips}
     failures = store.manifest.get("failures", {})
     per_fold, pooled = [], np.zeros((ravdess.N_CLASSES,) * 2, dtype=np.int64)
+    first = None
     for fold in folds:
-        run = run_name(fold)
-        model, saved_members = load_members(artifacts_dir, run, members)
-        saved = saved_members[0]
+        run = layout.run_name(fold)
+        scorer = from_run(artifacts_dir, run, members, views)
+        saved = scorer.saved[0]
         info = saved["info"]
         if info["features_key"] != store.manifest["key"]:
             raise StaleInputError(f"runs/{run} was trained on other features than the current "
                                   f"store: rerun 'cli.py train --fold {fold}'")
+        first = first or saved
+        if (recipe_of(saved["train_config"]), info.get("train_code")) != (
+                recipe_of(first["train_config"]), first["info"].get("train_code")):
+            raise StaleInputError(f"runs/{run} was trained with another recipe or code than "
+                                  f"runs/{per_fold[0]['run']}: retrain it with the same settings")
         split = split_for(store, fold, val_folds=saved["train_config"]["val_folds"],
-                          seed=info.get("split_seed", saved["train_config"]["seed"]))
-        probabilities = held_out_probabilities(model, saved, store, split.test, views=views,
+                          seed=info["split_seed"])
+        probabilities = held_out_probabilities(scorer, store, split.test, clips=clips,
                                                data_dir=data_dir, jobs=jobs)
         matrix = confusion(store.label[split.test], probabilities.argmax(1), ravdess.N_CLASSES)
         pooled += matrix
-        per_fold.append({"run": run, "member_runs": member_runs(run, members),
+        per_fold.append({"run": run, "member_runs": layout.member_runs(run, members),
+                         "run_keys": [(read_json(layout.run_manifest(artifacts_dir, r)) or {})
+                                      .get("key") for r in layout.member_runs(run, members)],
                          "fold": fold, "actors": info["actors"],
                          "best_epoch": info["best_epoch"], "validation": _pick(info.get("val")),
                          # clips extract could not use (no speech detected): not scored
                          "unscored": sorted(c for c in failures if clip_folds.get(c) == fold),
                          "metrics": summarise(matrix, ravdess.EMOTIONS)})
+    report = _fold_report(per_fold, pooled, first, store.manifest, folds=folds, members=members,
+                          views=views, failures=failures)
+    name = "cv" if len(folds) > 1 else layout.run_name(folds[0])
+    write_report(report, layout.report_stem(artifacts_dir, name))
+    return report
+
+
+def _fold_report(per_fold: list[dict], pooled: np.ndarray, saved: dict, store_manifest: dict,
+                 *, folds: list, members: int, views: tuple, failures: dict) -> dict:
+    """The cross-validation report, with what ``export`` checks it against
+    (``bundle.report_mismatch``): recipe, training code, index, features, members, views."""
+    from pipeline.recipe import recipe_of
+
     report = {
+        "stage": "evaluate",
         "kind": "cross-validation" if "random" not in folds else "random clip-level split (leaky)",
         "folds": folds, "members": members, "test_views": test_views.to_list(views),
         "fold_runs": per_fold,
-        "features": store.manifest["config"], "features_key": store.manifest["key"],
-        "index_hash": store.manifest["index_hash"],
+        "features": store_manifest["config"], "features_key": store_manifest["key"],
+        "index_hash": saved["info"]["index_hash"], "train_code": saved["info"].get("train_code"),
+        "recipe": recipe_of(saved["train_config"]),
         "train_config": saved["train_config"], "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "summary": _mean_std([f["metrics"] for f in per_fold]),
         "unscored": sorted(failures),
         "pooled": summarise(pooled, ravdess.EMOTIONS),
     }
-    name = "cv" if len(folds) > 1 else run_name(folds[0])
-    write_report(report, reports_dir(artifacts_dir) / name)
+    report["key"] = hash_obj({"runs": [f["run_keys"] for f in per_fold],
+                              "views": report["test_views"], "code": code_hash(__name__)})
     return report
 
 
-def held_out_probabilities(model, saved: dict, store, rows: np.ndarray, *, views: tuple,
+def held_out_probabilities(scorer, store, rows: np.ndarray, *, clips: list,
                            data_dir: Path, jobs: int = 1) -> np.ndarray:
-    """Class probabilities ``(len(rows), classes)`` of ``model`` for store ``rows``: their
-    stored clean copies when ``views`` is the clean window alone, otherwise their clips'
-    audio through ``predict_files`` in every view."""
-    import torch
-
-    if tuple(views) == test_views.CLEAN:
-        from pipeline.train import logits_for
-
-        logits = logits_for(model, torch.from_numpy(store.features), rows,
-                            device=torch.device("cpu"))
-        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-    from pipeline.bundle import Bundle
+    """Class probabilities ``(len(rows), classes)`` of ``scorer`` (``pipeline.scorer``)
+    for store ``rows``: their clips' audio read from the corpus and scored through
+    ``predict_files``, in the scorer's views. Raises ``PipelineError`` naming a clip that
+    can no longer be read."""
     from pipeline.download import corpus_root
-    from pipeline.features import FeatureConfig
     from pipeline.predict import predict_files
 
     root = corpus_root(data_dir)
-    paths = {clip.clip_id: root / clip.path for clip in load_index(data_dir)}
+    paths = {clip.clip_id: root / clip.path for clip in clips}
     files = [paths[_text(clip_id)] for clip_id in store.clip_id[rows]]
-    scorer = Bundle(model, FeatureConfig.from_dict(saved["feature_config"]), ravdess.EMOTIONS,
-                    {}, None, tuple(views))
     results = predict_files(files, scorer, jobs=jobs)
     failed = next((r for r in results if r.error), None)
     if failed:
         raise PipelineError(f"{failed.path}: {failed.error}; it was readable when 'cli.py "
-                            "extract' ran: restore the file, or score the stored clean copies "
-                            "with 'cli.py evaluate --no-tta'")
+                            "extract' ran: restore the file, or rerun 'cli.py index' and "
+                            "'cli.py extract' without it")
     return np.array([[r.probabilities[label] for label in ravdess.EMOTIONS] for r in results])
 
 
@@ -183,8 +196,12 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
               **cross_corpus(true, probabilities, chosen.emotions)}
     if chosen.name == "ravdess":
         report["actors"] = sorted({ravdess.parse_name(Path(r.path).stem).actor for r in scored})
+    report["stage"] = "evaluate"
+    report["key"] = hash_obj({"bundle": loaded.metadata["provenance"].get("key"),
+                              "source": report["source"], "tta": tta, "corpus": chosen.name,
+                              "code": code_hash(__name__)})
     name = f"bundle-{Path(bundle_path).stem}-{Path(source).resolve().name}"
-    write_report(report, reports_dir(artifacts_dir) / name)
+    write_report(report, layout.report_stem(artifacts_dir, name))
     return report
 
 
@@ -215,17 +232,17 @@ def cross_corpus(true: np.ndarray, probabilities: np.ndarray, emotions: tuple[st
 
 
 def write_report(report: dict, stem: Path) -> None:
-    """``<stem>.json`` (strict JSON) and, when matplotlib is installed (the ``plot``
-    extra), ``<stem>.png``; without it the PNG is skipped with a one-line hint."""
-    write_json_atomic(stem.with_suffix(".json"), report)
+    """``<stem>.png`` when matplotlib is installed (the ``plot`` extra; without it a
+    one-line hint), then ``<stem>.json`` (strict JSON), last: the report is its manifest."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         log.warning("no confusion-matrix PNG: matplotlib is not installed "
                     "(pip install 'ser-pipeline[plot]'); the JSON report is written")
-        return
-    plot_confusion(np.array(report["pooled"]["confusion"]), stem.with_suffix(".png"),
-                   title=_title(report))
+    else:
+        plot_confusion(np.array(report["pooled"]["confusion"]), stem.with_suffix(".png"),
+                       title=_title(report))
+    write_json_atomic(stem.with_suffix(".json"), report)
 
 
 def _title(report: dict) -> str:

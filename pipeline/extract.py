@@ -5,8 +5,10 @@ computed in parallel (joblib process workers, one BLAS thread each) into HDF5 sh
 Clips are split into fixed shards (by index order, ``shard_clips`` each). One worker
 builds one whole shard and writes it under a temporary name, then renames it: one
 writer per file, and a shard that exists is complete. The manifest
-``<artifacts>/features/manifest.json`` (config, index hash, shard list with row counts
-and checksums, failures) is written last. A rerun:
+``<artifacts>/features/manifest.json`` (config, clips hash, shard list with row counts
+and checksums, failures) is written last. The cache key is the config, the clips
+(``pipeline.index.clips_hash``: not their folds) and the code (``stages.code_hash``).
+A rerun:
 
 - finds the manifest's key equal to the current one: cache hit, nothing recomputed;
 - otherwise keeps complete shards carrying the current key (an interrupted run resumes
@@ -25,16 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import ravdess
-from pipeline import frontend
+from pipeline import frontend, layout, ravdess
 from pipeline.augment import AugmentConfig, AugmentParams, params_for, speech_features
 from pipeline.download import corpus_root
 from pipeline.errors import AudioError, PipelineError
 from pipeline.features import FEATURES_VERSION, FeatureConfig
-from pipeline.index import index_hash, load_index
+from pipeline.index import clips_hash, load_index
 from pipeline.progress import bar, log
-from pipeline.stages import CODE_VERSION, hash_file, hash_obj, manifest, read_json, write_json_atomic
-from pipeline.store import shard_attrs, shard_name, write_shard
+from pipeline.stages import (CODE_VERSION, code_hash, hash_file, hash_obj, manifest, read_json,
+                             write_json_atomic)
+from pipeline.store import shard_attrs, write_shard
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,10 @@ class ExtractConfig:
                    augment=AugmentConfig.from_dict(data["augment"]), seed=data["seed"],
                    shard_clips=data["shard_clips"], max_failure_share=data["max_failure_share"])
 
-    def cache_key(self, index_hash: str) -> str:
+    def cache_key(self, clips: str) -> str:
+        """The store's key: this config, the ``clips_hash`` of the clips and the code."""
         keyed = {k: v for k, v in self.to_dict().items() if k != "max_failure_share"}
-        return hash_obj({"config": keyed, "index_hash": index_hash,
+        return hash_obj({"config": keyed, "clips_hash": clips, "code": code_hash(__name__),
                          "features_version": FEATURES_VERSION})
 
 
@@ -68,7 +71,6 @@ class ClipTask:
     clip_id: str
     label: int
     actor: int
-    fold: int
 
 
 @dataclass(frozen=True)
@@ -92,18 +94,14 @@ class ExtractResult:
     seconds: float
 
 
-def features_dir(artifacts_dir: Path) -> Path:
-    return Path(artifacts_dir) / "features"
-
-
 def build_shard(task: ShardTask) -> dict:
     """Worker: compute every copy of every clip of the shard, write it, report."""
     from threadpoolctl import threadpool_limits
 
     started = time.perf_counter()
     config = task.config
-    rows: dict[str, list] = {k: [] for k in ("features", "label", "actor", "fold", "copy",
-                                             "clip_id", "aug_params")}
+    rows: dict[str, list] = {k: [] for k in ("features", "label", "actor", "copy", "clip_id",
+                                             "aug_params")}
     failures: dict[str, str] = {}
     with threadpool_limits(1):
         for clip in task.clips:
@@ -118,14 +116,14 @@ def build_shard(task: ShardTask) -> dict:
                 rows["features"].append(speech_features(speech, params, config.features))
                 rows["aug_params"].append(params.to_row())
                 for name, value in (("label", clip.label), ("actor", clip.actor),
-                                    ("fold", clip.fold), ("copy", copy), ("clip_id", clip.clip_id)):
+                                    ("copy", copy), ("clip_id", clip.clip_id)):
                     rows[name].append(value)
     shape = config.features.shape
     arrays = {
         "features": np.stack(rows["features"]) if rows["features"] else np.zeros((0, *shape)),
         "aug_params": (np.stack(rows["aug_params"]) if rows["aug_params"]
                        else np.zeros((0, len(AugmentParams.FIELDS)))),
-        **{k: np.asarray(rows[k]) for k in ("label", "actor", "fold", "copy")},
+        **{k: np.asarray(rows[k]) for k in ("label", "actor", "copy")},
         "clip_id": np.asarray(rows["clip_id"], dtype="S"),
     }
     write_shard(task.out_path, rows=arrays, attrs={**task.attrs, "failures": failures})
@@ -133,9 +131,10 @@ def build_shard(task: ShardTask) -> dict:
             "failures": failures, "seconds": time.perf_counter() - started}
 
 
-def plan_shards(*, data_dir: Path, out_dir: Path, config: ExtractConfig, key: str) -> list[ShardTask]:
+def plan_shards(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig,
+                key: str) -> list[ShardTask]:
     root = corpus_root(data_dir)
-    clips = [ClipTask(str(root / c.path), c.clip_id, c.label, c.actor, c.fold)
+    clips = [ClipTask(str(root / c.path), c.clip_id, c.label, c.actor)
              for c in load_index(data_dir)]
     attrs_common = {"cache_key": key, "code_version": CODE_VERSION,
                     "feature_config": config.features.to_dict(),
@@ -145,7 +144,7 @@ def plan_shards(*, data_dir: Path, out_dir: Path, config: ExtractConfig, key: st
     tasks = []
     for number, start in enumerate(range(0, len(clips), config.shard_clips)):
         chunk = tuple(clips[start:start + config.shard_clips])
-        tasks.append(ShardTask(number, chunk, config, out_dir / shard_name(number),
+        tasks.append(ShardTask(number, chunk, config, layout.shard_file(artifacts_dir, number),
                                {**attrs_common, "clip_ids": [c.clip_id for c in chunk]}))
     return tasks
 
@@ -162,7 +161,7 @@ def extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig = Extr
     refused with ``LockedError`` naming the process that holds it."""
     from pipeline.locks import job_lock
 
-    with job_lock(features_dir(artifacts_dir), "extract"):
+    with job_lock(layout.features_dir(artifacts_dir), "extract"):
         return _extract(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config,
                         jobs=jobs, force=force)
 
@@ -170,10 +169,10 @@ def extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig = Extr
 def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs: int,
              force: bool) -> ExtractResult:
     started = time.perf_counter()
-    out_dir = features_dir(artifacts_dir)
-    current_index = index_hash(data_dir)
-    key = config.cache_key(current_index)
-    manifest_path = out_dir / "manifest.json"
+    out_dir = layout.features_dir(artifacts_dir)
+    clips = clips_hash(load_index(data_dir))
+    key = config.cache_key(clips)
+    manifest_path = layout.features_manifest(artifacts_dir)
     done = read_json(manifest_path)
     if not force and done and done.get("key") == key and all(
             (out_dir / s["file"]).exists() and (out_dir / s["file"]).stat().st_size == s["bytes"]
@@ -184,11 +183,11 @@ def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs
 
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path.unlink(missing_ok=True)  # from here on, the old store is not current
-    for leftover in out_dir.glob(".shard-*.tmp"):
+    for leftover in out_dir.glob(f".{layout.SHARD_PATTERN}.*.tmp"):
         leftover.unlink()
-    tasks = plan_shards(data_dir=data_dir, out_dir=out_dir, config=config, key=key)
+    tasks = plan_shards(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config, key=key)
     planned = {t.out_path.name for t in tasks}
-    for stray in out_dir.glob("shard-*.h5"):
+    for stray in out_dir.glob(layout.SHARD_PATTERN):
         if stray.name not in planned:
             stray.unlink()
     pending = [t for t in tasks if force or not _is_done(t)]
@@ -222,7 +221,7 @@ def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs
                             "'cli.py index' and 'cli.py extract' (or raise --max-failure-share)")
     seconds = time.perf_counter() - started
     write_json_atomic(manifest_path, manifest(
-        stage="extract", key=key, config=config.to_dict(), index_hash=current_index,
+        stage="extract", key=key, config=config.to_dict(), clips_hash=clips,
         features_version=FEATURES_VERSION, shape=list(config.features.shape),
         rows=rows, clips=n_clips, failures=failures, shards=shards, jobs=jobs,
         seconds=round(seconds, 2), label_map=list(ravdess.EMOTIONS)))

@@ -1,4 +1,4 @@
-"""Feature computation: a stretch of speech -> a ``(2, n_mels, n_frames)`` tensor of MFCC
+"""Feature computation: a stretch of speech -> a ``(2, n_mels, num_frames)`` tensor of MFCC
 and log-mel.
 
 The speech comes from the front end (``pipeline.frontend``: channel mix, DC removal,
@@ -46,12 +46,12 @@ class FeatureConfig:
         return int(round(self.window_seconds * self.sample_rate))
 
     @property
-    def n_frames(self) -> int:
+    def num_frames(self) -> int:
         return 1 + self.window_samples // self.hop_length
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return (2, self.n_mels, self.n_frames)
+        return (2, self.n_mels, self.num_frames)
 
     def to_dict(self) -> dict:
         return {**{k: getattr(self, k) for k in self.__dataclass_fields__ if k != "front_end"},
@@ -147,13 +147,13 @@ def place(y: np.ndarray, *, length: int, offset: int = 0) -> np.ndarray:
 
 
 def power_spectrogram(y: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
-    """Centred (zero-padded), Hann-windowed STFT power, shape ``(n_frames, 1 + n_fft // 2)``."""
+    """Centred (zero-padded), Hann-windowed STFT power, shape ``(num_frames, 1 + n_fft // 2)``."""
     from scipy import fft
 
     padded = np.pad(y, n_fft // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
-    window = _hann(n_fft)
-    spectrum = fft.rfft(frames * window, axis=1)
+    taper = _hann(n_fft)
+    spectrum = fft.rfft(frames * taper, axis=1)
     return (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
 
 
@@ -163,11 +163,11 @@ def _hann(n_fft: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
 
-def log_mel_and_mfcc(y: np.ndarray, config: FeatureConfig, *,
+def mfcc_and_log_mel(y: np.ndarray, config: FeatureConfig, *,
                      pitch_factor: float = 1.0) -> np.ndarray:
     """Features of a fixed-length window ``y`` (float32 ``(window_samples,)``).
 
-    Returns float32 ``(2, n_mels, n_frames)``: channel 0 the MFCC (orthonormal DCT-II of
+    Returns float32 ``(2, n_mels, num_frames)``: channel 0 the MFCC (orthonormal DCT-II of
     the log-mel), channel 1 the log-mel power in dB (floored ``top_db`` below its max).
     """
     from scipy import fft
@@ -184,5 +184,5 @@ def log_mel_and_mfcc(y: np.ndarray, config: FeatureConfig, *,
 def clean_features(speech: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """The un-augmented features of a stretch of front-end speech (float32
     ``(num_samples,)`` at ``config.sample_rate``): the window centred on it, as ``extract``
-    stores copy 0 and ``predict`` scores it. float32 ``(2, n_mels, n_frames)``."""
-    return log_mel_and_mfcc(place(speech, length=config.window_samples), config)
+    stores copy 0 and ``predict`` scores it. float32 ``(2, n_mels, num_frames)``."""
+    return mfcc_and_log_mel(place(speech, length=config.window_samples), config)

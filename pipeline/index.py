@@ -3,7 +3,11 @@
 Walks the corpus recorded by ``download``, parses every file name (see ``ravdess``),
 reads each file's header and decoded samples (for a content hash that finds the same
 audio under two names), and writes ``<data>/index.csv`` atomically, then
-``<data>/index.json`` (the manifest, with the index hash later stages key on).
+``<data>/index.json`` (the manifest, written last). Two hashes key later stages:
+
+- ``clips_hash``: the clips and their audio, without folds: what features depend on, so
+  assigning folds or changing the split seed never re-extracts;
+- ``index_hash``: the whole index, folds included: what a cross-validation run depends on.
 
 Files whose names do not parse, unreadable files and song files are reported and left
 out; they never stop the stage.
@@ -20,20 +24,21 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import ravdess
+from pipeline import layout, ravdess
 from pipeline.download import corpus_root
 from pipeline.errors import CorpusError
 from pipeline.progress import bar, log
 from pipeline.scan import scan
-from pipeline.stages import hash_obj, manifest, read_json, write_json_atomic, write_text_atomic
+from pipeline.stages import (code_hash, hash_obj, manifest, read_json, write_json_atomic,
+                             write_text_atomic)
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: Clip.frames renamed num_samples
 
 
 @dataclass(frozen=True)
 class IndexConfig:
     folds: int = 5
-    seed: int = 0
+    seed: int = 0  # the split seed: which actors go to which fold (and the random split)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,7 +65,7 @@ class Clip:
     gender: str
     sample_rate: int
     channels: int
-    frames: int
+    num_samples: int  # per channel
     duration: float
     content_hash: str
     duplicate_of: str
@@ -73,10 +78,6 @@ class IndexResult:
     skipped: dict[str, list[str]]  # reason -> file paths
     index_hash: str
     cached: bool = False
-
-
-def index_paths(data_dir: Path) -> tuple[Path, Path]:
-    return Path(data_dir) / "index.csv", Path(data_dir) / "index.json"
 
 
 def assign_folds(genders: dict[int, str], *, folds: int, seed: int) -> dict[int, int]:
@@ -130,7 +131,7 @@ def _scan(path: Path, root: Path) -> tuple[dict | None, str | None]:
         "intensity": name.intensity, "statement": name.statement,
         "repetition": name.repetition, "actor": name.actor, "gender": name.gender,
         "sample_rate": int(info.samplerate), "channels": int(info.channels),
-        "frames": int(samples.shape[0]), "duration": round(samples.shape[0] / info.samplerate, 4),
+        "num_samples": int(samples.shape[0]), "duration": round(samples.shape[0] / info.samplerate, 4),
         "content_hash": _content_hash(samples),
     }, None
 
@@ -146,9 +147,10 @@ def build_index(*, data_dir: Path, config: IndexConfig = IndexConfig(),
                 force: bool = False) -> IndexResult:
     """Index the corpus under ``data_dir`` (see module docstring)."""
     root = corpus_root(data_dir)
-    csv_path, json_path = index_paths(data_dir)
+    csv_path, json_path = layout.index_csv(data_dir), layout.index_manifest(data_dir)
     files, scan_skipped = _listing(root)
     key = hash_obj({"config": config.to_dict(), "format": INDEX_FORMAT, "root": str(root),
+                    "code": code_hash(__name__),
                     "files": [(p.relative_to(root).as_posix(), p.stat().st_size,
                                p.stat().st_mtime_ns) for p in files]})
     done = read_json(json_path)
@@ -183,6 +185,7 @@ def build_index(*, data_dir: Path, config: IndexConfig = IndexConfig(),
     write_text_atomic(csv_path, text)
     write_json_atomic(json_path, manifest(
         stage="index", key=key, config=config.to_dict(), root=str(root), index_hash=index_hash,
+        clips_hash=clips_hash(clips),
         clips=len(clips), actors=sorted(genders), skipped=dict(skipped),
         duplicates={c.clip_id: c.duplicate_of for c in clips if c.duplicate_of}))
     return IndexResult(clips, dict(skipped), index_hash)
@@ -218,22 +221,40 @@ def _to_csv(clips: list[Clip]) -> str:
 
 
 def load_index(data_dir: Path) -> list[Clip]:
-    """The clips of ``<data>/index.csv``, typed."""
-    csv_path, _ = index_paths(data_dir)
+    """The clips of ``<data>/index.csv``, typed. Raises ``CorpusError`` naming the file
+    and the fix when it is missing or was written by another version."""
+    csv_path = layout.index_csv(data_dir)
     if not csv_path.exists():
         raise CorpusError(f"no index at {csv_path}: run 'cli.py index' first")
     types = {f.name: f.type for f in fields(Clip)}
     cast = {"int": int, "float": float, "str": str}
     with open(csv_path, newline="") as handle:
-        return [Clip(**{k: cast[types[k]](v) for k, v in row.items()}) for row in csv.DictReader(handle)]
+        reader = csv.DictReader(handle)
+        if list(reader.fieldnames or []) != list(types):
+            raise CorpusError(f"{csv_path} was written by another version of this tool (its "
+                              "columns differ): rerun 'cli.py index'")
+        return [Clip(**{k: cast[types[k]](v) for k, v in row.items()}) for row in reader]
+
+
+def index_record(data_dir: Path) -> dict:
+    """The index's manifest (``index.json``): config (folds, split seed), hashes, counts.
+    Raises ``CorpusError`` when there is none."""
+    record = read_json(layout.index_manifest(data_dir))
+    if not record or "index_hash" not in record:
+        raise CorpusError(f"no index manifest in {data_dir}: run 'cli.py index' first")
+    return record
 
 
 def index_hash(data_dir: Path) -> str:
-    """The hash of the current index (what feature shards are keyed on)."""
-    record = read_json(index_paths(data_dir)[1])
-    if not record or "index_hash" not in record:
-        raise CorpusError(f"no index manifest in {data_dir}: run 'cli.py index' first")
-    return record["index_hash"]
+    """The hash of the current index, folds included (what training runs are keyed on)."""
+    return index_record(data_dir)["index_hash"]
+
+
+def clips_hash(clips: list[Clip]) -> str:
+    """The hash of the clips without their folds: paths, names, labels, actors, audio
+    formats and content hashes. Features are keyed on it, so that assigning folds or
+    changing the split seed never re-extracts."""
+    return hash_obj([{k: v for k, v in asdict(clip).items() if k != "fold"} for clip in clips])
 
 
 def summary(result: IndexResult) -> str:

@@ -2,15 +2,24 @@
 ReLU, max pool), fully connected layers with dropout, one output per emotion.
 
 Normalisation (per channel and mel row, computed from training data) lives inside the
-model as buffers, so a saved model can never be used with the wrong statistics.
+model as buffers, so a saved model can never be used with the wrong statistics. A saved
+model (``save_model``) keeps its config beside the weights and is rebuilt from it
+(``load_model``).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
+
+from pipeline import ravdess
+from pipeline.errors import TrainingError
+from pipeline.stages import atomic_path
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,7 @@ class ModelConfig:
 
 
 class EmotionCNN(nn.Module):
-    """Input ``(batch, 2, n_mels, n_frames)`` raw features; output logits ``(batch, n_classes)``.
+    """Input ``(batch, 2, n_mels, num_frames)`` raw features; output logits ``(batch, n_classes)``.
 
     After the conv blocks the map is pooled over time (mean, or mean and max), keeping
     ``n_mels / 8`` frequency rows, so the model takes any number of frames (at least 8).
@@ -123,12 +132,53 @@ def for_inference(model: nn.Module) -> nn.Module:
     return fused
 
 
-def flops_per_sample(config: ModelConfig, *, n_frames: int) -> int:
+def flops_per_sample(config: ModelConfig, *, num_frames: int) -> int:
     """Multiply-adds x 2 of one forward pass (convolutions and linear layers)."""
-    total, rows, cols, in_channels = 0, config.n_mels, n_frames, 2
+    total, rows, cols, in_channels = 0, config.n_mels, num_frames, 2
     for out_channels in config.channels:
         total += 2 * rows * cols * out_channels * in_channels * 9
         rows, cols, in_channels = rows // 2, cols // 2, out_channels
     pooled = in_channels * rows * (2 if config.pooling == "meanmax" else 1)
     total += 2 * (pooled * config.hidden + config.hidden * config.n_classes)
     return total
+
+
+def logits_for(model: nn.Module, features: torch.Tensor, rows: np.ndarray, *, device,
+               batch_size: int = 256) -> np.ndarray:
+    """Eval-mode logits ``(len(rows), n_classes)`` for ``features[rows]`` (a tensor
+    ``(n, 2, n_mels, num_frames)`` on any device), in batches of ``batch_size``."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            index = torch.as_tensor(rows[start:start + batch_size], device=features.device)
+            out.append(model(features[index].to(device)).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config.n_classes))
+
+
+def save_model(path: Path, model: EmotionCNN, *, train_config: dict, feature_config: dict,
+               info: dict) -> None:
+    """A trained model's ``model.pt``, written atomically: the weights (normalisation
+    buffers included) and, as JSON text, the model, training and feature configs, the
+    label order and the run's ``info``; plain tensors and strings, so it loads with
+    ``weights_only=True`` (no code runs)."""
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "model_config": json.dumps(model.config.to_dict()),
+                    "train_config": json.dumps(train_config),
+                    "feature_config": json.dumps(feature_config),
+                    "label_map": json.dumps(list(ravdess.EMOTIONS)),
+                    "info": json.dumps(info, default=str)}, tmp)
+
+
+def load_model(path: Path) -> tuple[EmotionCNN, dict]:
+    """``(model in eval mode on CPU, saved dict with its JSON fields decoded)`` from a
+    ``save_model`` file. Raises ``TrainingError`` naming the file when it is missing."""
+    if not Path(path).exists():
+        raise TrainingError(f"no trained model at {path}: run 'cli.py train' for it first")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    meta = {k: json.loads(v) for k, v in saved.items() if k != "state_dict"}
+    model = EmotionCNN(ModelConfig.from_dict(meta["model_config"]))
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    return model, meta

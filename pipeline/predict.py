@@ -32,15 +32,10 @@ from pipeline.results import FileResult, timeline_record, verdict
 from pipeline.scan import audio_suffixes, scan
 from pipeline.views import CLEAN, window_views
 
-# Model inputs per forward pass. Small batches stay in the CPU caches: on the 2-core
-# development machine 64 at a time ran 2-3x faster than 256 or more at once.
-FORWARD_BATCH = 64
-
-
 @dataclass
 class FileFeatures:
     """What a worker returns: one window per segment, ``(n_segments, views, 2, n_mels,
-    n_frames)`` float32, and each segment's ``(start_s, end_s, speech_s)``; or an error."""
+    num_frames)`` float32, and each segment's ``(start_s, end_s, speech_s)``; or an error."""
 
     path: str
     windows: np.ndarray | None = None
@@ -110,36 +105,24 @@ def _featurize(paths: list[Path], config: FeatureConfig, views: tuple[AugmentPar
                             "long recordings on their own with --jobs 1, or split them") from None
 
 
-def _probabilities(model, windows: np.ndarray) -> np.ndarray:
-    """Mean softmax over the views of ``windows`` ``(n, views, 2, n_mels, n_frames)``:
-    ``(n, classes)``."""
-    import torch
-
-    stacked = torch.from_numpy(windows)
-    n_windows, n_views = stacked.shape[:2]
-    with torch.no_grad():
-        logits = torch.cat([model(part) for part in stacked.flatten(0, 1).split(FORWARD_BATCH)])
-        probs = torch.softmax(logits, dim=1).numpy()
-    return probs.reshape(n_windows, n_views, -1).mean(axis=1)
-
-
-def _score_pending(model, pending: list, labels: tuple[str, ...]) -> None:
+def _score_pending(scorer, pending: list) -> None:
     """Fill each pending ``FileResult`` from its windows, all files in one batch; if the
     batch fails, file by file, so a failure becomes that file's error row alone."""
     if not pending:
         return
     try:
-        probs = _probabilities(model, np.concatenate([f.windows for f, _ in pending]))
+        probs = scorer.probabilities(np.concatenate([f.windows for f, _ in pending]))
         per_file = np.split(probs, np.cumsum([len(f.windows) for f, _ in pending])[:-1])
     except Exception:  # noqa: BLE001  (retried per file just below)
         per_file = []
         for feats, result in pending:
             try:
-                per_file.append(_probabilities(model, feats.windows))
+                per_file.append(scorer.probabilities(feats.windows))
             except Exception as exc:  # noqa: BLE001  (a batch never stops on one file)
                 per_file.append(None)
                 result.error = f"scoring failed: {type(exc).__name__}: {exc} (a bug: please " \
                                "report it with this file)"
+    labels = scorer.labels
     for (feats, result), segment_probs in zip(pending, per_file):
         if segment_probs is None:
             continue
@@ -156,30 +139,23 @@ def _score_pending(model, pending: list, labels: tuple[str, ...]) -> None:
                            for (start, end, speech_s), p in zip(feats.segments, segment_probs)]
 
 
-def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1, tta: bool = True,
+def predict_files(inputs: list[str | Path], scorer, *, jobs: int = 1, tta: bool = True,
                   batch_windows: int = 256) -> list[FileResult]:
-    """Score every file with ``bundle`` (its model, feature config, labels and test-time
-    views; ``tta=False``: the clean window alone); results in input order, one per file.
-    Leaves torch's thread count as the caller set it (the CLI sets it from ``jobs``)."""
-    from pipeline.model import for_inference
+    """Score every file with ``scorer`` (``pipeline.scorer.Scorer``: its model, feature
+    config, labels and test-time views; ``tta=False``: the clean window alone); results
+    in input order, one per file. Leaves torch's thread count as the caller set it (the
+    CLI sets it from ``jobs``). Raises ``PipelineError`` when ``inputs`` hold no audio."""
     from pipeline.progress import bar
 
     paths = expand_inputs(inputs)
     if not paths:
         raise PipelineError(f"no audio files in {', '.join(map(str, inputs))} (formats: "
                             f"{', '.join(sorted(audio_suffixes()))}; hidden files are skipped)")
-    labels = bundle.labels
-    model = for_inference(bundle.model)
     results: list[FileResult] = []
     pending: list[tuple[FileFeatures, FileResult]] = []
-
-    def flush():
-        _score_pending(model, pending, labels)
-        pending.clear()
-
     with bar(total=len(paths), desc="predict", unit="file") as progress:
-        views = bundle.views if tta else CLEAN
-        for feats in _featurize(paths, bundle.feature_config, views, jobs=jobs,
+        views = scorer.views if tta else CLEAN
+        for feats in _featurize(paths, scorer.feature_config, views, jobs=jobs,
                                 progress=progress):
             result = FileResult(feats.path, error=feats.error, notes=feats.notes,
                                 audio_sha256=feats.audio_sha256)
@@ -188,8 +164,7 @@ def predict_files(inputs: list[str | Path], bundle, *, jobs: int = 1, tta: bool 
                 pending.append((feats, result))
                 queued = sum(f.windows.shape[0] * f.windows.shape[1] for f, _ in pending)
                 if queued >= batch_windows:  # windows x views
-                    flush()
-        flush()
+                    _score_pending(scorer, pending)
+                    pending.clear()
+        _score_pending(scorer, pending)
     return results
-
-

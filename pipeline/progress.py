@@ -1,4 +1,8 @@
-"""Progress bars and logging: a bar on a terminal, silence in logs and CI."""
+"""Progress bars and logging: a bar on a terminal, silence in logs, CI and quiet runs.
+
+No state of its own: whether bars are drawn follows the ``pipeline`` logger's level
+(``--quiet`` raises it to WARNING) and tqdm's own check that stderr is a terminal.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ import os
 import sys
 
 log = logging.getLogger("pipeline")
-
-_quiet = False
 
 
 class _CurrentStderr(logging.StreamHandler):
@@ -25,9 +27,8 @@ class _CurrentStderr(logging.StreamHandler):
 
 
 def configure(*, level: str = "INFO", quiet: bool = False) -> None:
-    """Set the log level and whether progress bars may be drawn (CLI global options)."""
-    global _quiet
-    _quiet = quiet
+    """Set the ``pipeline`` logger's level and handler (the CLI's global options);
+    ``quiet`` means warnings only, and with them no progress bars."""
     handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
@@ -35,13 +36,11 @@ def configure(*, level: str = "INFO", quiet: bool = False) -> None:
     log.propagate = False
 
 
-def bars_enabled() -> bool:
-    return not _quiet and sys.stderr.isatty() and not os.environ.get("CI")
-
-
 def bar(*, total: int | None, desc: str, unit: str = "it", unit_scale: bool = False):
-    """A tqdm bar on stderr, disabled when quiet or not on a terminal."""
+    """A tqdm bar on stderr. Off when the ``pipeline`` logger is set above INFO (quiet) or
+    under CI; otherwise tqdm decides (``disable=None``: drawn only on a terminal)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale,
-                disable=not bars_enabled(), dynamic_ncols=True, leave=False)
+    off = log.level > logging.INFO or bool(os.environ.get("CI"))
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale, file=sys.stderr,
+                disable=True if off else None, dynamic_ncols=True, leave=False)

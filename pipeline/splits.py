@@ -78,3 +78,12 @@ def split_for(store, fold: int | str | None, *, val_folds: int, seed: int) -> Sp
                                  n_folds=len(set(store.fold.tolist())), seed=seed,
                                  val_folds=val_folds)
     return fold_split(fold=store.fold, copy=store.copy, test_fold=fold, val_folds=val_folds)
+
+
+def split_key(store, fold: int | str | None, *, split_seed: int) -> dict | None:
+    """What a run's split depends on beyond the clips: each actor's fold (fold runs), and
+    the split seed too (``random``); None for ``final``, which trains on every actor."""
+    if fold is None:
+        return None
+    folds = sorted({(int(a), int(f)) for a, f in zip(store.actor, store.fold)})
+    return {"folds": folds, **({"split_seed": split_seed} if fold == "random" else {})}

@@ -4,8 +4,10 @@ that a stage writes last and a rerun compares against (DVC lock file, lhotse ``.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import math
@@ -19,6 +21,14 @@ from typing import Any, Iterator
 from pipeline import __version__, faults
 
 CODE_VERSION = __version__
+
+# Modules that move files, lock, log and report, but compute nothing a stage's output
+# holds: left out of code hashes, so rewording a message re-extracts and retrains nothing.
+# What download and index decide (which clips, their labels and audio) is keyed by
+# content instead (``pipeline.index.clips_hash``).
+NO_EFFECT = frozenset(f"pipeline.{name}" for name in (
+    "devices", "download", "errors", "faults", "index", "layout", "locks", "options",
+    "progress", "scan", "stages"))
 
 
 def stable_json(obj: Any) -> str:
@@ -48,6 +58,49 @@ def strict_json(obj: Any, **kwargs: Any) -> str:
 def hash_obj(obj: Any) -> str:
     """Short sha256 of an object's stable JSON form."""
     return hashlib.sha256(stable_json(obj).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def code_hash(module: str) -> str:
+    """A short sha256 over the source of ``module`` (``pipeline.train``, say) and of every
+    module ``code_modules`` finds it depends on. Part of every stage's cache key: editing
+    the code that produced an output makes it stale."""
+    digest = hashlib.sha256()
+    for name, source in sorted(code_modules(module).items()):
+        digest.update(name.encode() + b"\0" + source + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def code_modules(module: str) -> dict[str, bytes]:
+    """``{name: source bytes}`` of ``module`` and every ``pipeline`` module it imports,
+    directly or through others, at any level of the file (imports are read statically,
+    not run), except those in ``NO_EFFECT``."""
+    package = Path(__file__).parent
+    seen: dict[str, bytes] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        path = package.joinpath(*name.split(".")[1:]).with_suffix(".py")
+        if name in seen or not path.is_file():
+            continue
+        seen[name] = path.read_bytes()
+        todo += [dep for dep in _pipeline_imports(seen[name]) if dep not in NO_EFFECT]
+    return seen
+
+
+def _pipeline_imports(source: bytes) -> set[str]:
+    """Names of the ``pipeline`` modules a source file imports (``from pipeline import x``
+    counts ``pipeline.x``; a name that is not a module is dropped by the caller)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("pipeline.")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "pipeline":
+                found |= {f"pipeline.{a.name}" for a in node.names}
+            elif node.module.startswith("pipeline."):
+                found.add(node.module)
+    return found
 
 
 def hash_file(path: Path, *, algorithm: str = "sha256", chunk_bytes: int = 1 << 20) -> str:

@@ -2,8 +2,8 @@
 
 A shard ``shard-NNNNN.h5`` holds, for its rows (one row per clip copy):
 
-- ``features``: float16 ``(n, 2, n_mels, n_frames)`` (channel 0 MFCC, 1 log-mel dB)
-- ``label`` int8, ``actor`` int8, ``fold`` int8, ``copy`` int8, ``clip_id`` bytes ``(n,)``
+- ``features``: float16 ``(n, 2, n_mels, num_frames)`` (channel 0 MFCC, 1 log-mel dB)
+- ``label`` int8, ``actor`` int8, ``copy`` int8, ``clip_id`` bytes ``(n,)``
 - ``aug_params`` float64 ``(n, 9)``: ``AugmentParams.FIELDS`` (shift_seconds, semitones,
   snr_db, speed, noise_seed, noise_beta, telephone, rt60, drr_db)
 
@@ -17,6 +17,9 @@ float16 spectra saved ~10 % at several times the write and read time (see
 ``benchmarks/bench_extract.py --layout``).
 
 Each shard is written by one process under a temporary name and renamed when complete.
+
+Folds are not stored: they belong to the index, and ``load_store`` joins them to the
+rows by clip id, so assigning folds anew never touches the features.
 """
 
 from __future__ import annotations
@@ -28,16 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import faults
+from pipeline import faults, layout
 from pipeline.errors import StaleInputError
 from pipeline.stages import hash_file, read_json
 
-COLUMNS = ("label", "actor", "fold", "copy")
+COLUMNS = ("label", "actor", "copy")
 
 
 @dataclass
 class FeatureStore:
-    """All rows of a feature store in memory; ``features`` float16 ``(n, 2, n_mels, n_frames)``."""
+    """All rows of a feature store in memory; ``features`` float16 ``(n, 2, n_mels,
+    num_frames)``; ``fold`` from the index the store was loaded with."""
 
     features: np.ndarray
     label: np.ndarray
@@ -50,10 +54,6 @@ class FeatureStore:
 
     def __len__(self) -> int:
         return len(self.label)
-
-
-def shard_name(number: int) -> str:
-    return f"shard-{number:05d}.h5"
 
 
 def write_shard(path: Path, *, rows: dict[str, np.ndarray], attrs: dict) -> None:
@@ -97,27 +97,32 @@ def read_shard(path: Path) -> dict[str, np.ndarray]:
     return rows
 
 
-def load_manifest(features_dir: Path) -> dict:
-    record = read_json(Path(features_dir) / "manifest.json")
+def load_manifest(artifacts_dir: Path) -> dict:
+    """The feature store's manifest; ``StaleInputError`` naming the fix when missing."""
+    record = read_json(layout.features_manifest(artifacts_dir))
     if not record:
-        raise StaleInputError(f"no feature store at {features_dir}: run 'cli.py extract' first")
+        raise StaleInputError(f"no feature store at {layout.features_dir(artifacts_dir)}: "
+                              "run 'cli.py extract' first")
     return record
 
 
-def load_store(features_dir: Path, *, index_hash: str | None = None) -> FeatureStore:
-    """Read every shard listed in the manifest into memory.
+def load_store(artifacts_dir: Path, *, clips: list) -> FeatureStore:
+    """Read every shard listed in the manifest into memory, each row's fold taken from
+    ``clips`` (the index: ``pipeline.index.load_index``).
 
-    Refuses a store extracted from another index (``index_hash``) or with missing or
-    changed shards, naming the stage to rerun.
+    Refuses, naming the stage to rerun, a store extracted from other clips than the
+    index's (``pipeline.index.clips_hash``) or with missing or changed shards.
     """
-    features_dir = Path(features_dir)
-    record = load_manifest(features_dir)
-    if index_hash is not None and record.get("index_hash") != index_hash:
-        raise StaleInputError(f"features in {features_dir} were extracted from another index "
-                              f"({record.get('index_hash')} != {index_hash}): rerun 'cli.py extract'")
+    from pipeline.index import clips_hash
+
+    folder = layout.features_dir(artifacts_dir)
+    record = load_manifest(artifacts_dir)
+    if record.get("clips_hash") != clips_hash(clips):
+        raise StaleInputError(f"features in {folder} were extracted from other clips than the "
+                              "index lists: rerun 'cli.py extract'")
     parts = []
     for shard in record["shards"]:
-        path = features_dir / shard["file"]
+        path = folder / shard["file"]
         if (not path.exists() or path.stat().st_size != shard["bytes"]
                 or hash_file(path) != shard["sha256"]):
             raise StaleInputError(f"shard {path} is missing or changed since extraction: "
@@ -129,6 +134,8 @@ def load_store(features_dir: Path, *, index_hash: str | None = None) -> FeatureS
         if shard["rows"]:
             parts.append(read_shard(path))
     if not parts:
-        raise StaleInputError(f"feature store {features_dir} has no rows: rerun 'cli.py extract'")
+        raise StaleInputError(f"feature store {folder} has no rows: rerun 'cli.py extract'")
     merged = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-    return FeatureStore(manifest=record, **merged)
+    fold_of = {clip.clip_id: clip.fold for clip in clips}
+    fold = np.array([fold_of[clip_id] for clip_id in merged["clip_id"]], dtype=np.int8)
+    return FeatureStore(manifest=record, fold=fold, **merged)

@@ -30,7 +30,7 @@ TEST_VIEWS: tuple[AugmentParams, ...] = (
 def window_views(speech: np.ndarray, config: FeatureConfig,
                  views: tuple[AugmentParams, ...]) -> np.ndarray:
     """The features of every view of one stretch of speech, ``(len(views), 2, n_mels,
-    n_frames)`` float32. The first view of ``TEST_VIEWS`` and ``CLEAN`` is the window
+    num_frames)`` float32. The first view of ``TEST_VIEWS`` and ``CLEAN`` is the window
     ``extract`` stores as a clean copy."""
     return np.stack([speech_features(speech, view, config) for view in views])
 

@@ -66,21 +66,6 @@ def degrade(y: np.ndarray, rate: int, condition: str, seed: int) -> tuple[np.nda
     raise ValueError(condition)
 
 
-def last_epoch_scorer(run_dir: Path):
-    import torch
-
-    from pipeline import ravdess
-    from pipeline.bundle import Bundle
-    from pipeline.features import FeatureConfig
-    from pipeline.runs import load_model
-
-    model, saved = load_model(run_dir / "model.pt")
-    model.load_state_dict(torch.load(run_dir / "checkpoint.pt", map_location="cpu",
-                                     weights_only=True)["model"])
-    return Bundle(model, FeatureConfig.from_dict(saved["feature_config"]), ravdess.EMOTIONS,
-                  {}, None)
-
-
 def write_copies(clips, root: Path, out: Path) -> dict[str, list[Path]]:
     import soundfile
 
@@ -104,11 +89,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    from pipeline import ravdess
+    from experiment_runs import last_epoch_scorer
+    from pipeline import layout, ravdess
     from pipeline.download import corpus_root
     from pipeline.index import load_index
     from pipeline.metrics import confusion, summarise
     from pipeline.predict import predict_files
+    from pipeline.views import CLEAN
 
     index = load_index(Path("data"))
     folds = sorted({clip.fold for clip in index})
@@ -120,7 +107,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             files = write_copies(clips, corpus_root(Path("data")), Path(tmp))
             for name in args.names:
-                scorer = last_epoch_scorer(Path("artifacts/experiments") / name / "runs" / f"fold-{fold}")
+                scorer = last_epoch_scorer(layout.experiment_dir(Path("artifacts"), name),
+                                           f"fold-{fold}", CLEAN)
                 for condition in CONDITIONS:
                     results = predict_files(files[condition], scorer, jobs=args.jobs, tta=False)
                     predicted = np.array([ravdess.EMOTIONS.index(r.emotion) if r.emotion else -1

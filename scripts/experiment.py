@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import progress  # noqa: E402
-from pipeline.train import TrainConfig, train  # noqa: E402
+from pipeline import layout, progress  # noqa: E402
+from pipeline.recipe import TrainConfig  # noqa: E402
+from pipeline.train import train  # noqa: E402
 
 
 def apply(config: TrainConfig, assignment: str) -> TrainConfig:
@@ -37,21 +38,22 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("--folds", default="0,1,2,3,4")
     parser.add_argument("--set", action="append", default=[])
-    parser.add_argument("--features", default="artifacts/features")
+    parser.add_argument("--features", default=str(layout.features_dir(Path("artifacts"))),
+                        help="the feature store folder to share (a variant's, say)")
     args = parser.parse_args()
     progress.configure(level="INFO", quiet=False)
     config = TrainConfig(val_folds=1)  # experiments score recipes on validation actors
     for assignment in args.set:
         config = apply(config, assignment)
-    root = Path("artifacts/experiments") / args.name
+    root = layout.experiment_dir(Path("artifacts"), args.name)
     root.mkdir(parents=True, exist_ok=True)
-    link = root / "features"
+    link = layout.features_dir(root)
     if not link.exists():
         os.symlink(Path(args.features).resolve(), link)
     best, last = [], []
     for fold in map(int, args.folds.split(",")):
         result = train(data_dir=Path("data"), artifacts_dir=root, config=config, fold=fold)
-        history = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+        history = layout.metrics_file(root, result.run_dir.name).read_text().splitlines()
         best.append(result.val["ua"])
         last.append(json.loads(history[-1])["val_ua"])
         print(f"{args.name} fold {fold}: val UA {best[-1]:.3f} at the best epoch "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import progress  # noqa: E402
+from pipeline import layout, progress  # noqa: E402
 from pipeline.extract import ExtractConfig, extract  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def main() -> None:
         name, value = assignment.split("=", 1)
         parsed = json.loads(value)
         augment = replace(augment, **{name: tuple(parsed) if isinstance(parsed, list) else parsed})
-    result = extract(data_dir=Path("data"), artifacts_dir=Path("artifacts/variants") / args.name,
+    result = extract(data_dir=Path("data"), artifacts_dir=layout.variant_dir(Path("artifacts"), args.name),
                      config=replace(ExtractConfig(), augment=augment), jobs=args.jobs)
     print(f"{args.name}: {result.rows} rows of {result.clips} clips in {result.features_dir} "
           f"({result.seconds:.0f} s); augment {augment.to_dict()}")

@@ -68,13 +68,11 @@ def main() -> None:
     parser.add_argument("--no-tta", dest="tta", action="store_false")
     args = parser.parse_args()
 
-    from pipeline import ravdess
-    from pipeline.bundle import Bundle
     from pipeline.download import corpus_root
-    from pipeline.features import FeatureConfig
+    from pipeline.layout import run_name
     from pipeline.predict import predict_files
-    from pipeline.runs import load_members, run_name
-    from pipeline.train import MEMBERS
+    from pipeline.recipe import TrainConfig
+    from pipeline.scorer import from_run
     from pipeline.views import CLEAN, TEST_VIEWS
 
     root = corpus_root(args.data_dir)
@@ -82,9 +80,9 @@ def main() -> None:
     total = 0
     with tempfile.TemporaryDirectory() as tmp:
         for fold, clips in chosen_clips(args.data_dir, args.clips_per_fold, args.seed).items():
-            model, saved = load_members(args.artifacts_dir, run_name(fold), args.members or MEMBERS)
-            scorer = Bundle(model, FeatureConfig.from_dict(saved[0]["feature_config"]),
-                            ravdess.EMOTIONS, {}, None, TEST_VIEWS if args.tta else CLEAN)
+            scorer = from_run(args.artifacts_dir, run_name(fold),
+                              args.members or TrainConfig().members,
+                              TEST_VIEWS if args.tta else CLEAN)
             files = [variant_files(root / clip.path, Path(tmp)) for clip in clips]
             names = ["original", *VARIANTS]
             flat = [f[name] for f in files for name in names]

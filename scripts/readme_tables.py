@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import layout  # noqa: E402
 
 
 def pct(value: float) -> str:
@@ -80,8 +85,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--artifacts-dir", default="artifacts", type=Path)
     args = parser.parse_args()
-    reports = args.artifacts_dir / "reports"
-    cv_path, random_path = reports / "cv.json", reports / "random.json"
+    reports = layout.reports_dir(args.artifacts_dir)
+    cv_path = layout.cv_report(args.artifacts_dir)
+    random_path = layout.report_stem(args.artifacts_dir, "random").with_suffix(".json")
     if not cv_path.exists():
         raise SystemExit(f"{cv_path} not found: run 'cli.py evaluate --fold all' first")
     cv = json.loads(cv_path.read_text())

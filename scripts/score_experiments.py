@@ -24,8 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import ravdess  # noqa: E402
-from pipeline.index import index_hash  # noqa: E402
+from experiment_runs import last_epoch_scorer  # noqa: E402
+from pipeline import layout, ravdess  # noqa: E402
+from pipeline.index import load_index  # noqa: E402
 from pipeline.metrics import confusion, summarise  # noqa: E402
 from pipeline.splits import split_for  # noqa: E402
 from pipeline.store import load_store  # noqa: E402
@@ -42,27 +43,24 @@ VIEW_SETS = {
 }
 
 
-def last_epoch_probabilities(run_dir: Path, store, rows: np.ndarray, views) -> np.ndarray:
-    import torch
-
+def last_epoch_probabilities(experiment: Path, fold: int, store, rows: np.ndarray, views,
+                             clips: list) -> np.ndarray:
     from pipeline.evaluate import held_out_probabilities
-    from pipeline.runs import load_model
 
-    model, saved = load_model(run_dir / "model.pt")  # the kept epoch; swap in the last one
-    last = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
-    model.load_state_dict(last)
-    return held_out_probabilities(model, saved, store, rows, views=views,
-                                  data_dir=Path("data"), jobs=2)
+    scorer = last_epoch_scorer(experiment, f"fold-{fold}", views)
+    return held_out_probabilities(scorer, store, rows, clips=clips, data_dir=Path("data"), jobs=2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("names", nargs="+")
     parser.add_argument("--folds", default="0,2")
-    parser.add_argument("--features", default="artifacts/features")
+    parser.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"),
+                        help="whose features to score (artifacts/variants/NAME for a variant)")
     parser.add_argument("--views", choices=sorted(VIEW_SETS), default="clean")
     args = parser.parse_args()
-    store = load_store(Path(args.features), index_hash=index_hash(Path("data")))
+    clips = load_index(Path("data"))
+    store = load_store(args.artifacts_dir, clips=clips)
 
     def ua(probabilities: np.ndarray, truth: np.ndarray) -> float:
         matrix = confusion(truth, probabilities.argmax(1), len(ravdess.EMOTIONS))
@@ -74,9 +72,9 @@ def main() -> None:
         truth = store.label[split.val]
         members = []
         for name in args.names:
-            run_dir = Path("artifacts/experiments") / name / "runs" / f"fold-{fold}"
-            members.append(last_epoch_probabilities(run_dir, store, split.val,
-                                                    VIEW_SETS[args.views]))
+            experiment = layout.experiment_dir(Path("artifacts"), name)
+            members.append(last_epoch_probabilities(experiment, fold, store, split.val,
+                                                    VIEW_SETS[args.views], clips))
             totals.setdefault(name, []).append(ua(members[-1], truth))
             print(f"fold {fold} (validation fold {split.val_folds[0]}): {name} {totals[name][-1]:.3f}")
         if len(members) > 1:

@@ -13,7 +13,7 @@ from pipeline import frontend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioInfo, read, resample
+from pipeline.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, read, resample
 from pipeline.errors import AudioError, PipelineError
 from pipeline.features import FeatureConfig
 
@@ -53,11 +53,6 @@ def test_resample_to_the_requested_rate_keeps_the_pitch(tmp_path, file_rate):
 def test_resample_at_the_same_rate_returns_the_samples_unchanged():
     y = _tone(0.1, sample_rate=16000, freq=300.0)
     np.testing.assert_array_equal(resample(y, orig_sr=16000, target_sr=16000), y)
-
-
-def test_audio_info_duration():
-    assert AudioInfo(sample_rate=16000, channels=1, frames=24000).duration == 1.5
-    assert AudioInfo(sample_rate=0, channels=0, frames=0).duration == 0.0
 
 
 # --- files that are not usable audio ------------------------------------------------------

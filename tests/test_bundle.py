@@ -39,13 +39,12 @@ def write_raw(path: Path, header: dict, tensors: dict) -> Path:
 
 
 def test_bundle_carries_everything_prediction_needs(trained: Trained):
-    from pipeline.extract import features_dir
+    from pipeline.model import load_model
     from pipeline.store import load_manifest
-    from pipeline.runs import load_model
 
     loaded = trained.bundle
     assert loaded.labels == ravdess.EMOTIONS
-    assert loaded.feature_config.to_dict() == load_manifest(features_dir(trained.artifacts_dir))["config"]["features"]
+    assert loaded.feature_config.to_dict() == load_manifest(trained.artifacts_dir)["config"]["features"]
     model, _ = load_model(trained.artifacts_dir / "runs" / "final" / "model.pt")
     trained_state, bundled_state = model.state_dict(), loaded.model.state_dict()
     assert set(trained_state) == set(bundled_state)
@@ -301,9 +300,10 @@ def test_resolve_latest_and_paths(tmp_path):
 
 
 def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path):
-    from pipeline.model import Ensemble, ModelConfig
-    from pipeline.runs import load_model
-    from pipeline.train import TrainConfig, train
+    from pipeline.model import Ensemble, ModelConfig, load_model
+    from pipeline.recipe import TrainConfig
+    from pipeline.scorer import Scorer
+    from pipeline.train import train
 
     config = TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16))
     train(data_dir=trained.data_dir, artifacts_dir=trained.artifacts_dir, fold=None, member=1,
@@ -320,9 +320,8 @@ def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path
     singles = []
     for run in ("final", "final.m1"):
         model, _ = load_model(trained.artifacts_dir / "runs" / run / "model.pt")
-        singles.append(predict_files([clip], bundles.Bundle(model, loaded.feature_config,
-                                                            loaded.labels, {}, path,
-                                                            loaded.views))[0])
+        singles.append(predict_files([clip], Scorer(model, loaded.feature_config,
+                                                    loaded.labels, loaded.views))[0])
     for label in ravdess.EMOTIONS:
         mean = (singles[0].probabilities[label] + singles[1].probabilities[label]) / 2
         assert result.probabilities[label] == pytest.approx(mean, abs=1e-6)
@@ -338,10 +337,10 @@ def test_the_shipped_bundle_loads_predicts_and_matches_the_readme(tmp_path):
     import soundfile
 
     from conftest import synth_speech
-    from pipeline.train import MEMBERS
+    from pipeline.recipe import TrainConfig
 
     loaded = bundles.load(bundles.SHIPPED)
-    assert loaded.metadata["members"] == MEMBERS
+    assert loaded.metadata["members"] == TrainConfig().members
     provenance = loaded.metadata["provenance"]
     assert provenance["run"] == "final"
     assert provenance["actors"]["train"] == list(range(1, 21))
@@ -358,3 +357,112 @@ def test_the_shipped_bundle_loads_predicts_and_matches_the_readme(tmp_path):
     ua = provenance["test"]["ua"]
     assert (float(quoted[1]), float(quoted[2])) == (round(100 * ua["mean"], 1),
                                                     round(100 * ua["std"], 1))
+
+
+# --- export stamps a cross-validation report only when it belongs to the run ---------------
+
+def _tiny(**changes):
+    from dataclasses import replace
+
+    from pipeline.model import ModelConfig
+    from pipeline.recipe import TrainConfig
+
+    return replace(TrainConfig(epochs=2, members=1,
+                               model=ModelConfig(channels=(4, 8, 8), hidden=16)), **changes)
+
+
+@pytest.fixture(scope="module")
+def cross_validated(tmp_path_factory):
+    """Two fold runs, their CV report (1 member, clean views) and the final run."""
+    from conftest import prepare_store
+    from pipeline.evaluate import evaluate_folds
+    from pipeline.train import train
+    from pipeline.views import CLEAN
+
+    _, data_dir, artifacts_dir = prepare_store(tmp_path_factory.mktemp("cv"), folds=2)
+    for fold in (0, 1, None):
+        train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=fold, config=_tiny(),
+              device="cpu")
+    evaluate_folds(data_dir=data_dir, artifacts_dir=artifacts_dir, folds=[0, 1], members=1,
+                   views=CLEAN)
+    return data_dir, artifacts_dir
+
+
+@pytest.fixture
+def workspace(cross_validated, tmp_path):
+    """A private copy of the cross-validated artifacts, free to retrain in."""
+    import shutil
+
+    data_dir, artifacts_dir = cross_validated
+    shutil.copytree(artifacts_dir, tmp_path / "artifacts", symlinks=True)
+    return data_dir, tmp_path / "artifacts"
+
+
+def _export(artifacts_dir, run="final", **kwargs):
+    from pipeline.views import CLEAN
+
+    return bundles.export(artifacts_dir=artifacts_dir, run=run, members=1, views=CLEAN,
+                          out=artifacts_dir / "out.safetensors", **kwargs)
+
+
+def test_a_report_of_the_same_recipe_code_and_features_is_stamped(workspace):
+    from pipeline.stages import read_json
+
+    _, artifacts_dir = workspace
+    provenance = bundles.load(_export(artifacts_dir)).metadata["provenance"]
+    report = read_json(artifacts_dir / "reports" / "cv.json")
+    assert provenance["test"] == report["summary"]
+    fold = bundles.load(_export(artifacts_dir, "fold-1")).metadata["provenance"]
+    assert fold["test"]["ua"] == report["fold_runs"][1]["metrics"]["ua"]
+
+
+def test_a_final_model_of_another_recipe_is_refused(workspace):
+    from pipeline.train import train
+
+    data_dir, artifacts_dir = workspace
+    train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=None, config=_tiny(epochs=3),
+          device="cpu")
+    with pytest.raises(BundleError, match=r"cv.json does not belong to runs/final \(differs "
+                                          r"in recipe\).*--no-test-figures"):
+        _export(artifacts_dir)
+    assert not (artifacts_dir / "out.safetensors").exists()
+    assert bundles.load(_export(artifacts_dir, test_figures=False)).metadata[
+        "provenance"]["test"] is None
+
+
+def test_a_final_model_of_other_training_code_is_refused(workspace, monkeypatch):
+    from pipeline import train as train_module
+
+    data_dir, artifacts_dir = workspace
+    monkeypatch.setattr(train_module, "code_hash", lambda module: "edited-code")
+    train_module.train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=None,
+                       config=_tiny(), device="cpu")
+    with pytest.raises(BundleError, match=r"differs in train_code"):
+        _export(artifacts_dir)
+
+
+def test_a_final_model_on_other_features_is_refused(workspace):
+    from pipeline.augment import AugmentConfig
+    from pipeline.extract import ExtractConfig, extract
+    from pipeline.train import train
+
+    data_dir, artifacts_dir = workspace
+    extract(data_dir=data_dir, artifacts_dir=artifacts_dir,
+            config=ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=16, seed=3))
+    train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=None, config=_tiny(),
+          device="cpu")
+    with pytest.raises(BundleError, match=r"differs in features_key"):
+        _export(artifacts_dir)
+
+
+def test_a_fold_run_retrained_after_the_report_is_refused(workspace):
+    from pipeline.train import train
+
+    data_dir, artifacts_dir = workspace
+    train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=1, config=_tiny(seed=5),
+          device="cpu")
+    with pytest.raises(BundleError, match=r"runs/fold-1 \(measured on other trainings of it\)"):
+        _export(artifacts_dir, "fold-1")
+    with pytest.raises(BundleError, match=r"measured with other test-time views"):
+        bundles.export(artifacts_dir=artifacts_dir, run="fold-0", members=1,
+                       out=artifacts_dir / "out.safetensors")  # the default views

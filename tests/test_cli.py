@@ -112,10 +112,16 @@ def test_export_writes_bundles(workspace):
 
 def test_members_option_picks_the_ensemble_size(workspace, tmp_path):
     out = tmp_path / "single.safetensors"
-    ok(workspace.run("export", "--members", "1", "--out", str(out)))
+    # the CV report describes the recipe's 2-member ensembles, not one member alone
+    refused = workspace.run("export", "--members", "1", "--out", str(out))
+    assert refused.exit_code == 1 and "does not belong to runs/final (differs in members)" in \
+        refused.output and "--no-test-figures" in refused.output
+    assert not out.exists()
+    ok(workspace.run("export", "--members", "1", "--no-test-figures", "--out", str(out)))
     from pipeline.bundle import load
 
     assert load(out).metadata["members"] == 1
+    assert load(out).metadata["provenance"]["test"] is None
     result = workspace.run("export", "--members", "3", "--out", str(tmp_path / "three.safetensors"))
     assert result.exit_code == 1 and "run 'cli.py train --final --members 3'" in result.output
     assert not (tmp_path / "three.safetensors").exists()
@@ -128,7 +134,9 @@ def test_tta_option_on_export_and_predict(workspace, tmp_path):
     bundle = workspace.artifacts_dir / "bundles" / "ser-final.safetensors"
     assert load(bundle).views == TEST_VIEWS
     clean_bundle = tmp_path / "clean.safetensors"
-    ok(workspace.run("export", "--no-tta", "--out", str(clean_bundle)))
+    refused = workspace.run("export", "--no-tta", "--out", str(clean_bundle))
+    assert "(measured with other test-time views)" in refused.output
+    ok(workspace.run("export", "--no-tta", "--no-test-figures", "--out", str(clean_bundle)))
     assert load(clean_bundle).views == CLEAN and load(clean_bundle).metadata["test_views"] == [{}]
     clip = str(workspace.corpus / "Actor_03" / f"{clip_name(emotion=2, actor=3)}.wav")
     outputs = {}

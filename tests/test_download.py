@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import write_corpus
-from pipeline.download import UNPACKED_MARK, Remote, download, manifest_path
+from pipeline.download import UNPACKED_MARK, Remote, download
+from pipeline.layout import download_manifest as manifest_path
 from pipeline.errors import DownloadError
 
 ARCHIVE = "corpus.zip"

@@ -34,7 +34,8 @@ class FoldRuns:
 def fold_runs(tmp_path_factory) -> FoldRuns:
     """Tiny models for each of 3 actor folds."""
     from pipeline.model import ModelConfig
-    from pipeline.train import TrainConfig, train
+    from pipeline.recipe import TrainConfig
+    from pipeline.train import train
 
     corpus, data_dir, artifacts_dir = prepare_store(tmp_path_factory.mktemp("evaluate"),
                                                     folds=len(FOLDS))
@@ -89,67 +90,52 @@ def test_cross_validation_report(fold_runs):
         assert any(line.startswith(label) for line in text.splitlines())
 
 
-def test_fold_metrics_match_the_fold_model_on_its_test_actors(fold_runs):
-    import torch
-
-    from pipeline.extract import features_dir
-    from pipeline.splits import fold_split
-    from pipeline.store import load_store
-    from pipeline.runs import load_model
-
-    report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
-                            folds=[1], views=CLEAN)
-    assert (fold_runs.artifacts_dir / "reports" / "fold-1.json").is_file()
-    store = load_store(features_dir(fold_runs.artifacts_dir))
-    model, _ = load_model(fold_runs.artifacts_dir / "runs" / "fold-1" / "model.pt")
-    test_rows = fold_split(fold=store.fold, copy=store.copy, test_fold=1).test
-    assert np.all(store.copy[test_rows] == 0)
-    with torch.no_grad():
-        predicted = model(torch.from_numpy(store.features[test_rows])).argmax(1).numpy()
-    expected = confusion(store.label[test_rows], predicted, ravdess.N_CLASSES)
-    assert report["fold_runs"][0]["metrics"]["confusion"] == expected.tolist()
-
-
-def test_test_time_views_score_each_test_clip_from_its_audio(fold_runs):
-    """The default: every test clip read from the corpus, scored in every view, the
-    probabilities averaged, and the report says which views."""
+def _expected_confusion(fold_runs, fold: int, runs: list[str], views) -> list:
+    """The confusion matrix of fold ``fold``'s test clips, each read from the corpus,
+    put through the front end, scored in every view by every member of ``runs``, the
+    probabilities averaged: computed here without the evaluate or predict code."""
     import torch
 
     from pipeline import frontend
     from pipeline.download import corpus_root
-    from pipeline.extract import features_dir
     from pipeline.features import FeatureConfig
-    from pipeline.splits import fold_split
-    from pipeline.store import load_store
-    from pipeline.runs import load_model
+    from pipeline.index import load_index
+    from pipeline.model import load_model
     from pipeline.views import window_views
 
-    report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
-                            folds=[1])
-    assert report["test_views"] == to_list(TEST_VIEWS)
-    assert f"{len(TEST_VIEWS)} test-time views" in format_report(report)
-    store = load_store(features_dir(fold_runs.artifacts_dir))
-    model, saved = load_model(fold_runs.artifacts_dir / "runs" / "fold-1" / "model.pt")
-    config = FeatureConfig.from_dict(saved["feature_config"])
-    root = corpus_root(fold_runs.data_dir)
-    test_rows = fold_split(fold=store.fold, copy=store.copy, test_fold=1).test
+    loaded = [load_model(fold_runs.artifacts_dir / "runs" / run / "model.pt") for run in runs]
+    config = FeatureConfig.from_dict(loaded[0][1]["feature_config"])
+    clips = [c for c in load_index(fold_runs.data_dir) if c.fold == fold]
     predicted = []
-    for clip_id in store.clip_id[test_rows]:
-        name = clip_id.decode() if isinstance(clip_id, bytes) else str(clip_id)
-        [path] = root.rglob(f"{name}.wav")
-        speech = frontend.load(path, config).main_segment_audio()
-        views = torch.from_numpy(window_views(speech, config, TEST_VIEWS))
+    for clip in clips:
+        speech = frontend.load(corpus_root(fold_runs.data_dir) / clip.path, config)
+        x = torch.from_numpy(window_views(speech.main_segment_audio(), config, views))
         with torch.no_grad():
-            probabilities = model(views).softmax(1)
+            probabilities = torch.stack([model(x).softmax(1) for model, _ in loaded]).mean(0)
         predicted.append(int(probabilities.mean(0).argmax()))
-    expected = confusion(store.label[test_rows], np.array(predicted), ravdess.N_CLASSES)
-    assert report["fold_runs"][0]["metrics"]["confusion"] == expected.tolist()
+    return confusion(np.array([c.label for c in clips]), np.array(predicted),
+                     ravdess.N_CLASSES).tolist()
+
+
+@pytest.mark.parametrize("views", [CLEAN, TEST_VIEWS], ids=["no-tta", "tta"])
+def test_each_test_clip_is_scored_from_its_audio_in_the_views(fold_runs, views):
+    """One scoring input either way: every test clip read from the corpus and scored in
+    the views (the clean window alone with --no-tta), the probabilities averaged; the
+    report says which views."""
+    report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
+                            folds=[1], views=views)
+    assert (fold_runs.artifacts_dir / "reports" / "fold-1.json").is_file()
+    assert report["test_views"] == to_list(views)
+    if len(views) > 1:
+        assert f"{len(views)} test-time views" in format_report(report)
+    assert report["fold_runs"][0]["metrics"]["confusion"] == _expected_confusion(
+        fold_runs, 1, ["fold-1"], views)
 
 
 def test_test_time_views_without_the_audio_name_the_file_and_the_fix(tmp_path, fold_runs,
                                                                      monkeypatch):
     monkeypatch.setattr("pipeline.download.corpus_root", lambda data_dir: tmp_path)
-    with pytest.raises(PipelineError, match=r"\.wav: .*--no-tta"):
+    with pytest.raises(PipelineError, match=r"\.wav: .*restore the file"):
         evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
                        folds=[1])
 
@@ -286,15 +272,10 @@ def test_fold_bundle_carries_its_cross_validation_result(fold_runs):
 
 
 def test_ensemble_evaluation_averages_the_members_probabilities(fold_runs):
-    import torch
-
     from pipeline.errors import TrainingError
-    from pipeline.extract import features_dir
-    from pipeline.splits import fold_split
-    from pipeline.store import load_store
-    from pipeline.runs import load_model
-    from pipeline.train import TrainConfig, train
     from pipeline.model import ModelConfig
+    from pipeline.recipe import TrainConfig
+    from pipeline.train import train
 
     config = TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16))
     train(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir, fold=2, member=1,
@@ -303,15 +284,8 @@ def test_ensemble_evaluation_averages_the_members_probabilities(fold_runs):
                             folds=[2], members=2, views=CLEAN)
     assert report["members"] == 2 and report["fold_runs"][0]["member_runs"] == ["fold-2", "fold-2.m1"]
     assert "an ensemble of 2 members" in format_report(report)
-    store = load_store(features_dir(fold_runs.artifacts_dir))
-    test_rows = fold_split(fold=store.fold, copy=store.copy, test_fold=2).test
-    x = torch.from_numpy(store.features[test_rows])
-    with torch.no_grad():
-        probabilities = [load_model(fold_runs.artifacts_dir / "runs" / run / "model.pt")[0](x).softmax(1)
-                         for run in ("fold-2", "fold-2.m1")]
-    predicted = torch.stack(probabilities).mean(0).argmax(1).numpy()
-    expected = confusion(store.label[test_rows], predicted, ravdess.N_CLASSES)
-    assert report["fold_runs"][0]["metrics"]["confusion"] == expected.tolist()
+    assert report["fold_runs"][0]["metrics"]["confusion"] == _expected_confusion(
+        fold_runs, 2, ["fold-2", "fold-2.m1"], CLEAN)
     # a fold without its second member: the error says how to train it
     with pytest.raises(TrainingError, match="--fold 0 --members 2"):
         evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
@@ -334,3 +308,22 @@ def test_without_matplotlib_the_json_report_is_written_and_the_png_skipped(tmp_p
     write_report(report, tmp_path / "r")
     assert json.loads((tmp_path / "r.json").read_text()) == report
     assert not (tmp_path / "r.png").exists()
+
+
+def test_folds_of_different_recipes_are_not_summarised_together(fold_runs, tmp_path):
+    """A CV mean over folds trained with other settings would describe no recipe."""
+    import shutil
+
+    from pipeline.errors import StaleInputError
+    from pipeline.model import ModelConfig
+    from pipeline.recipe import TrainConfig
+    from pipeline.train import train
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(fold_runs.artifacts_dir, artifacts)
+    train(data_dir=fold_runs.data_dir, artifacts_dir=artifacts, fold=1, device="cpu",
+          config=TrainConfig(epochs=3, model=ModelConfig(channels=(4, 8, 8), hidden=16)))
+    with pytest.raises(StaleInputError, match="runs/fold-1 was trained with another recipe "
+                                              "or code than runs/fold-0"):
+        evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=artifacts, folds=[0, 1],
+                       views=CLEAN)

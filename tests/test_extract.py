@@ -27,7 +27,7 @@ from pipeline.errors import PipelineError
 from pipeline.extract import ExtractConfig, ShardTask, build_shard, extract, plan_shards
 from pipeline.features import FeatureConfig
 from pipeline.frontend import FrontEndConfig
-from pipeline.index import IndexConfig, build_index, index_hash, load_index
+from pipeline.index import IndexConfig, build_index, clips_hash, load_index
 from pipeline.stages import read_json
 from pipeline.store import load_store
 
@@ -85,16 +85,16 @@ def test_extract_writes_every_clip_and_copy_with_compact_dtypes(indexed, tmp_pat
         assert datasets["features"].dtype == np.float16
         assert datasets["features"].shape == (n, *config.features.shape)
         assert np.all(np.isfinite(datasets["features"]))
-        for column in ("label", "actor", "fold", "copy"):
+        assert "fold" not in datasets  # folds belong to the index
+        for column in ("label", "actor", "copy"):
             assert datasets[column].dtype == np.int8 and datasets[column].shape == (n,)
         assert datasets["aug_params"].dtype == np.float64
         assert datasets["aug_params"].shape == (n, len(AugmentParams.FIELDS))
-        assert attrs["cache_key"] == config.cache_key(index_hash(indexed))
+        assert attrs["cache_key"] == config.cache_key(clips_hash(load_index(indexed)))
         assert json.loads(attrs["feature_config"]) == config.features.to_dict()
         for i, clip_id in enumerate(datasets["clip_id"].astype(str)):
             clip = clips[clip_id]
-            assert (datasets["label"][i], datasets["actor"][i], datasets["fold"][i]) == (
-                clip.label, clip.actor, clip.fold)
+            assert (datasets["label"][i], datasets["actor"][i]) == (clip.label, clip.actor)
             seen.setdefault(clip_id, []).append(int(datasets["copy"][i]))
     assert sorted(seen) == sorted(clips)
     assert all(sorted(copies) == [0, 1, 2] for copies in seen.values())
@@ -155,9 +155,10 @@ def test_a_changed_setting_recomputes(indexed, tmp_path, change):
     after = _run(indexed, tmp_path / "artifacts", config)
     assert not after.cached
     record = read_json(after.features_dir / "manifest.json")
-    assert record["key"] == config.cache_key(index_hash(indexed))
-    assert record["key"] != CONFIG.cache_key(index_hash(indexed))
-    store = load_store(after.features_dir, index_hash=index_hash(indexed))
+    clips = load_index(indexed)
+    assert record["key"] == config.cache_key(clips_hash(clips))
+    assert record["key"] != CONFIG.cache_key(clips_hash(clips))
+    store = load_store(after.features_dir.parent, clips=clips)
     assert store.features.shape[1:] == config.features.shape
     new = _shards(after.features_dir)
     for name, (datasets, _) in new.items():
@@ -181,18 +182,36 @@ def test_a_new_shard_size_removes_shards_no_longer_planned(indexed, tmp_path):
     result = _run(indexed, tmp_path / "artifacts", dataclasses.replace(CONFIG, shard_clips=16))
     assert sorted(p.name for p in result.features_dir.glob("shard-*.h5")) == [
         f"shard-{k:05d}.h5" for k in range(4)]
-    assert len(load_store(result.features_dir)) == N_CLIPS * 2
+    assert len(load_store(result.features_dir.parent, clips=load_index(indexed))) == N_CLIPS * 2
 
 
-def test_a_new_index_makes_the_store_stale_and_extract_recomputes(indexed, tmp_path):
+def test_new_folds_or_a_new_split_seed_re_extract_nothing(indexed, tmp_path):
+    """Folds live in the index, not in the features: 'index --folds 4' (or another
+    --seed) after a full extract leaves every shard as it was, and the store loads with
+    the new folds."""
     first = _run(indexed, tmp_path / "artifacts")
-    build_index(data_dir=indexed, config=IndexConfig(folds=4, seed=0))  # new folds
-    with pytest.raises(PipelineError, match="another index"):
-        load_store(first.features_dir, index_hash=index_hash(indexed))
+    stamps = _stamps(first.features_dir)
+    for config in (IndexConfig(folds=4, seed=0), IndexConfig(folds=4, seed=3)):
+        build_index(data_dir=indexed, config=config)
+        again = _run(indexed, tmp_path / "artifacts")
+        assert again.cached
+        assert _stamps(first.features_dir) == stamps  # nothing rewritten
+        store = load_store(first.features_dir.parent, clips=load_index(indexed))
+        assert sorted(np.unique(store.fold)) == [0, 1, 2, 3]
+
+
+def test_a_changed_clip_makes_the_store_stale_and_extract_recomputes(indexed, tmp_path):
+    first = _run(indexed, tmp_path / "artifacts")
+    clip = load_index(indexed)[0]
+    root = corpus_root(indexed)
+    samples, rate = soundfile.read(root / clip.path)
+    soundfile.write(root / clip.path, samples * 0.5, rate)  # same name, other audio
+    build_index(data_dir=indexed, config=IndexConfig(folds=2, seed=0))
+    with pytest.raises(PipelineError, match="other clips"):
+        load_store(first.features_dir.parent, clips=load_index(indexed))
     second = _run(indexed, tmp_path / "artifacts")
     assert not second.cached
-    store = load_store(second.features_dir, index_hash=index_hash(indexed))
-    assert sorted(np.unique(store.fold)) == [0, 1, 2, 3]
+    assert len(load_store(second.features_dir.parent, clips=load_index(indexed))) == N_CLIPS * 2
 
 
 # --- bad clips ----------------------------------------------------------------------------
@@ -204,7 +223,7 @@ def _spoil_two_clips(data_dir: Path) -> tuple[str, str]:
     corrupt, silent = clips[5], clips[40]
     root = corpus_root(data_dir)
     (root / corrupt.path).write_bytes(b"RIFF not really a wave file" * 10)
-    soundfile.write(root / silent.path, np.zeros(silent.frames, dtype=np.float32),
+    soundfile.write(root / silent.path, np.zeros(silent.num_samples, dtype=np.float32),
                     silent.sample_rate)
     return corrupt.clip_id, silent.clip_id
 
@@ -216,7 +235,7 @@ def test_unreadable_and_silent_clips_are_recorded_and_skipped(indexed, tmp_path)
     assert "not readable audio" in result.failures[corrupt]
     assert "silent" in result.failures[silent]
     assert result.clips == N_CLIPS and result.rows == (N_CLIPS - 2) * 2
-    store = load_store(result.features_dir)
+    store = load_store(result.features_dir.parent, clips=load_index(indexed))
     assert len(store) == (N_CLIPS - 2) * 2
     assert corrupt not in set(store.clip_id) and silent not in set(store.clip_id)
     assert read_json(result.features_dir / "manifest.json")["failures"] == result.failures
@@ -224,13 +243,14 @@ def test_unreadable_and_silent_clips_are_recorded_and_skipped(indexed, tmp_path)
 
 def test_a_clip_without_speech_is_recorded_and_skipped(indexed, tmp_path):
     clip = load_index(indexed)[9]
-    t = np.arange(clip.frames) / clip.sample_rate
+    t = np.arange(clip.num_samples) / clip.sample_rate
     soundfile.write(corpus_root(indexed) / clip.path, 0.3 * np.sin(2 * np.pi * 440 * t),
                     clip.sample_rate)  # a tone with the clip's name
     result = _run(indexed, tmp_path / "artifacts")
     assert list(result.failures) == [clip.clip_id]
     assert "no speech detected (0.00 s of speech found" in result.failures[clip.clip_id]
-    assert clip.clip_id not in set(load_store(result.features_dir).clip_id)
+    assert clip.clip_id not in set(load_store(result.features_dir.parent,
+                                              clips=load_index(indexed)).clip_id)
 
 
 def test_too_many_failures_fail_the_stage_without_a_manifest(indexed, tmp_path):
@@ -241,7 +261,7 @@ def test_too_many_failures_fail_the_stage_without_a_manifest(indexed, tmp_path):
     features = tmp_path / "artifacts" / "features"
     assert not (features / "manifest.json").exists()
     with pytest.raises(PipelineError, match="no feature store"):
-        load_store(features)
+        load_store(tmp_path / "artifacts", clips=load_index(indexed))
     # a looser threshold accepts the same shards without recomputing them
     stamps = _stamps(features)
     result = _run(indexed, tmp_path / "artifacts")
@@ -254,9 +274,9 @@ def test_too_many_failures_fail_the_stage_without_a_manifest(indexed, tmp_path):
 def test_tasks_and_config_pickle_and_travel_to_a_joblib_worker(indexed, tmp_path):
     from joblib import Parallel, delayed
 
-    out_dir = tmp_path / "features"
-    out_dir.mkdir()
-    tasks = plan_shards(data_dir=indexed, out_dir=out_dir, config=CONFIG, key="k" * 16)
+    (tmp_path / "artifacts" / "features").mkdir(parents=True)
+    tasks = plan_shards(data_dir=indexed, artifacts_dir=tmp_path / "artifacts", config=CONFIG,
+                        key="k" * 16)
     assert len(tasks) == N_CLIPS // 8 and all(isinstance(t, ShardTask) for t in tasks)
     for obj in (CONFIG, tasks[0], tasks[0].clips[0]):
         assert pickle.loads(pickle.dumps(obj)) == obj
@@ -336,14 +356,12 @@ def cli_runner():
         sys.path.insert(0, str(REPO))
     from cli import cli
 
-    from pipeline import progress
-
     log = logging.getLogger("pipeline")
-    saved = (log.handlers[:], log.level, log.propagate, progress._quiet)
+    saved = (log.handlers[:], log.level, log.propagate)
     yield CliRunner(), cli
     log.handlers[:] = saved[0]
     log.setLevel(saved[1])
-    log.propagate, progress._quiet = saved[2], saved[3]
+    log.propagate = saved[2]
 
 
 def test_cli_extract_writes_then_reuses_the_store(indexed, tmp_path, cli_runner):
@@ -354,7 +372,7 @@ def test_cli_extract_writes_then_reuses_the_store(indexed, tmp_path, cli_runner)
     assert first.exit_code == 0, first.output
     assert f"features: {N_CLIPS * 2} rows from {N_CLIPS} clips" in first.output
     assert "0 clip(s) failed" in first.output and "cache hit" not in first.output
-    store = load_store(tmp_path / "artifacts" / "features", index_hash=index_hash(indexed))
+    store = load_store(tmp_path / "artifacts", clips=load_index(indexed))
     assert store.features.shape[1:] == FeatureConfig(n_mels=32, window_seconds=2.0).shape
 
     second = runner.invoke(cli, args)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from conftest import synth_speech
 from pipeline.audio import resample
-from pipeline.features import (FeatureConfig, clean_features, log_mel_and_mfcc, mel_filterbank,
+from pipeline.features import (FeatureConfig, clean_features, mfcc_and_log_mel, mel_filterbank,
                                place)
 from pipeline.frontend import FrontEndConfig
 from pipeline.vad import VadConfig
@@ -35,7 +35,7 @@ def test_default_shape_is_two_channels_of_64_mels_by_94_frames():
 def test_clean_features_have_the_configured_shape_and_float32(config):
     y = synth_speech(emotion=5, sample_rate=config.sample_rate, seed=3)
     features = clean_features(y, config)
-    assert features.shape == config.shape == (2, config.n_mels, config.n_frames)
+    assert features.shape == config.shape == (2, config.n_mels, config.num_frames)
     assert features.dtype == np.float32
     assert np.all(np.isfinite(features))
 
@@ -70,7 +70,7 @@ def test_log_mel_and_mfcc_equal_librosa(config):
 
     window = place(synth_speech(emotion=3, sample_rate=config.sample_rate, seed=1),
                    length=config.window_samples)
-    ours = log_mel_and_mfcc(window, config)
+    ours = mfcc_and_log_mel(window, config)
 
     power = librosa.feature.melspectrogram(
         y=window, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,

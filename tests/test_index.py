@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SHARED_RAVDESS, clip_name, synth_speech, write_corpus
-from pipeline import ravdess
+from pipeline import layout, ravdess
 from pipeline.download import download
 from pipeline.errors import CorpusError, PipelineError
-from pipeline.index import (Clip, IndexConfig, assign_folds, build_index, index_paths,
+from pipeline.index import (Clip, IndexConfig, assign_folds, build_index, clips_hash,
                             load_index, summary)
 
 
@@ -120,7 +120,7 @@ def test_identical_audio_is_flagged_as_duplicate(tmp_path) -> None:
     by_id = {c.clip_id: c for c in result.clips}
     assert by_id[copy].content_hash == by_id[original].content_hash
     assert len({c.content_hash for c in result.clips}) == len(result.clips) - 1
-    manifest = json.loads(index_paths(tmp_path / "data")[1].read_text())
+    manifest = json.loads(layout.index_manifest(tmp_path / "data").read_text())
     assert manifest["duplicates"] == {copy: original}
     assert f"{copy} is identical to {original}" in summary(result)
 
@@ -140,7 +140,7 @@ def test_stereo_files_have_two_channels(tmp_path) -> None:
 def test_csv_has_every_field_and_round_trips(tmp_path, corpus) -> None:
     data_dir = _prepare(tmp_path, corpus)
     result = build_index(data_dir=data_dir, config=IndexConfig(folds=2))
-    csv_path, json_path = index_paths(data_dir)
+    csv_path, json_path = layout.index_csv(data_dir), layout.index_manifest(data_dir)
     with open(csv_path, newline="") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
@@ -154,13 +154,23 @@ def test_csv_has_every_field_and_round_trips(tmp_path, corpus) -> None:
     assert first.path == f"Actor_01/{first.clip_id}.wav"
     assert first.sample_rate == 16000 and first.channels == 1
     written = soundfile.info(str(corpus / first.path))
-    assert first.frames == written.frames > 16000
+    assert first.num_samples == written.frames > 16000
     assert first.duration == pytest.approx(written.frames / 16000, abs=1e-4)  # stored rounded
     assert first.label == ravdess.EMOTIONS.index(first.emotion)
     assert first.gender == "male" and result.clips[-1].gender == "female"
     manifest = json.loads(json_path.read_text())
     assert manifest["clips"] == 64 and manifest["index_hash"] == result.index_hash
+    assert manifest["clips_hash"] == clips_hash(result.clips)
     assert manifest["actors"] == [1, 2, 3, 4]
+
+
+def test_an_index_written_by_an_older_version_says_to_rerun_index(tmp_path, corpus) -> None:
+    data_dir = _prepare(tmp_path, corpus)
+    build_index(data_dir=data_dir, config=IndexConfig(folds=2))
+    csv_path = layout.index_csv(data_dir)
+    csv_path.write_text(csv_path.read_text().replace("num_samples", "frames", 1))
+    with pytest.raises(CorpusError, match="another version.*rerun 'cli.py index'"):
+        load_index(data_dir)
 
 
 # --- the cache -------------------------------------------------------------------------
@@ -189,6 +199,9 @@ def test_changed_config_or_corpus_rebuilds(tmp_path) -> None:
     assert not three.cached
     assert {c.fold for c in three.clips} == {0, 1, 2}
     assert three.index_hash != first.index_hash
+    # the clips hash, which features are keyed on, ignores folds and the split seed
+    reseeded = build_index(data_dir=data_dir, config=IndexConfig(folds=3, seed=5))
+    assert clips_hash(three.clips) == clips_hash(first.clips) == clips_hash(reseeded.clips)
 
     _write_clip(root / "Actor_03" / f"{clip_name(emotion=4, actor=3)}.wav", emotion=4)
     grown = build_index(data_dir=data_dir, config=IndexConfig(folds=3))
@@ -236,7 +249,8 @@ def test_too_many_folds_is_a_corpus_error(tmp_path) -> None:
     data_dir = _prepare(tmp_path, root)
     with pytest.raises(CorpusError, match="--folds 4 is more than the 3 actors"):
         build_index(data_dir=data_dir, config=IndexConfig(folds=4))
-    assert not any(path.exists() for path in index_paths(data_dir))
+    assert not any(path.exists() for path in (layout.index_csv(data_dir),
+                                               layout.index_manifest(data_dir)))
 
 
 def test_corpus_without_clips_is_a_corpus_error(tmp_path) -> None:
@@ -330,8 +344,10 @@ def test_cli_download_then_index(tmp_path, corpus, runner) -> None:
     assert "64 clips, 4 actors" in indexed.output
     assert "fold 0: 32 clips" in indexed.output and "fold 1: 32 clips" in indexed.output
     assert len(load_index(tmp_path / "data")) == 64
-    forced = runner.invoke(cli, [*data, "--seed", "1", "index", "--folds", "2", "--force"])
-    assert forced.exit_code == 0, forced.output
+    before = {c.clip_id: c.fold for c in load_index(tmp_path / "data")}
+    reseeded = runner.invoke(cli, [*data, "index", "--folds", "2", "--seed", "2"])
+    assert reseeded.exit_code == 0, reseeded.output
+    assert {c.clip_id: c.fold for c in load_index(tmp_path / "data")} != before
 
 
 @pytest.mark.parametrize("download_first, args, message", [

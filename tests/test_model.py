@@ -17,24 +17,24 @@ from pipeline.model import EmotionCNN, ModelConfig, flops_per_sample
 SMALL = ModelConfig(n_mels=16, channels=(8, 16, 16), hidden=32)
 
 
-@pytest.mark.parametrize("n_frames", [8, 13, 32, 100, 188])
-def test_output_is_one_logit_per_emotion_for_any_frame_count(n_frames):
+@pytest.mark.parametrize("num_frames", [8, 13, 32, 100, 188])
+def test_output_is_one_logit_per_emotion_for_any_frame_count(num_frames):
     torch.manual_seed(0)
     model = EmotionCNN(SMALL).eval()
     with torch.no_grad():
-        logits = model(torch.randn(3, 2, SMALL.n_mels, n_frames))
+        logits = model(torch.randn(3, 2, SMALL.n_mels, num_frames))
     assert logits.shape == (3, 8)
     assert torch.isfinite(logits).all()
 
 
 @settings(max_examples=15, deadline=None)
 @given(batch=st.integers(1, 4), n_mels=st.sampled_from([8, 16, 20, 40]),
-       n_frames=st.integers(8, 64), depth=st.integers(1, 3))
-def test_output_shape_property(batch, n_mels, n_frames, depth):
+       num_frames=st.integers(8, 64), depth=st.integers(1, 3))
+def test_output_shape_property(batch, n_mels, num_frames, depth):
     config = ModelConfig(n_mels=n_mels, channels=(4, 8, 8)[:depth], hidden=8, n_classes=5)
     model = EmotionCNN(config).eval()
     with torch.no_grad():
-        logits = model(torch.randn(batch, 2, n_mels, n_frames))
+        logits = model(torch.randn(batch, 2, n_mels, num_frames))
     assert logits.shape == (batch, 5)
 
 
@@ -112,13 +112,13 @@ def test_config_round_trips_through_a_dict():
 
 
 def test_flops_are_positive_and_grow_with_channels_frames_and_mels():
-    base = flops_per_sample(SMALL, n_frames=32)
+    base = flops_per_sample(SMALL, num_frames=32)
     assert base > 0
     wider = ModelConfig(n_mels=16, channels=(16, 32, 32), hidden=32)
-    assert flops_per_sample(wider, n_frames=32) > base
-    assert flops_per_sample(SMALL, n_frames=64) > base
+    assert flops_per_sample(wider, num_frames=32) > base
+    assert flops_per_sample(SMALL, num_frames=64) > base
     assert flops_per_sample(ModelConfig(n_mels=32, channels=(8, 16, 16), hidden=32),
-                            n_frames=32) > base
+                            num_frames=32) > base
 
 
 def test_flops_match_the_layers():
@@ -140,14 +140,14 @@ def test_flops_match_the_layers():
             module.register_forward_hook(linear_hook)
     with torch.no_grad():
         model(torch.randn(1, 2, 16, 40))
-    assert flops_per_sample(config, n_frames=40) == sum(counted)
+    assert flops_per_sample(config, num_frames=40) == sum(counted)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "meanmax"])
 def test_every_pooling_gives_logits(pooling):
     model = EmotionCNN(ModelConfig(n_mels=16, channels=(4, 8, 8), hidden=8, pooling=pooling))
     assert model(torch.randn(3, 2, 16, 40)).shape == (3, 8)
-    assert flops_per_sample(model.config, n_frames=40) > 0
+    assert flops_per_sample(model.config, num_frames=40) > 0
 
 
 def test_ensemble_returns_the_log_of_the_members_mean_probabilities():

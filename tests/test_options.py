@@ -17,8 +17,10 @@ from cli import cli
 
 # (command, option, lowest accepted, highest accepted, integer?)
 NUMERIC = [
-    ([], "--seed", 0, 2 ** 32 - 1, True),
+    (["index"], "--seed", 0, 2 ** 32 - 1, True),
     (["index"], "--folds", 2, 24, True),
+    (["extract"], "--seed", 0, 2 ** 32 - 1, True),
+    (["train"], "--seed", 0, 2 ** 32 - 1, True),
     (["extract"], "--jobs", 1, 1024, True),
     (["extract"], "--copies", 0, 100, True),
     (["extract"], "--window-seconds", 0.5, 60.0, False),
@@ -78,8 +80,11 @@ def test_the_range_ends_are_accepted_by_the_parser(command, option, low, high, i
         assert converted == value and math.isfinite(converted)
 
 
-def test_a_negative_seed_from_the_environment_is_one_line(tmp_path):
-    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "index"], env={"SER_SEED": "-5"})
+@pytest.mark.parametrize("command, variable", [("index", "SER_SPLIT_SEED"),
+                                               ("extract", "SER_AUGMENT_SEED"),
+                                               ("train", "SER_TRAIN_SEED")])
+def test_a_negative_seed_from_the_environment_is_one_line(tmp_path, command, variable):
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), command], env={variable: "-5"})
     _assert_refused(result, "--seed")
 
 

@@ -38,7 +38,8 @@ def trained(tmp_path_factory) -> Trained:
     """A tiny final model on the 64-clip synthetic corpus, exported and loaded."""
     from pipeline import bundle
     from pipeline.model import ModelConfig
-    from pipeline.train import TrainConfig, train
+    from pipeline.recipe import TrainConfig
+    from pipeline.train import train
 
     corpus, data_dir, artifacts_dir = prepare_store(tmp_path_factory.mktemp("predict"), folds=2)
     train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=None, device="cpu",
@@ -55,10 +56,10 @@ def corpus_clip(trained: Trained, *, emotion: int, actor: int) -> Path:
 
 
 def test_prediction_features_equal_stored_clean_copy(trained):
-    from pipeline.extract import features_dir
+    from pipeline.index import load_index
     from pipeline.store import load_store
 
-    store = load_store(features_dir(trained.artifacts_dir))
+    store = load_store(trained.artifacts_dir, clips=load_index(trained.data_dir))
     config = trained.bundle.feature_config
     assert config.to_dict() == store.manifest["config"]["features"]
     for emotion, actor in ((1, 1), (4, 2), (8, 3), (5, 4)):

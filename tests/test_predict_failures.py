@@ -38,13 +38,15 @@ def test_a_scoring_failure_is_that_files_error_row_alone(trained, monkeypatch, f
     expected = predict_files(files, trained.bundle)
     _with_nan_windows(monkeypatch, files[1].name)
     if failure == "raises":
-        real = predict_module._probabilities
+        from pipeline.scorer import Scorer
 
-        def fragile(model, windows):
+        real = Scorer.probabilities
+
+        def fragile(scorer, windows):
             if np.isnan(windows).any():
                 raise RuntimeError("the model choked")
-            return real(model, windows)
-        monkeypatch.setattr(predict_module, "_probabilities", fragile)
+            return real(scorer, windows)
+        monkeypatch.setattr(Scorer, "probabilities", fragile)
     results = predict_files(files, trained.bundle, jobs=1)
     message = {"non-finite": "scoring gave non-finite probabilities",
                "raises": "scoring failed: RuntimeError: the model choked"}[failure]

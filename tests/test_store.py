@@ -15,9 +15,10 @@ import pytest
 from pipeline.augment import AugmentConfig, AugmentParams
 from pipeline.errors import StaleInputError
 from pipeline.extract import ExtractConfig, extract
-from pipeline.index import index_hash, load_index
+from pipeline import layout
+from pipeline.index import load_index
 from pipeline.stages import hash_file, read_json, write_json_atomic
-from pipeline.store import load_store, read_shard, shard_attrs, shard_name, write_shard
+from pipeline.store import load_store, read_shard, shard_attrs, write_shard
 
 CONFIG = ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=16)
 
@@ -26,7 +27,7 @@ def _rows(n: int = 3, shape=(2, 4, 5)) -> dict[str, np.ndarray]:
     local = np.random.default_rng(0)
     return {
         "features": local.standard_normal((n, *shape)).astype(np.float32) * 50,
-        "label": np.arange(n) % 8, "actor": np.arange(n) + 1, "fold": np.arange(n) % 2,
+        "label": np.arange(n) % 8, "actor": np.arange(n) + 1,
         "copy": np.arange(n) % 3,
         "clip_id": np.asarray([f"03-01-0{i + 1}-01-01-01-01" for i in range(n)], dtype="S"),
         "aug_params": np.stack([AugmentParams(shift_seconds=0.1 * i).to_row() for i in range(n)]),
@@ -35,14 +36,16 @@ def _rows(n: int = 3, shape=(2, 4, 5)) -> dict[str, np.ndarray]:
 
 def test_a_shard_round_trips_with_its_dtypes_and_attributes(tmp_path):
     rows = _rows()
-    path = tmp_path / shard_name(3)
+    path = layout.shard_file(tmp_path, 3)
     assert path.name == "shard-00003.h5"
+    path.parent.mkdir()
     write_shard(path, rows=rows, attrs={"cache_key": "abc", "seed": 4,
                                         "feature_config": {"n_mels": 4}, "failures": {}})
     back = read_shard(path)
     assert back["features"].dtype == np.float16
     np.testing.assert_array_equal(back["features"], rows["features"].astype(np.float16))
-    for column in ("label", "actor", "fold", "copy"):
+    assert "fold" not in back  # folds belong to the index, not the features
+    for column in ("label", "actor", "copy"):
         assert back[column].dtype == np.int8
         np.testing.assert_array_equal(back[column], rows[column])
     assert back["aug_params"].dtype == np.float64
@@ -53,20 +56,20 @@ def test_a_shard_round_trips_with_its_dtypes_and_attributes(tmp_path):
     assert attrs["cache_key"] == "abc" and attrs["seed"] == 4
     assert json.loads(attrs["feature_config"]) == {"n_mels": 4}  # dicts are kept as JSON
     assert json.loads(attrs["failures"]) == {}
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
 
 
 def test_a_failed_write_leaves_neither_the_shard_nor_a_temporary_file(tmp_path):
     rows = _rows()
     del rows["label"]
-    path = tmp_path / shard_name(0)
+    path = tmp_path / "shard-00000.h5"
     with pytest.raises(KeyError):
         write_shard(path, rows=rows, attrs={})
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_rewrite_keeps_the_previous_complete_shard(tmp_path):
-    path = tmp_path / shard_name(0)
+    path = tmp_path / "shard-00000.h5"
     write_shard(path, rows=_rows(), attrs={"cache_key": "old"})
     broken = _rows()
     del broken["aug_params"]
@@ -88,7 +91,7 @@ def test_shard_attrs_are_none_for_a_missing_or_unreadable_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory) -> tuple[Path, Path]:
-    """(data_dir, features_dir) of a store extracted once from the 64-clip corpus."""
+    """(data_dir, artifacts_dir) of a store extracted once from the 64-clip corpus."""
     from conftest import write_corpus
     from pipeline.download import download
     from pipeline.index import IndexConfig, build_index
@@ -97,23 +100,22 @@ def extracted(tmp_path_factory) -> tuple[Path, Path]:
     write_corpus(tmp / "corpus")
     download(data_dir=tmp / "data", source=str(tmp / "corpus"))
     build_index(data_dir=tmp / "data", config=IndexConfig(folds=2, seed=0))
-    result = extract(data_dir=tmp / "data", artifacts_dir=tmp / "artifacts", config=CONFIG)
-    return tmp / "data", result.features_dir
+    extract(data_dir=tmp / "data", artifacts_dir=tmp / "artifacts", config=CONFIG)
+    return tmp / "data", tmp / "artifacts"
 
 
 @pytest.fixture
 def store(extracted, tmp_path) -> tuple[Path, Path]:
-    """(data_dir, features_dir): a private copy of the extracted store, free to damage."""
-    data_dir, features = extracted
-    copy = tmp_path / "artifacts" / "features"
-    shutil.copytree(features, copy)
-    return data_dir, copy
+    """(data_dir, artifacts_dir): a private copy of the extracted store, free to damage."""
+    data_dir, artifacts = extracted
+    shutil.copytree(layout.features_dir(artifacts), layout.features_dir(tmp_path / "artifacts"))
+    return data_dir, tmp_path / "artifacts"
 
 
 def test_load_store_reads_every_row(store):
-    data_dir, features = store
-    loaded = load_store(features, index_hash=index_hash(data_dir))
+    data_dir, artifacts = store
     clips = load_index(data_dir)
+    loaded = load_store(artifacts, clips=clips)
     assert len(loaded) == len(clips) * 2 == loaded.manifest["rows"]
     assert loaded.features.shape == (len(loaded), *CONFIG.features.shape)
     assert loaded.features.dtype == np.float16
@@ -127,36 +129,47 @@ def test_load_store_reads_every_row(store):
     assert sorted(np.unique(loaded.copy)) == [0, 1]
 
 
-def test_load_store_refuses_a_store_from_another_index(store):
-    _, features = store
-    with pytest.raises(StaleInputError, match="another index.*rerun 'cli.py extract'"):
-        load_store(features, index_hash="0" * 16)
+def test_load_store_takes_the_folds_from_the_index_it_is_given(store):
+    """Folds are joined by clip id at load time: reassigning them needs no extraction."""
+    data_dir, artifacts = store
+    clips = [dataclasses.replace(clip, fold=(clip.actor * 7) % 3) for clip in load_index(data_dir)]
+    loaded = load_store(artifacts, clips=clips)
+    np.testing.assert_array_equal(loaded.fold, (loaded.actor.astype(int) * 7) % 3)
+
+
+def test_load_store_refuses_a_store_from_other_clips(store):
+    data_dir, artifacts = store
+    clips = load_index(data_dir)
+    changed = [dataclasses.replace(clips[0], content_hash="0" * 20), *clips[1:]]
+    for other in (clips[1:], changed):  # a clip gone; a clip whose audio changed
+        with pytest.raises(StaleInputError, match="other clips.*rerun 'cli.py extract'"):
+            load_store(artifacts, clips=other)
 
 
 def test_load_store_without_a_manifest_says_to_run_extract(tmp_path):
     with pytest.raises(StaleInputError, match="no feature store.*cli.py extract"):
-        load_store(tmp_path / "features")
+        load_store(tmp_path / "artifacts", clips=[])
 
 
 def test_load_store_refuses_a_missing_shard(store):
-    _, features = store
-    (features / shard_name(1)).unlink()
+    data_dir, artifacts = store
+    layout.shard_file(artifacts, 1).unlink()
     with pytest.raises(StaleInputError, match="missing or changed"):
-        load_store(features)
+        load_store(artifacts, clips=load_index(data_dir))
 
 
 def test_load_store_refuses_a_shard_that_grew(store):
-    _, features = store
-    with open(features / shard_name(2), "ab") as handle:
+    data_dir, artifacts = store
+    with open(layout.shard_file(artifacts, 2), "ab") as handle:
         handle.write(b"\x00" * 16)
     with pytest.raises(StaleInputError, match="missing or changed"):
-        load_store(features)
+        load_store(artifacts, clips=load_index(data_dir))
 
 
 def test_load_store_refuses_a_shard_changed_in_place(store):
     """Same size, same attributes, other feature values: only the checksum tells."""
-    _, features = store
-    shard = features / shard_name(0)
+    data_dir, artifacts = store
+    shard = layout.shard_file(artifacts, 0)
     with h5py.File(shard, "r") as handle:
         offset = handle["features"].id.get_offset()
     size = shard.stat().st_size
@@ -165,19 +178,19 @@ def test_load_store_refuses_a_shard_changed_in_place(store):
         handle.write(b"\x00\x3c" * 8)  # eight float16 ones
     assert shard.stat().st_size == size
     with pytest.raises(StaleInputError, match="changed"):
-        load_store(features)
+        load_store(artifacts, clips=load_index(data_dir))
 
 
 def test_load_store_refuses_a_shard_from_another_extraction(store, tmp_path):
     """A shard of another seed dropped in, with the manifest's size and checksum made to
     match it: its cache key still gives it away."""
-    data_dir, features = store
-    other = extract(data_dir=data_dir, artifacts_dir=tmp_path / "other",
-                    config=dataclasses.replace(CONFIG, seed=9, shard_clips=16))
-    shutil.copyfile(other.features_dir / shard_name(0), features / shard_name(0))
-    record = read_json(features / "manifest.json")
-    shard = features / shard_name(0)
+    data_dir, artifacts = store
+    extract(data_dir=data_dir, artifacts_dir=tmp_path / "other",
+            config=dataclasses.replace(CONFIG, seed=9, shard_clips=16))
+    shard = layout.shard_file(artifacts, 0)
+    shutil.copyfile(layout.shard_file(tmp_path / "other", 0), shard)
+    record = read_json(layout.features_manifest(artifacts))
     record["shards"][0].update(bytes=shard.stat().st_size, sha256=hash_file(shard))
-    write_json_atomic(features / "manifest.json", record)
+    write_json_atomic(layout.features_manifest(artifacts), record)
     with pytest.raises(StaleInputError, match="another feature config"):
-        load_store(features)
+        load_store(artifacts, clips=load_index(data_dir))

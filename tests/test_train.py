@@ -21,21 +21,20 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import ravdess
-from pipeline import runs as runs_module
+from pipeline import layout, ravdess
 from pipeline import train as train_module
 from pipeline.augment import AugmentConfig, AugmentParams
 from pipeline.errors import StaleInputError, TrainingError
-from pipeline.extract import ExtractConfig, features_dir
+from pipeline.extract import ExtractConfig
 from pipeline.features import FEATURES_VERSION, FeatureConfig
-from pipeline.index import Clip, index_paths
-from pipeline.model import Ensemble, ModelConfig
+from pipeline.index import Clip, clips_hash, load_index
+from pipeline.model import Ensemble, ModelConfig, load_model
+from pipeline.recipe import TrainConfig
+from pipeline.scorer import from_run
 from pipeline.splits import fold_split
-from pipeline.stages import (CODE_VERSION, hash_file, manifest, read_json, write_json_atomic,
-                             write_text_atomic)
-from pipeline.store import load_store, read_shard, shard_name, write_shard
-from pipeline.runs import load_model
-from pipeline.train import TrainConfig, TrainingInterrupted, train
+from pipeline.stages import hash_file, manifest, read_json, write_json_atomic, write_text_atomic
+from pipeline.store import load_store, read_shard, write_shard
+from pipeline.train import TrainingInterrupted, train
 
 N_MELS = 16
 N_FRAMES = 32  # 1 + window_samples // hop_length for a 0.5 s window at 16 kHz, 256 hop
@@ -67,7 +66,7 @@ def _clips() -> list[Clip]:
                     vocal_channel=1, emotion=emotion, label=label, intensity=1,
                     statement=statement, repetition=repetition, actor=actor,
                     gender="male" if actor % 2 else "female", sample_rate=16000, channels=1,
-                    frames=16000, duration=1.0,
+                    num_samples=16000, duration=1.0,
                     content_hash=hashlib.sha256(clip_id.encode()).hexdigest()[:20],
                     duplicate_of="", fold=fold_of(actor)))
     return clips
@@ -91,32 +90,18 @@ def write_store(root: Path, *, seed: int = 0, poison: float | None = None) -> tu
     Returns ``(data_dir, artifacts_dir)``.
     """
     data_dir, artifacts_dir = root / "data", root / "artifacts"
-    data_dir.mkdir(parents=True)
     clips = _clips()
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(Clip)], lineterminator="\n")
-    writer.writeheader()
-    for clip in clips:
-        writer.writerow({f.name: getattr(clip, f.name) for f in fields(Clip)})
-    text = buffer.getvalue()
-    current_index = hashlib.sha256(text.encode()).hexdigest()[:16]
-    csv_path, json_path = index_paths(data_dir)
-    write_text_atomic(csv_path, text)
-    write_json_atomic(json_path, manifest(stage="index", key="synthetic", index_hash=current_index,
-                                          clips=len(clips), actors=list(range(1, N_ACTORS + 1))))
-
+    _write_index(data_dir, clips)
     config = ExtractConfig(features=FeatureConfig(n_mels=N_MELS, window_seconds=0.5, hop_length=256),
                            augment=AugmentConfig(copies=COPIES), seed=seed,
                            shard_clips=SHARD_CLIPS)
     assert config.features.shape == (2, N_MELS, N_FRAMES)
-    key = config.cache_key(current_index)
-    out_dir = features_dir(artifacts_dir)
-    out_dir.mkdir(parents=True)
+    key = config.cache_key(clips_hash(clips))
+    layout.features_dir(artifacts_dir).mkdir(parents=True)
     shards, poisoned = [], False
     for number, start in enumerate(range(0, len(clips), SHARD_CLIPS)):
         chunk = clips[start:start + SHARD_CLIPS]
-        rows = {k: [] for k in ("features", "label", "actor", "fold", "copy", "clip_id",
-                                "aug_params")}
+        rows = {k: [] for k in ("features", "label", "actor", "copy", "clip_id", "aug_params")}
         for offset, clip in enumerate(chunk):
             for copy in range(COPIES + 1):
                 x = _features(start + offset, clip.label, copy, seed=seed)
@@ -126,26 +111,37 @@ def write_store(root: Path, *, seed: int = 0, poison: float | None = None) -> tu
                 rows["features"].append(x)
                 rows["aug_params"].append(np.zeros(len(AugmentParams.FIELDS)) + copy)
                 for name, value in (("label", clip.label), ("actor", clip.actor),
-                                    ("fold", clip.fold), ("copy", copy), ("clip_id", clip.clip_id)):
+                                    ("copy", copy), ("clip_id", clip.clip_id)):
                     rows[name].append(value)
-        arrays = {"features": np.stack(rows["features"]), "aug_params": np.stack(rows["aug_params"]),
-                  **{k: np.asarray(rows[k]) for k in ("label", "actor", "fold", "copy")},
-                  "clip_id": np.asarray(rows["clip_id"], dtype="S")}
-        path = out_dir / shard_name(number)
-        write_shard(path, rows=arrays, attrs={
-            "cache_key": key, "code_version": CODE_VERSION,
-            "feature_config": config.features.to_dict(), "augment_config": config.augment.to_dict(),
-            "seed": seed, "label_map": list(ravdess.EMOTIONS),
-            "aug_param_fields": list(AugmentParams.FIELDS),
-            "clip_ids": [c.clip_id for c in chunk], "failures": {}})
+        path = layout.shard_file(artifacts_dir, number)
+        write_shard(path, rows={**{k: np.asarray(v) for k, v in rows.items()},
+                                "clip_id": np.asarray(rows["clip_id"], dtype="S")}, attrs={
+            "cache_key": key, "feature_config": config.features.to_dict(), "failures": {},
+            "clip_ids": [c.clip_id for c in chunk]})
         shards.append({"file": path.name, "rows": len(rows["label"]), "clips": len(chunk),
                        "bytes": path.stat().st_size, "sha256": hash_file(path)})
-    write_json_atomic(out_dir / "manifest.json", manifest(
-        stage="extract", key=key, config=config.to_dict(), index_hash=current_index,
+    write_json_atomic(layout.features_manifest(artifacts_dir), manifest(
+        stage="extract", key=key, config=config.to_dict(), clips_hash=clips_hash(clips),
         features_version=FEATURES_VERSION, shape=list(config.features.shape),
         rows=sum(s["rows"] for s in shards), clips=len(clips), failures={}, shards=shards,
-        jobs=1, seconds=0.0, label_map=list(ravdess.EMOTIONS)))
+        label_map=list(ravdess.EMOTIONS)))
     return data_dir, artifacts_dir
+
+
+def _write_index(data_dir: Path, clips: list[Clip], *, split_seed: int = 0) -> None:
+    """``index.csv`` and its manifest for ``clips``, as the index stage writes them."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(Clip)], lineterminator="\n")
+    writer.writeheader()
+    for clip in clips:
+        writer.writerow({f.name: getattr(clip, f.name) for f in fields(Clip)})
+    text = buffer.getvalue()
+    write_text_atomic(layout.index_csv(data_dir), text)
+    write_json_atomic(layout.index_manifest(data_dir), manifest(
+        stage="index", key="synthetic", index_hash=hashlib.sha256(text.encode()).hexdigest()[:16],
+        config={"folds": len({c.fold for c in clips}), "seed": split_seed},
+        clips_hash=clips_hash(clips), clips=len(clips),
+        actors=sorted({c.actor for c in clips})))
 
 
 @pytest.fixture
@@ -187,9 +183,7 @@ def _assert_same_weights(a: dict, b: dict) -> None:
 
 def test_synthetic_store_loads_like_an_extracted_one(store):
     data_dir, artifacts_dir = store
-    from pipeline.index import index_hash, load_index
-
-    loaded = load_store(features_dir(artifacts_dir), index_hash=index_hash(data_dir))
+    loaded = load_store(artifacts_dir, clips=load_index(data_dir))
     assert loaded.features.shape == (N_ACTORS * 8 * TAKES * (COPIES + 1), 2, N_MELS, N_FRAMES)
     assert loaded.features.dtype == np.float16
     assert sorted(set(loaded.fold.tolist())) == list(range(N_FOLDS))
@@ -213,15 +207,6 @@ def test_learns_the_separable_problem(trained):
     assert not torch.all(model.feature_std == 1)
 
 
-def test_balanced_weights_give_every_class_the_same_total_weight():
-    labels = np.array([0] * 10 + [1] * 20 + [2] * 20)  # class 3 absent
-    weights = train_module.balanced_weights(labels, 4)
-    totals = weights[labels]
-    assert np.bincount(labels, weights=totals, minlength=4)[:3] == pytest.approx([50 / 4] * 3)
-    assert weights[0] == pytest.approx(2 * weights[1])
-    assert weights[3] == 0
-
-
 def test_balanced_loss_uses_training_rows_and_reaches_the_optimiser(store, monkeypatch):
     data_dir, artifacts_dir = store
     seen = []
@@ -240,19 +225,6 @@ def test_balanced_loss_uses_training_rows_and_reaches_the_optimiser(store, monke
     assert len(seen[0]) == 4 * 8 * TAKES * (1 + COPIES)  # 4 training actors, every copy
     assert any(not torch.equal(weights[False][k], weights[True][k]) for k in weights[False]
                if weights[False][k].is_floating_point())
-
-
-@pytest.mark.parametrize("total_steps", range(1, 13))
-def test_one_cycle_schedule_runs_for_any_number_of_steps(total_steps):
-    # 5 steps once divided by zero inside torch's OneCycleLR (a 1-epoch CLI run hit it)
-    optimiser = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
-    schedule = train_module.one_cycle(optimiser, lr=1e-3, total_steps=total_steps)
-    rates = []
-    for _ in range(total_steps):
-        optimiser.step()
-        schedule.step()
-        rates.append(schedule.get_last_lr()[0])
-    assert all(np.isfinite(rates)) and max(rates) <= 1e-3 * (1 + 1e-9)
 
 
 def test_metrics_has_one_line_per_epoch(trained):
@@ -291,7 +263,7 @@ def test_test_fold_actors_never_trained_or_validated_on(trained):
 
 def test_split_rows_keep_test_clips_out_of_training(store):
     data_dir, artifacts_dir = store
-    loaded = load_store(features_dir(artifacts_dir))
+    loaded = load_store(artifacts_dir, clips=load_index(data_dir))
     split = fold_split(fold=loaded.fold, copy=loaded.copy, test_fold=0, val_folds=1)
     assert np.all(loaded.copy[split.test] == 0)
     assert np.all(loaded.copy[split.val] == 0)
@@ -333,18 +305,19 @@ def test_ensemble_members_train_from_consecutive_seeds_on_the_same_split(store):
     # member 0 is the plain run: the same key as training without members
     assert _run(store, config, fold=0).cached
 
-    model, saved = runs_module.load_members(store[1], "fold-0", 2)
+    scorer = from_run(store[1], "fold-0", 2)
+    model = scorer.model
     assert isinstance(model, Ensemble) and len(model.members) == 2 and not model.training
-    assert [s["info"]["seed"] for s in saved] == [0, 1]
+    assert [s["info"]["seed"] for s in scorer.saved] == [0, 1]
     with pytest.raises(TrainingError, match=r"member 3 of 3\): run 'cli.py train --fold 0 --members 3'"):
-        runs_module.load_members(store[1], "fold-0", 3)
+        from_run(store[1], "fold-0", 3)
 
 
 def test_members_trained_with_other_settings_are_refused(store):
     _run(store, replace(SMALL, epochs=1, val_folds=0), fold=0)
     _run(store, replace(SMALL, epochs=2, val_folds=0), fold=0, member=1)
     with pytest.raises(TrainingError, match="different settings or features.*--members 2 --force"):
-        runs_module.load_members(store[1], "fold-0", 2)
+        from_run(store[1], "fold-0", 2)
 
 
 def test_patience_without_validation_actors_names_the_fix(store):
@@ -358,6 +331,40 @@ def test_final_model_trains_on_every_actor(store):
     assert result.val is None
     info = read_json(result.run_dir / "result.json")
     assert info["actors"] == {"train": list(range(1, N_ACTORS + 1)), "val": [], "test": []}
+
+
+def test_new_folds_retrain_fold_runs_but_not_the_final_model(store):
+    """A run's key holds its split: reassigning folds (cli.py index --folds / --seed)
+    makes fold runs stale, while the final model, which uses every actor, stays cached."""
+    config = replace(SMALL, epochs=1, val_folds=0)
+    _run(store, config, fold=0)
+    _run(store, config, fold=None)
+    clips = load_index(store[0])
+    _write_index(store[0], [replace(c, fold=(c.actor * 3) % N_FOLDS) for c in clips])
+    assert not _run(store, config, fold=0).cached
+    assert _run(store, config, fold=None).cached
+
+
+def test_the_split_seed_and_the_training_seed_are_separate(store):
+    """The training seed changes the weights, never the actors; the split seed (the
+    index's) drives the random clip-level split, and the training seed does not."""
+    config = replace(SMALL, epochs=1, val_folds=0)
+    runs = {seed: _run(store, replace(config, seed=seed), fold="random", force=True)
+            for seed in (0, 1)}
+    infos = {seed: read_json(r.run_dir / "result.json") for seed, r in runs.items()}
+    assert infos[0]["actors"] == infos[1]["actors"] and infos[0]["split_seed"] == 0
+    _write_index(store[0], load_index(store[0]), split_seed=5)
+    reseeded = _run(store, replace(config, seed=1), fold="random")
+    assert not reseeded.cached  # the split changed, so the run is stale
+    assert read_json(reseeded.run_dir / "result.json")["split_seed"] == 5
+
+
+def test_training_leaves_the_global_torch_generator_alone(store):
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    _run(store, replace(SMALL, epochs=1, val_folds=0), fold=0)
+    assert torch.equal(torch.rand(3), expected)
 
 
 # --- resume and determinism ---------------------------------------------------------------
@@ -421,7 +428,7 @@ def test_resume_keeps_early_stopping_count(store, tmp_path, monkeypatch):
         return {"wa": 0.6 - 0.1 * current["epoch"], "ua": 0.6 - 0.1 * current["epoch"]}
 
     monkeypatch.setattr(train_module, "train_epoch", counting_epoch)
-    monkeypatch.setattr(train_module, "_evaluate_rows", scripted_val)
+    monkeypatch.setattr(train_module, "summarise", scripted_val)  # the validation metrics
     whole = _run(write_store(tmp_path / "whole"), config, fold=0)
     assert whole.epochs_run == 3 and whole.best_epoch == 1
 
@@ -478,17 +485,20 @@ def test_configs_saved_before_gradient_clipping_read_as_unclipped():
 # --- stale inputs -------------------------------------------------------------------------
 
 
-def test_refuses_features_from_another_index(store):
-    data_dir, _ = store
-    json_path = index_paths(data_dir)[1]
-    record = read_json(json_path)
-    write_json_atomic(json_path, {**record, "index_hash": "0123456789abcdef"})
-    with pytest.raises(StaleInputError, match="extract"):
+def _change_one_clip(data_dir: Path) -> None:
+    """Rewrite the index as if the first clip's audio had changed since extraction."""
+    clips = load_index(data_dir)
+    _write_index(data_dir, [replace(clips[0], content_hash="0" * 20), *clips[1:]])
+
+
+def test_refuses_features_of_other_clips_than_the_index(store):
+    _change_one_clip(store[0])
+    with pytest.raises(StaleInputError, match="other clips.*extract"):
         _run(store, replace(SMALL, epochs=1), fold=0)
 
 
 def test_refuses_a_truncated_shard(store):
-    shard = features_dir(store[1]) / shard_name(1)
+    shard = layout.shard_file(store[1], 1)
     data = shard.read_bytes()
     shard.write_bytes(data[:len(data) // 2])
     with pytest.raises(StaleInputError, match="extract"):
@@ -496,7 +506,7 @@ def test_refuses_a_truncated_shard(store):
 
 
 def test_refuses_a_missing_shard(store):
-    (features_dir(store[1]) / shard_name(2)).unlink()
+    layout.shard_file(store[1], 2).unlink()
     with pytest.raises(StaleInputError, match="extract"):
         _run(store, replace(SMALL, epochs=1), fold=0)
 
@@ -504,7 +514,7 @@ def test_refuses_a_missing_shard(store):
 def test_refuses_a_shard_changed_in_place(store):
     """Same size, different feature values (a bit rot or a stray write): the manifest's
     sha256 no longer matches, so the store is not the one that was extracted."""
-    shard = features_dir(store[1]) / shard_name(1)
+    shard = layout.shard_file(store[1], 1)
     before = read_shard(shard)["features"]
     with h5py.File(shard, "r") as handle:
         offset = handle["features"].id.get_offset()
@@ -519,13 +529,12 @@ def test_refuses_a_shard_changed_in_place(store):
 
 
 def test_refuses_a_shard_of_another_feature_config(store):
-    out_dir = features_dir(store[1])
-    shard = out_dir / shard_name(0)
+    shard = layout.shard_file(store[1], 0)
     with h5py.File(shard, "r+") as handle:
         handle.attrs["cache_key"] = "f" * 16  # same length: the file size stays the same
-    record = read_json(out_dir / "manifest.json")
+    record = read_json(layout.features_manifest(store[1]))
     record["shards"][0].update(bytes=shard.stat().st_size, sha256=hash_file(shard))
-    write_json_atomic(out_dir / "manifest.json", record)
+    write_json_atomic(layout.features_manifest(store[1]), record)
     with pytest.raises(StaleInputError, match="another feature config"):
         _run(store, replace(SMALL, epochs=1), fold=0)
 
@@ -649,8 +658,7 @@ def test_cli_reports_a_bad_fold_in_one_line(store):
 
 
 def test_cli_reports_stale_features_in_one_line(store):
-    json_path = index_paths(store[0])[1]
-    write_json_atomic(json_path, {**read_json(json_path), "index_hash": "0" * 16})
+    _change_one_clip(store[0])
     result = _cli(store, "--fold", "0", "--epochs", "1")
     assert result.exit_code == 1
     assert "rerun 'cli.py extract'" in result.output

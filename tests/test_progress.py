@@ -1,0 +1,62 @@
+"""Tests of pipeline/progress.py: the log handler and when bars are drawn."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+
+import pytest
+
+from pipeline import progress
+
+
+@pytest.fixture
+def restored_logger():
+    log = logging.getLogger("pipeline")
+    saved = (log.handlers[:], log.level, log.propagate)
+    yield log
+    log.handlers[:] = saved[0]
+    log.setLevel(saved[1])
+    log.propagate = saved[2]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_messages_go_to_whatever_stderr_is_at_the_time(restored_logger, monkeypatch):
+    progress.configure(level="INFO")
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    restored_logger.info("one")
+    monkeypatch.setattr(sys, "stderr", second)  # e.g. click's CliRunner swapping it
+    restored_logger.info("two")
+    assert first.getvalue() == "one\n" and second.getvalue() == "two\n"
+
+
+def test_quiet_keeps_warnings_and_drops_info(restored_logger, monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    progress.configure(level="INFO", quiet=True)
+    restored_logger.info("detail")
+    restored_logger.warning("problem")
+    assert stream.getvalue() == "problem\n"
+
+
+@pytest.mark.parametrize("quiet, ci, terminal, drawn", [
+    (False, "", True, True),
+    (True, "", True, False),   # --quiet
+    (False, "true", True, False),  # CI logs
+    (False, "", False, False),  # a pipe or a file: tqdm's own check
+])
+def test_a_bar_is_drawn_only_on_a_terminal_when_not_quiet_and_not_in_ci(
+        restored_logger, monkeypatch, quiet, ci, terminal, drawn):
+    stream = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setenv("CI", ci)
+    progress.configure(level="INFO", quiet=quiet)
+    with progress.bar(total=3, desc="work") as bar:
+        bar.update(3)
+    assert ("work" in stream.getvalue()) == drawn
