@@ -46,6 +46,11 @@ def friendly_errors(command):
     return wrapper
 
 
+def stage(command):
+    """A stage command: gets the ``Context`` and reports the project's errors in one line."""
+    return click.pass_obj(friendly_errors(command))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default="data",
               envvar="SER_DATA_DIR", help="Corpus and index folder [env SER_DATA_DIR].")
@@ -75,6 +80,14 @@ members_option = click.option(
     "--members", type=options.MEMBERS, default=None,
     help="Ensemble members per run, trained from seeds SEED, SEED+1, ... with their "
          "probabilities averaged (default: the recipe's, TrainConfig.members).")
+
+
+def seed_option(envvar: str, what: str):
+    """``--seed`` of one stage: each stage owns its seed (docs/architecture.md, Seeds)."""
+    return click.option("--seed", type=options.SEED, default=0, envvar=envvar,
+                        help=f"{what} [env {envvar}]")
+
+
 tta_option = click.option(
     "--tta/--no-tta", default=True,
     help="Score each window as it is and in mild pitch / shift / speed variants, "
@@ -86,8 +99,7 @@ tta_option = click.option(
               help="A local zip, a folder of Actor_XX/ clips, or a URL (default: the official "
                    "Zenodo archive) [env SER_SOURCE].")
 @click.option("--force", is_flag=True, help="Fetch / unpack again even if done.")
-@click.pass_obj
-@friendly_errors
+@stage
 def download(obj: Context, source, force):
     """Fetch the RAVDESS speech corpus (checksum, resume), or use a local copy."""
     from pipeline.download import download as run
@@ -99,12 +111,10 @@ def download(obj: Context, source, force):
 @cli.command()
 @click.option("--folds", type=options.FOLDS, default=5,
               help="Number of actor-disjoint cross-validation folds.")
-@click.option("--seed", type=options.SEED, default=0, envvar="SER_SPLIT_SEED",
-              help="Split seed: which actors go to which fold, and the random clip-level "
-                   "split. Changing it re-extracts nothing [env SER_SPLIT_SEED].")
+@seed_option("SER_SPLIT_SEED", "Split seed: which actors go to which fold, and the random "
+                               "clip-level split. Changing it re-extracts nothing.")
 @click.option("--force", is_flag=True, help="Re-index even if the corpus is unchanged.")
-@click.pass_obj
-@friendly_errors
+@stage
 def index(obj: Context, folds, seed, force):
     """Index every clip from its file name and assign actor-disjoint folds."""
     from pipeline.index import IndexConfig, build_index, summary
@@ -117,6 +127,8 @@ def index(obj: Context, folds, seed, force):
 @cli.command()
 @click.option("--jobs", "-j", type=options.JOBS, default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Worker processes.")
+@seed_option("SER_AUGMENT_SEED", "Augmentation seed: each copy's draws come from (seed, "
+                                 "clip, copy).")
 @click.option("--copies", type=options.COPIES, default=None,
               help="Augmented copies per clip (default from the feature config).")
 @click.option("--window-seconds", type=options.WINDOW_SECONDS, default=None,
@@ -124,12 +136,8 @@ def index(obj: Context, folds, seed, force):
 @click.option("--n-mels", type=options.N_MELS, default=None, help="Mel bands (= MFCCs).")
 @click.option("--max-failure-share", type=options.SHARE, default=0.05,
               help="Fail the stage if more than this share of clips cannot be read.")
-@click.option("--seed", type=options.SEED, default=0, envvar="SER_AUGMENT_SEED",
-              help="Augmentation seed: each copy's draws come from (seed, clip, copy) "
-                   "[env SER_AUGMENT_SEED].")
 @click.option("--force", is_flag=True, help="Recompute every shard.")
-@click.pass_obj
-@friendly_errors
+@stage
 def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_share, seed, force):
     """Compute clean + augmented MFCC/log-mel tensors into HDF5 shards (cached)."""
     import dataclasses
@@ -167,13 +175,11 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
 @members_option
 @click.option("--device", default="auto", envvar="SER_DEVICE",
               help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps [env SER_DEVICE].")
-@click.option("--seed", type=options.SEED, default=0, envvar="SER_TRAIN_SEED",
-              help="Training seed (initialisation, batch order, masks, dropout); member m "
-                   "trains from SEED+m. The split's seed is index's [env SER_TRAIN_SEED].")
+@seed_option("SER_TRAIN_SEED", "Training seed (initialisation, batch order, masks, dropout); "
+                               "member m trains from SEED+m. The split's seed is index's.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
 @click.option("--force", is_flag=True, help="Retrain even if a finished run matches.")
-@click.pass_obj
-@friendly_errors
+@stage
 def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, resume, force):
     """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
     import dataclasses
@@ -239,8 +245,7 @@ def _folds(obj: Context, fold: str, final: bool) -> list:
               show_default="all cores", help="Feature workers (audio read for test-time views).")
 @members_option
 @tta_option
-@click.pass_obj
-@friendly_errors
+@stage
 def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta):
     """Per-emotion and summary metrics on held-out folds, or a bundle on a folder."""
     from pipeline import evaluate as evaluation
@@ -284,8 +289,7 @@ def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta
                    "refused when that report was measured on other runs, members or views.")
 @members_option
 @tta_option
-@click.pass_obj
-@friendly_errors
+@stage
 def export(obj: Context, run, out, test_figures, members, tta):
     """Write a self-contained model bundle (weights, configs, labels, test-time views,
     provenance)."""
@@ -312,8 +316,7 @@ def export(obj: Context, run, out, test_figures, members, tta):
 @click.option("--jobs", "-j", type=options.JOBS, default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers.")
 @tta_option
-@click.pass_obj
-@friendly_errors
+@stage
 def predict(obj: Context, inputs, bundle_path, output, windows, jobs, tta):
     """Predict the emotion of audio files or folders (WAV/FLAC/OGG/MP3, any rate)."""
     from pipeline import bundle as bundles
