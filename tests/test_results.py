@@ -1,0 +1,73 @@
+"""Tests of pipeline/results.py: the verdict, the timeline record and the output files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.results import (FileResult, format_single, format_table, timeline_record, verdict,
+                              write_results)
+
+LABELS = ("calm", "sad", "angry")
+
+
+def _scored(path: str) -> FileResult:
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    speech = [3.0, 1.0]
+    mean = verdict(probs, speech)
+    segments = [timeline_record(path, start_s=s, end_s=s + 2.5, speech_s=w, probabilities=p,
+                                labels=LABELS)
+                for s, w, p in zip((0.0, 3.0), speech, probs)]
+    return FileResult(path, emotion=LABELS[int(mean.argmax())], confidence=float(mean.max()),
+                      probabilities=dict(zip(LABELS, mean)), notes=["4.00 s of speech"],
+                      segments=segments)
+
+
+def test_the_verdict_weights_segments_by_their_seconds_of_speech():
+    mean = verdict(np.array([[1.0, 0.0], [0.0, 1.0]]), [3.0, 1.0])
+    np.testing.assert_allclose(mean, [0.75, 0.25])
+    np.testing.assert_allclose(verdict(np.array([[0.2, 0.8]]), [0.4]), [0.2, 0.8])
+
+
+def test_a_timeline_record_names_the_segment_and_its_best_emotion():
+    record = timeline_record("a.wav", start_s=1.23456, end_s=4.0, speech_s=2.0,
+                             probabilities=np.array([0.1, 0.6, 0.3]), labels=LABELS)
+    assert record["start_s"] == 1.235 and record["emotion"] == "sad"
+    assert record["confidence"] == pytest.approx(0.6) and record["angry"] == pytest.approx(0.3)
+
+
+def test_csv_has_one_row_per_file_and_the_timeline_one_per_segment(tmp_path):
+    results = [_scored("a.wav"), FileResult("b.wav", error="no speech detected")]
+    write_results(results, tmp_path / "out.csv", LABELS)
+    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert [r["path"] for r in rows] == ["a.wav", "b.wav"]
+    assert rows[0]["emotion"] == "calm" and float(rows[0]["calm"]) == pytest.approx(0.55)
+    assert rows[1]["confidence"] == "" and rows[1]["error"] == "no speech detected"
+    write_results(results, tmp_path / "timeline.csv", LABELS, windows=True)
+    rows = list(csv.DictReader(open(tmp_path / "timeline.csv")))
+    assert [(r["file"], r["emotion"]) for r in rows] == [("a.wav", "calm"), ("a.wav", "angry"),
+                                                          ("b.wav", "")]
+
+
+def test_jsonl_is_strict_json_with_null_for_a_file_without_a_verdict(tmp_path):
+    results = [_scored("a.wav"), FileResult("b.wav", error="unreadable")]
+    write_results(results, tmp_path / "out.jsonl", LABELS, windows=True)
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert lines[0]["notes"] == ["4.00 s of speech"] and len(lines[0]["segments"]) == 2
+    assert lines[1]["confidence"] is None and lines[1]["probabilities"] is None
+    assert "NaN" not in (tmp_path / "out.jsonl").read_text()
+    with pytest.raises(PipelineError, match="use a .csv or .jsonl"):
+        write_results(results, tmp_path / "out.txt", LABELS)
+
+
+def test_terminal_text_shows_the_verdict_every_emotion_and_errors():
+    text = format_single(_scored("a.wav"), LABELS, windows=True)
+    assert text.splitlines()[0] == "Predicted emotion: calm with 55.00% confidence"
+    assert "3.00-   5.50 s  angry" in text and "note: 4.00 s of speech" in text
+    assert format_single(FileResult("b.wav", error="x"), LABELS) == "b.wav: error: x"
+    table = format_table([_scored("a.wav"), FileResult("long/name.wav", error="x")])
+    assert table.splitlines()[1].split()[:3] == ["a.wav", "calm", "55.00%"]
