@@ -88,6 +88,11 @@ def seed_option(envvar: str, what: str):
                         help=f"{what} [env {envvar}]")
 
 
+scheduler_option = click.option(
+    "--scheduler", envvar="SER_DASK_SCHEDULER", default=None, metavar="ADDRESS",
+    help="Run the per-item work on the Dask cluster at ADDRESS (tcp://host:8786) instead of "
+         "--jobs local workers; needs 'pip install ser-pipeline[dask]' and a filesystem the "
+         "workers share [env SER_DASK_SCHEDULER].")
 tta_option = click.option(
     "--tta/--no-tta", default=True,
     help="Score each window as it is and in mild pitch / shift / speed variants, "
@@ -137,8 +142,10 @@ def index(obj: Context, folds, seed, force):
 @click.option("--max-failure-share", type=options.SHARE, default=0.05,
               help="Fail the stage if more than this share of clips cannot be read.")
 @click.option("--force", is_flag=True, help="Recompute every shard.")
+@scheduler_option
 @stage
-def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_share, seed, force):
+def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_share, seed, force,
+            scheduler):
     """Compute clean + augmented MFCC/log-mel tensors into HDF5 shards (cached)."""
     import dataclasses
 
@@ -157,7 +164,7 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
         config = dataclasses.replace(
             config, features=dataclasses.replace(config.features, **feature_changes))
     result = run(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir, config=config,
-                 jobs=jobs, force=force)
+                 jobs=jobs, force=force, scheduler=scheduler)
     state = "cache hit" if result.cached else f"{result.seconds:.1f} s"
     click.echo(f"features: {result.rows} rows from {result.clips} clips in {result.features_dir} "
                f"({state}; {len(result.failures)} clip(s) failed)")
@@ -316,8 +323,9 @@ def export(obj: Context, run, out, test_figures, members, tta):
 @click.option("--jobs", "-j", type=options.JOBS, default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers.")
 @tta_option
+@scheduler_option
 @stage
-def predict(obj: Context, inputs, bundle_path, output, windows, jobs, tta):
+def predict(obj: Context, inputs, bundle_path, output, windows, jobs, tta, scheduler):
     """Predict the emotion of audio files or folders (WAV/FLAC/OGG/MP3, any rate)."""
     from pipeline import bundle as bundles
     from pipeline.predict import predict_files
@@ -331,7 +339,7 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, tta):
         check_writable(output)
     loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
     model_threads(jobs)
-    results = predict_files(list(inputs), loaded, jobs=jobs, tta=tta)
+    results = predict_files(list(inputs), loaded, jobs=jobs, tta=tta, scheduler=scheduler)
     if output:
         write_results(results, output, loaded.labels, windows=windows)
         failed = sum(1 for r in results if r.error)

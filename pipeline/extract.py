@@ -155,19 +155,21 @@ def _is_done(task: ShardTask) -> bool:
 
 
 def extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig = ExtractConfig(),
-            jobs: int = 1, force: bool = False) -> ExtractResult:
+            jobs: int = 1, force: bool = False, scheduler: str | None = None) -> ExtractResult:
     """Run the stage (see module docstring). Returns where the store is and its counts.
-    The store is locked meanwhile (``pipeline.locks``): a second extract into it is
-    refused with ``LockedError`` naming the process that holds it."""
+    ``scheduler``: the address of a Dask cluster to build the shards on instead of
+    ``jobs`` local workers (``pipeline.engines``: the same shards either way). The store
+    is locked meanwhile (``pipeline.locks``): a second extract into it is refused with
+    ``LockedError`` naming the process that holds it."""
     from pipeline.locks import job_lock
 
     with job_lock(layout.features_dir(artifacts_dir), "extract"):
-        return _extract(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config,
-                        jobs=jobs, force=force)
+        return _extract(data_dir=data_dir, artifacts_dir=Path(artifacts_dir).resolve(),
+                        config=config, jobs=jobs, force=force, scheduler=scheduler)
 
 
 def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs: int,
-             force: bool) -> ExtractResult:
+             force: bool, scheduler: str | None) -> ExtractResult:
     started = time.perf_counter()
     out_dir = layout.features_dir(artifacts_dir)
     clips = clips_hash(load_index(data_dir))
@@ -194,9 +196,10 @@ def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs
     n_clips = sum(len(t.clips) for t in tasks)
     if len(pending) < len(tasks):
         log.info("resuming: %d of %d shards already complete", len(tasks) - len(pending), len(tasks))
-    log.info("extracting %d clips x %d copies with %d worker(s)",
-             sum(len(t.clips) for t in pending), config.augment.copies + 1, jobs)
-    for _ in _run(pending, jobs=jobs):
+    log.info("extracting %d clips x %d copies %s", sum(len(t.clips) for t in pending),
+             config.augment.copies + 1,
+             f"on the Dask cluster at {scheduler}" if scheduler else f"with {jobs} worker(s)")
+    for _ in _run(pending, jobs=jobs, scheduler=scheduler):
         pass  # each shard is on disk when its report arrives
 
     shards, failures, rows = [], {}, 0
@@ -232,20 +235,14 @@ def _json_attr(value) -> dict:
     return json.loads(value) if isinstance(value, (str, bytes)) else dict(value)
 
 
-def _run(tasks: list[ShardTask], *, jobs: int):
-    """Build shards, in this process (jobs=1) or in joblib process workers."""
-    total = sum(len(t.clips) for t in tasks)
-    with bar(total=total, desc="extract", unit="clip") as progress:
-        if jobs == 1:
-            for task in tasks:
-                report = build_shard(task)
-                progress.update(report["clips"])
-                yield report
-            return
-        from joblib import Parallel, delayed, parallel_config
+def _run(tasks: list[ShardTask], *, jobs: int, scheduler: str | None):
+    """Build shards: here (jobs=1), in joblib process workers, or on a Dask cluster
+    (``pipeline.engines``); each task writes its own shard file."""
+    from pipeline.engines import run
 
-        with parallel_config(backend="loky", inner_max_num_threads=1):
-            runner = Parallel(n_jobs=jobs, return_as="generator_unordered")
-            for report in runner(delayed(build_shard)(task) for task in tasks):
-                progress.update(report["clips"])
-                yield report
+    shared = tasks[0].out_path.parent if tasks else None
+    with bar(total=sum(len(t.clips) for t in tasks), desc="extract", unit="clip") as progress:
+        for report in run(build_shard, tasks, jobs=jobs, scheduler=scheduler, ordered=False,
+                          shared_path=shared):
+            progress.update(report["clips"])
+            yield report

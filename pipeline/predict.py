@@ -79,29 +79,30 @@ def file_windows(path: Path, config: FeatureConfig,
 
 
 def _featurize(paths: list[Path], config: FeatureConfig, views: tuple[AugmentParams, ...], *,
-               jobs: int, progress):
-    """Yield ``FileFeatures`` in input order, computed by ``jobs`` processes."""
-    if jobs == 1 or len(paths) < 8:
-        for path in paths:
-            yield file_windows(path, config, views)
-            progress.update(1)
-        return
-    from joblib import Parallel, delayed, parallel_config
-    from joblib.externals.loky.process_executor import TerminatedWorkerError
+               jobs: int, scheduler: str | None, progress):
+    """Yield ``FileFeatures`` in input order, computed here, by ``jobs`` local processes
+    or on the Dask cluster at ``scheduler`` (``pipeline.engines``)."""
+    from pipeline.engines import WorkerKilled, bind, run
 
+    task = bind(file_windows, config=config, views=views)
+    if scheduler:  # workers may start elsewhere: absolute paths, reported as given
+        items = [Path(p).resolve() for p in paths]
+    else:
+        items = paths
+        jobs = 1 if len(paths) < 8 else jobs
     done = 0
     try:
-        with parallel_config(backend="loky", inner_max_num_threads=1):
-            runner = Parallel(n_jobs=jobs, return_as="generator", batch_size=8)
-            for item in runner(delayed(file_windows)(path, config, views) for path in paths):
-                progress.update(1)
-                done += 1
-                yield item
-    except TerminatedWorkerError:
-        # the operating system killed a worker, most likely for memory: one of the next
-        # batch's files decodes to more than this machine holds
-        raise PipelineError(f"a feature worker was killed (out of memory?) while reading one "
-                            f"of {', '.join(map(str, paths[done:done + 8 * jobs]))}: score "
+        for path, feats in zip(paths, run(task, items, jobs=jobs, scheduler=scheduler,
+                                          batch_size=8, shared_path=Path(items[0]).parent)):
+            feats.path = str(path)
+            progress.update(1)
+            done += 1
+            yield feats
+    except WorkerKilled as exc:
+        # most likely killed for memory: one of the next batch's files decodes to more
+        # than this machine holds
+        raise PipelineError(f"{exc} while reading one of "
+                            f"{', '.join(map(str, paths[done:done + 8 * max(jobs, 1)]))}: score "
                             "long recordings on their own with --jobs 1, or split them") from None
 
 
@@ -140,11 +141,13 @@ def _score_pending(scorer, pending: list) -> None:
 
 
 def predict_files(inputs: list[str | Path], scorer, *, jobs: int = 1, tta: bool = True,
-                  batch_windows: int = 256) -> list[FileResult]:
+                  batch_windows: int = 256, scheduler: str | None = None) -> list[FileResult]:
     """Score every file with ``scorer`` (``pipeline.scorer.Scorer``: its model, feature
     config, labels and test-time views; ``tta=False``: the clean window alone); results
-    in input order, one per file. Leaves torch's thread count as the caller set it (the
-    CLI sets it from ``jobs``). Raises ``PipelineError`` when ``inputs`` hold no audio."""
+    in input order, one per file. Features are computed by ``jobs`` local processes, or
+    on the Dask cluster at ``scheduler``; the model runs here. Leaves torch's thread
+    count as the caller set it (the CLI sets it from ``jobs``). Raises ``PipelineError``
+    when ``inputs`` hold no audio."""
     from pipeline.progress import bar
 
     paths = expand_inputs(inputs)
@@ -156,7 +159,7 @@ def predict_files(inputs: list[str | Path], scorer, *, jobs: int = 1, tta: bool 
     with bar(total=len(paths), desc="predict", unit="file") as progress:
         views = scorer.views if tta else CLEAN
         for feats in _featurize(paths, scorer.feature_config, views, jobs=jobs,
-                                progress=progress):
+                                scheduler=scheduler, progress=progress):
             result = FileResult(feats.path, error=feats.error, notes=feats.notes,
                                 audio_sha256=feats.audio_sha256)
             results.append(result)

@@ -68,7 +68,8 @@ def test_a_killed_feature_worker_is_one_line_naming_the_files(trained, monkeypat
     files = sorted(trained.corpus.rglob("*.wav"))[:12]
     assert any(p.name.startswith("03-01-03") for p in files)
     monkeypatch.setattr(predict_module, "file_windows", dying)
-    with pytest.raises(PipelineError, match=r"a feature worker was killed \(out of memory\?\)"):
+    with pytest.raises(PipelineError, match=r"a worker process was killed \(out of memory\?\) "
+                                            r"while reading one of"):
         predict_files(files, trained.bundle, jobs=2)
 
 
