@@ -183,15 +183,9 @@ def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs
         return ExtractResult(out_dir, done["rows"], done["clips"], done["failures"], True,
                              time.perf_counter() - started)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path.unlink(missing_ok=True)  # from here on, the old store is not current
-    for leftover in out_dir.glob(f".{layout.SHARD_PATTERN}.*.tmp"):
-        leftover.unlink()
     tasks = plan_shards(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config, key=key)
-    planned = {t.out_path.name for t in tasks}
-    for stray in out_dir.glob(layout.SHARD_PATTERN):
-        if stray.name not in planned:
-            stray.unlink()
+    _clear_unplanned(out_dir, tasks)
     pending = [t for t in tasks if force or not _is_done(t)]
     n_clips = sum(len(t.clips) for t in tasks)
     if len(pending) < len(tasks):
@@ -229,6 +223,17 @@ def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs
         rows=rows, clips=n_clips, failures=failures, shards=shards, jobs=jobs,
         seconds=round(seconds, 2), label_map=list(ravdess.EMOTIONS)))
     return ExtractResult(out_dir, rows, n_clips, failures, False, seconds)
+
+
+def _clear_unplanned(out_dir: Path, tasks: list[ShardTask]) -> None:
+    """Remove dead writers' temporaries and shards no task plans (another shard size)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in out_dir.glob(f".{layout.SHARD_PATTERN}.*.tmp"):
+        leftover.unlink()
+    planned = {t.out_path.name for t in tasks}
+    for stray in out_dir.glob(layout.SHARD_PATTERN):
+        if stray.name not in planned:
+            stray.unlink()
 
 
 def _json_attr(value) -> dict:
