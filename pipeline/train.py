@@ -26,18 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import faults, layout, ravdess
+from pipeline import distributed, faults, layout
+from pipeline.batches import derived_seed, mixup_weight, spec_augment
 from pipeline.checkpoints import load_checkpoint, save_checkpoint
-from pipeline.batches import (balanced_weights, derived_seed, mixup_weight, normalisation_stats,
-                              spec_augment)
 from pipeline.devices import pick_device
 from pipeline.errors import PipelineError, TrainingError
 from pipeline.index import index_record, load_index
-from pipeline.metrics import confusion, summarise
-from pipeline.model import logits_for, save_model
-from pipeline.optim import optimiser_and_schedule
+from pipeline.model import save_model
 from pipeline.progress import log
 from pipeline.recipe import TrainConfig
+from pipeline.session import Session
 from pipeline.splits import Split, split_for, split_key
 from pipeline.stages import (code_hash, hash_obj, manifest, read_json, strict_json,
                              write_json_atomic, write_text_atomic)
@@ -59,12 +57,13 @@ class TrainingInterrupted(PipelineError):
 
 
 def run_key(config: TrainConfig, *, features_key: str, fold: int | str | None,
-            split: dict | None) -> str:
+            split: dict | None, world_size: int = 1) -> str:
     """The cache key of one member's run: its recipe (``member_key``: not the member
-    count), the features' key, the fold, the split that fold depends on (``split_key``)
-    and the training code (``stages.code_hash``)."""
+    count), the features' key, the fold, the split that fold depends on (``split_key``),
+    the training code (``stages.code_hash``) and, under torchrun, the process count."""
     return hash_obj({"train": config.member_key(), "features": features_key, "fold": fold,
-                     "split": split, "code": code_hash(__name__)})
+                     "split": split, "code": code_hash(__name__),
+                     **({"world_size": world_size} if world_size > 1 else {})})
 
 
 def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainConfig(),
@@ -94,8 +93,12 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     config = replace(config, model=replace(config.model, n_mels=int(store.features.shape[2])),
                      seed=config.seed + member)
     run = layout.member_run(layout.run_name(fold), member)
+    dev = pick_device(device)
+    group = distributed.join(dev)
+    dev = distributed.rank_device(dev, group)
     key = run_key(config, features_key=store.manifest["key"], fold=fold,
-                  split=split_key(store, fold, split_seed=split_seed))
+                  split=split_key(store, fold, split_seed=split_seed),
+                  world_size=group.world_size if group else 1)
     done = read_json(layout.run_manifest(artifacts_dir, run))
     if (done and done.get("key") == key and layout.model_file(artifacts_dir, run).exists()
             and not force):
@@ -104,17 +107,18 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
         return TrainResult(layout.run_dir(artifacts_dir, run), done["best_epoch"],
                            done["epochs_run"], done.get("val"), 0.0, cached=True)
     split = _checked_split(store, fold, config, split_seed)
-    dev = pick_device(device)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(config.seed)  # initialisation
-        session = _Session.start(store, split, config, dev)
+        torch.manual_seed(config.seed)  # initialisation: the same on every rank
+        session = Session.start(store, split, config, dev, group)
         state = load_checkpoint(layout.checkpoint_file(artifacts_dir, run), key, session,
                                 resume=resume)
         layout.run_dir(artifacts_dir, run).mkdir(parents=True, exist_ok=True)
-        layout.run_manifest(artifacts_dir, run).unlink(missing_ok=True)
-        log.info("%s: %d training rows (%d actors), %d validation, %d test rows; device %s", run,
-                 len(split.train), len(split.actors(store.actor)["train"]), len(split.val),
-                 len(split.test), dev)
+        if group is None or group.is_main:
+            layout.run_manifest(artifacts_dir, run).unlink(missing_ok=True)
+        distributed.barrier(group)  # every rank has read the checkpoint before it changes
+        log.info("%s: %d training rows (%d actors), %d validation, %d test rows; device %s%s",
+                 run, len(split.train), len(split.actors(store.actor)["train"]), len(split.val),
+                 len(split.test), dev, f"; {group.world_size} processes" if group else "")
         _epochs(session, state, artifacts_dir=artifacts_dir, run=run, key=key)
     session.model.load_state_dict(state["best_state"])
     val = session.validate() if len(split.val) else None
@@ -122,16 +126,18 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
             "actors": split.actors(store.actor), "best_epoch": state["best_epoch"],
             "epochs_run": state["epoch"], "val": val, "seed": config.seed, "member": member,
             "split_seed": split_seed, "index_hash": index_record(data_dir)["index_hash"],
-            "features_key": store.manifest["key"], "train_code": code_hash(__name__)}
-    save_model(layout.model_file(artifacts_dir, run), session.model,
-               train_config=config.to_dict(),
-               feature_config=store.manifest["config"]["features"], info=info)
-    seconds = time.perf_counter() - started
-    write_json_atomic(layout.run_manifest(artifacts_dir, run), manifest(
-        stage="train", key=key, config=config.to_dict(), seconds=round(seconds, 1),
-        device=str(dev), **info))
+            "features_key": store.manifest["key"], "train_code": code_hash(__name__),
+            "world_size": group.world_size if group else 1}
+    if group is None or group.is_main:
+        save_model(layout.model_file(artifacts_dir, run), session.model,
+                   train_config=config.to_dict(),
+                   feature_config=store.manifest["config"]["features"], info=info)
+        write_json_atomic(layout.run_manifest(artifacts_dir, run), manifest(
+            stage="train", key=key, config=config.to_dict(), device=str(dev),
+            seconds=round(time.perf_counter() - started, 1), **info))
+    distributed.barrier(group)  # the run is on disk before any rank goes on
     return TrainResult(layout.run_dir(artifacts_dir, run), state["best_epoch"], state["epoch"],
-                       val, seconds)
+                       val, time.perf_counter() - started)
 
 
 def _checked_split(store: FeatureStore, fold, config: TrainConfig, split_seed: int) -> Split:
@@ -145,61 +151,17 @@ def _checked_split(store: FeatureStore, fold, config: TrainConfig, split_seed: i
     return split
 
 
-@dataclass
-class _Session:
-    """What one run's epochs share: the model, the data as tensors, the optimiser."""
-
-    model: "torch.nn.Module"
-    optimiser: "torch.optim.Optimizer"
-    schedule: "torch.optim.lr_scheduler.LRScheduler"
-    features: "torch.Tensor"
-    labels: "torch.Tensor"
-    label_column: np.ndarray
-    class_weights: "torch.Tensor | None"
-    split: Split
-    config: TrainConfig
-    device: "torch.device"
-
-    @classmethod
-    def start(cls, store: FeatureStore, split: Split, config: TrainConfig, dev) -> "_Session":
-        import torch
-
-        from pipeline.model import EmotionCNN
-
-        model = EmotionCNN(config.model)
-        mean, std = normalisation_stats(store.features, split.train)
-        model.set_normalisation(torch.from_numpy(mean), torch.from_numpy(std))
-        model.to(dev)
-        features = torch.from_numpy(store.features)
-        if dev.type == "cuda":
-            features = features.to(dev)  # ~0.2 GB for RAVDESS x 3 copies: the data path stays on the GPU
-        labels = torch.from_numpy(store.label.astype(np.int64)).to(features.device)
-        weights = None
-        if config.balanced:
-            weights = torch.from_numpy(
-                balanced_weights(store.label[split.train], config.model.n_classes)).to(dev)
-        optimiser, schedule = optimiser_and_schedule(model, config, rows=len(split.train))
-        return cls(model, optimiser, schedule, features, labels, store.label, weights, split,
-                   config, dev)
-
-    def validate(self) -> dict:
-        """Metrics of the model as it is now on the validation rows."""
-        predicted = logits_for(self.model, self.features, self.split.val,
-                               device=self.device).argmax(1)
-        return summarise(confusion(self.label_column[self.split.val], predicted,
-                                   len(ravdess.EMOTIONS)), ravdess.EMOTIONS)
-
-
-def _epochs(session: _Session, state: dict, *, artifacts_dir: Path, run: str, key: str) -> None:
+def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key: str) -> None:
     """Train from the epoch after ``state["epoch"]`` to the last (or early stop), keeping
     the best weights, checkpointing and logging every epoch; ``state`` is updated."""
     config, split = session.config, session.split
     without_gain = state["epoch"] - state["best_epoch"]  # carried over on --resume
     try:
         for epoch in range(state["epoch"] + 1, config.epochs + 1):
-            record = train_epoch(session.model, session.optimiser, session.schedule,
+            record = train_epoch(session.network, session.optimiser, session.schedule,
                                  session.features, session.labels, split, config, epoch=epoch,
-                                 device=session.device, class_weights=session.class_weights)
+                                 device=session.device, class_weights=session.class_weights,
+                                 group=session.group)
             if len(split.val):
                 val = session.validate()
                 record.update(val_wa=val["wa"], val_ua=val["ua"])
@@ -210,9 +172,10 @@ def _epochs(session: _Session, state: dict, *, artifacts_dir: Path, run: str, ke
             without_gain = 0 if improved else without_gain + 1
             state["epoch"] = epoch
             state["history"].append(record)
-            save_checkpoint(layout.checkpoint_file(artifacts_dir, run), key, session, state)
-            write_text_atomic(layout.metrics_file(artifacts_dir, run),
-                              "".join(strict_json(r) + "\n" for r in state["history"]))
+            if session.group is None or session.group.is_main:
+                save_checkpoint(layout.checkpoint_file(artifacts_dir, run), key, session, state)
+                write_text_atomic(layout.metrics_file(artifacts_dir, run),
+                                  "".join(strict_json(r) + "\n" for r in state["history"]))
             log.info("epoch %3d  loss %.4f  train acc %.3f%s  %.0f samples/s", epoch,
                      record["train_loss"], record["train_acc"],
                      f"  val UA {record['val_ua']:.3f} WA {record['val_wa']:.3f}"
@@ -228,8 +191,11 @@ def _epochs(session: _Session, state: dict, *, artifacts_dir: Path, run: str, ke
 
 
 def train_epoch(model, optimiser, schedule, features, labels, split: Split, config: TrainConfig,
-                *, epoch: int, device, class_weights=None) -> dict:
-    """One epoch over ``split.train`` in an order drawn from (seed, epoch): normalise,
+                *, epoch: int, device, class_weights=None,
+                group: distributed.Group | None = None) -> dict:
+    """One epoch over ``split.train`` in an order drawn from (seed, epoch) (under torchrun,
+    ``group``: this rank's share, ``distributed.rank_order``; ``model`` may then be DDP
+    over the EmotionCNN): normalise,
     SpecAugment (``batches.spec_augment``), optional mixup, one optimiser and schedule
     step per batch, gradients clipped at ``config.grad_clip``. ``features`` ``(n, 2,
     n_mels, num_frames)`` and ``labels`` ``(n,)`` are torch tensors. Seeds the global
@@ -239,15 +205,21 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
     import torch
 
     model.train()
-    torch.manual_seed(derived_seed(config.seed, epoch, 1))  # dropout
-    generator = torch.Generator().manual_seed(derived_seed(config.seed, epoch, 2))
-    order = torch.from_numpy(split.train)[torch.randperm(len(split.train), generator=generator)]
+    core = getattr(model, "module", model)  # the EmotionCNN inside DDP
+    rank = (group.rank,) if group else ()
+    torch.manual_seed(derived_seed(config.seed, epoch, 1, *rank))  # dropout
+    generator = torch.Generator().manual_seed(derived_seed(config.seed, epoch, 2, *rank))
+    if group is None:
+        order = torch.from_numpy(split.train)[torch.randperm(len(split.train), generator=generator)]
+    else:  # this rank's share, from a sampler seeded alike on every rank
+        order = distributed.rank_order(split.train, group, seed=derived_seed(config.seed, 2),
+                                       epoch=epoch)
     totals = {"loss": 0.0, "correct": 0, "seen": 0}
     grad_norms = []
     t0 = time.perf_counter()
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size].to(features.device)
-        x = spec_augment(model.normalise(features[index].to(device, non_blocking=True)),
+        x = spec_augment(core.normalise(features[index].to(device, non_blocking=True)),
                          config, generator)
         y = labels[index].to(device)
         lam = mixup_weight(config, epoch=epoch, start=start)

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from pipeline import layout, ravdess
+from pipeline import session as session_module
 from pipeline import train as train_module
 from pipeline.augment import AugmentConfig, AugmentParams
 from pipeline.errors import StaleInputError, TrainingError
@@ -215,7 +216,7 @@ def test_balanced_loss_uses_training_rows_and_reaches_the_optimiser(store, monke
         seen.append(labels.copy())
         return np.linspace(0.2, 2.0, n_classes, dtype=np.float32)
 
-    monkeypatch.setattr(train_module, "balanced_weights", skewed)
+    monkeypatch.setattr(session_module, "balanced_weights", skewed)
     weights = {}
     for balanced in (False, True):
         result = train(data_dir=data_dir, artifacts_dir=artifacts_dir,
@@ -428,7 +429,7 @@ def test_resume_keeps_early_stopping_count(store, tmp_path, monkeypatch):
         return {"wa": 0.6 - 0.1 * current["epoch"], "ua": 0.6 - 0.1 * current["epoch"]}
 
     monkeypatch.setattr(train_module, "train_epoch", counting_epoch)
-    monkeypatch.setattr(train_module, "summarise", scripted_val)  # the validation metrics
+    monkeypatch.setattr(session_module, "summarise", scripted_val)  # the validation metrics
     whole = _run(write_store(tmp_path / "whole"), config, fold=0)
     assert whole.epochs_run == 3 and whole.best_epoch == 1
 
