@@ -56,7 +56,10 @@ def mix_channels(samples: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _highpass(sample_rate: int, cutoff_hz: float, order: int) -> tuple[np.ndarray, np.ndarray]:
+def highpass_sos(sample_rate: int, cutoff_hz: float, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(sos, zi)`` of ``remove_dc``'s Butterworth high-pass: second-order sections and
+    the state for a unit constant input (``scipy.signal.sosfilt_zi``); for filtering a
+    stream block by block, carrying the state."""
     from scipy import signal
 
     sos = signal.butter(order, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
@@ -76,7 +79,7 @@ def remove_dc(y: np.ndarray, *, sample_rate: int, cutoff_hz: float = 60.0,
     y = np.asarray(y, dtype=np.float64)
     if y.size == 0:
         return y.astype(np.float32)
-    sos, zi = _highpass(int(sample_rate), float(cutoff_hz), int(order))
+    sos, zi = highpass_sos(int(sample_rate), float(cutoff_hz), int(order))
     out, _ = signal.sosfilt(sos, y, zi=zi * y[0])
     return out.astype(np.float32)
 

@@ -107,7 +107,7 @@ def _on_dask(function: Callable, items: list, address: str, *, ordered: bool,
         futures = client.map(function, items, pure=False)
         done = 0
         try:
-            stream = futures if ordered else as_completed(futures)
+            stream = futures if ordered else as_completed(futures, loop=client.loop)
             for future in stream:
                 result = future.result()
                 done += 1

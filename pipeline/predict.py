@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -144,30 +145,109 @@ def predict_files(inputs: list[str | Path], scorer, *, jobs: int = 1, tta: bool 
                   batch_windows: int = 256, scheduler: str | None = None) -> list[FileResult]:
     """Score every file with ``scorer`` (``pipeline.scorer.Scorer``: its model, feature
     config, labels and test-time views; ``tta=False``: the clean window alone); results
-    in input order, one per file. Features are computed by ``jobs`` local processes, or
-    on the Dask cluster at ``scheduler``; the model runs here. Leaves torch's thread
-    count as the caller set it (the CLI sets it from ``jobs``). Raises ``PipelineError``
-    when ``inputs`` hold no audio."""
+    in input order, one per file (``iter_predictions``). Raises ``PipelineError`` when
+    ``inputs`` hold no audio."""
     from pipeline.progress import bar
 
+    paths = audio_files(inputs)
+    with bar(total=len(paths), desc="predict", unit="file") as progress:
+        return list(iter_predictions(paths, scorer, jobs=jobs, tta=tta, scheduler=scheduler,
+                                     batch_windows=batch_windows, progress=progress))
+
+
+def audio_files(inputs: list[str | Path]) -> list[Path]:
+    """``expand_inputs``, refusing inputs that hold no audio with ``PipelineError``."""
     paths = expand_inputs(inputs)
     if not paths:
         raise PipelineError(f"no audio files in {', '.join(map(str, inputs))} (formats: "
                             f"{', '.join(sorted(audio_suffixes()))}; hidden files are skipped)")
-    results: list[FileResult] = []
+    return paths
+
+
+def iter_predictions(paths: list[Path], scorer, *, jobs: int = 1, tta: bool = True,
+                     batch_windows: int = 256, scheduler: str | None = None, progress=None,
+                     on_segment=None) -> Iterator[FileResult]:
+    """Yield each file's ``FileResult`` in input order as soon as it is scored. Files
+    longer than ``stream.STREAM_SECONDS`` are decoded and scored block by block here, in
+    bounded memory, each timeline record passed to ``on_segment`` as it is scored; the
+    others get their features from ``jobs`` local processes or the Dask cluster at
+    ``scheduler``. The model always runs here, with torch's threads as the caller set
+    them (the CLI sets them from ``jobs``)."""
+    from itertools import groupby
+
+    from pipeline import stream
+
+    views = scorer.views if tta else CLEAN
+    for long_files, run in groupby(paths, key=stream.is_long):
+        if long_files:
+            for path in run:
+                yield score_long_file(path, scorer, views=views, on_segment=on_segment)
+                if progress is not None:
+                    progress.update(1)
+        else:
+            yield from _score_files(list(run), scorer, views, jobs=jobs, scheduler=scheduler,
+                                    batch_windows=batch_windows, progress=progress)
+
+
+def _score_files(paths: list[Path], scorer, views, *, jobs: int, scheduler: str | None,
+                 batch_windows: int, progress) -> Iterator[FileResult]:
+    """Whole-file scoring: features in workers, the model here in batches of about
+    ``batch_windows`` windows x views; results yielded in order once scored."""
+    waiting: list[FileResult] = []  # in order, not yet yielded
     pending: list[tuple[FileFeatures, FileResult]] = []
-    with bar(total=len(paths), desc="predict", unit="file") as progress:
-        views = scorer.views if tta else CLEAN
-        for feats in _featurize(paths, scorer.feature_config, views, jobs=jobs,
-                                scheduler=scheduler, progress=progress):
-            result = FileResult(feats.path, error=feats.error, notes=feats.notes,
-                                audio_sha256=feats.audio_sha256)
-            results.append(result)
-            if feats.windows is not None:
-                pending.append((feats, result))
-                queued = sum(f.windows.shape[0] * f.windows.shape[1] for f, _ in pending)
-                if queued >= batch_windows:  # windows x views
-                    _score_pending(scorer, pending)
-                    pending.clear()
-        _score_pending(scorer, pending)
-    return results
+    for feats in _featurize(paths, scorer.feature_config, views, jobs=jobs,
+                            scheduler=scheduler, progress=progress):
+        result = FileResult(feats.path, error=feats.error, notes=feats.notes,
+                            audio_sha256=feats.audio_sha256)
+        waiting.append(result)
+        if feats.windows is not None:
+            pending.append((feats, result))
+        if sum(f.windows.shape[0] * f.windows.shape[1] for f, _ in pending) >= batch_windows \
+                or not pending:
+            _score_pending(scorer, pending)
+            pending.clear()
+            yield from waiting
+            waiting.clear()
+    _score_pending(scorer, pending)
+    yield from waiting
+
+
+def score_long_file(path: Path, scorer, *, views, on_segment=None) -> FileResult:
+    """Score one long file block by block (``pipeline.stream``), in bounded memory; each
+    segment's timeline record goes to ``on_segment`` as soon as it is scored. The
+    verdict weights the segments by their seconds of speech, as for any file."""
+    from pipeline import stream
+
+    result, bounds, probabilities = FileResult(str(path)), [], []
+    batch: list = []
+
+    def score(batch: list) -> None:
+        windows = np.stack([window_views(s.audio, scorer.feature_config, views) for s in batch])
+        for segment, p in zip(batch, scorer.probabilities(windows)):
+            record = timeline_record(str(path), start_s=segment.start_s, end_s=segment.end_s,
+                                     speech_s=segment.speech_s, probabilities=p,
+                                     labels=scorer.labels)
+            result.segments.append(record)
+            bounds.append(segment.speech_s)
+            probabilities.append(p)
+            if on_segment is not None:
+                on_segment(record)
+        batch.clear()
+
+    try:
+        for segment in stream.segments(Path(path), scorer.feature_config):
+            batch.append(segment)
+            if len(batch) * len(views) >= 64:
+                score(batch)
+        if batch:
+            score(batch)
+    except AudioError as exc:
+        result.error = str(exc).removeprefix(f"{path}: ")
+        return result
+    mean = verdict(np.array(probabilities), bounds)
+    best = int(mean.argmax())
+    result.emotion, result.confidence = scorer.labels[best], float(mean[best])
+    result.probabilities = {label: float(p) for label, p in zip(scorer.labels, mean)}
+    result.notes = [f"{sum(bounds):.2f} s of speech in {len(bounds)} segments (streamed in "
+                    f"{stream.BLOCK_SECONDS:.0f} s blocks)"]
+    return result

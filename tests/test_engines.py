@@ -24,7 +24,7 @@ def cluster():
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as local:
-        with Client(local) as client:
+        with Client(local, set_as_default=False) as client:  # as a user process has none
             yield local, client
 
 
