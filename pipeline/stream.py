@@ -63,8 +63,11 @@ def is_long(path: Path) -> bool:
     return info.frames > STREAM_SECONDS * info.samplerate
 
 
-class _Conditioner:
-    """Steps 1-3 with their state carried across blocks."""
+class Conditioner:
+    """Steps 1-3 of the module docstring with their state carried across blocks:
+    ``push`` takes float32 ``(num_frames, channels)`` at the file's rate and returns the
+    conditioned float32 ``(num_samples,)`` at ``sample_rate`` that is ready so far
+    (``last=True`` flushes the resampler)."""
 
     def __init__(self, file_rate: int, sample_rate: int, front_end):
         import soxr
@@ -82,7 +85,7 @@ class _Conditioner:
         peak = float(max(block.max(), -block.min())) if block.size else 0.0
         if peak > 1.0:
             block = block / np.float32(peak)
-        y = conditioning.mix_channels(block).astype(np.float64)
+        y = (conditioning.mix_channels(block) if len(block) else np.zeros(0)).astype(np.float64)
         if y.size:
             if self.zi is None:  # steady state for the first sample, as remove_dc starts
                 self.zi = self.zi_unit * y[0]
@@ -108,7 +111,7 @@ def segments(path: Path, features) -> Iterator[StreamSegment]:
         raise AudioError(f"{path}: not readable audio ({type(exc).__name__})") from None
     check_header(info.samplerate, info.channels, name=str(path))
     rate = features.sample_rate
-    conditioner = _Conditioner(info.samplerate, rate, features.front_end)
+    conditioner = Conditioner(info.samplerate, rate, features.front_end)
     buffer, offset, found = np.zeros(0, np.float32), 0, 0
     for block in blocks:
         buffer = np.concatenate([buffer, conditioner.push(block)])

@@ -12,7 +12,7 @@ from pipeline.model import EmotionCNN, Ensemble, ModelConfig
 from pipeline.scorer import Scorer
 from pipeline.views import CLEAN, TEST_VIEWS
 
-CONFIG = ModelConfig(n_mels=16, channels=(4, 8), hidden=8)
+CONFIG = ModelConfig(n_mels=64, channels=(4, 8), hidden=8)
 
 
 def _model(seed: int) -> EmotionCNN:
@@ -26,16 +26,16 @@ def _model(seed: int) -> EmotionCNN:
 
 
 def _windows(n: int, views: int) -> np.ndarray:
-    return np.random.default_rng(0).standard_normal((n, views, 2, 16, 24)).astype(np.float32)
+    return np.random.default_rng(0).standard_normal((n, views, 2, 64, 24)).astype(np.float32)
 
 
 def test_probabilities_are_the_mean_softmax_over_views():
-    scorer = Scorer(_model(0), FeatureConfig(n_mels=16), ravdess.EMOTIONS, TEST_VIEWS)
+    scorer = Scorer(_model(0), FeatureConfig(), ravdess.EMOTIONS, TEST_VIEWS)
     windows = _windows(3, len(TEST_VIEWS))
     probabilities = scorer.probabilities(windows)
     assert probabilities.shape == (3, len(ravdess.EMOTIONS))
     with torch.no_grad():
-        per_view = scorer.model(torch.from_numpy(windows.reshape(-1, 2, 16, 24))).softmax(1)
+        per_view = scorer.model(torch.from_numpy(windows.reshape(-1, 2, 64, 24))).softmax(1)
     expected = per_view.numpy().reshape(3, len(TEST_VIEWS), -1).mean(axis=1)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)  # folded batch norm
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -44,22 +44,22 @@ def test_probabilities_are_the_mean_softmax_over_views():
 def test_an_ensemble_scorer_averages_its_members():
     members = [_model(0), _model(1)]
     windows = _windows(4, 1)
-    ensemble = Scorer(Ensemble(members).eval(), FeatureConfig(n_mels=16), ravdess.EMOTIONS)
-    singles = [Scorer(m, FeatureConfig(n_mels=16), ravdess.EMOTIONS).probabilities(windows)
+    ensemble = Scorer(Ensemble(members).eval(), FeatureConfig(), ravdess.EMOTIONS)
+    singles = [Scorer(m, FeatureConfig(), ravdess.EMOTIONS).probabilities(windows)
                for m in members]
     np.testing.assert_allclose(ensemble.probabilities(windows), np.mean(singles, axis=0),
                                atol=1e-5)
 
 
 def test_with_views_changes_only_the_views():
-    scorer = Scorer(_model(0), FeatureConfig(n_mels=16), ravdess.EMOTIONS, TEST_VIEWS)
+    scorer = Scorer(_model(0), FeatureConfig(), ravdess.EMOTIONS, TEST_VIEWS)
     clean = scorer.with_views(CLEAN)
     assert clean.views == CLEAN and scorer.views == TEST_VIEWS
     assert clean.model is scorer.model and clean.feature_config == scorer.feature_config
 
 
 def test_a_batch_larger_than_one_forward_pass_scores_as_the_parts_do():
-    scorer = Scorer(_model(0), FeatureConfig(n_mels=16), ravdess.EMOTIONS)
+    scorer = Scorer(_model(0), FeatureConfig(), ravdess.EMOTIONS)
     windows = _windows(150, 1)  # more than FORWARD_BATCH windows
     whole = scorer.probabilities(windows)
     parts = np.concatenate([scorer.probabilities(windows[:70]), scorer.probabilities(windows[70:])])
@@ -76,10 +76,10 @@ def test_a_scorer_from_runs_is_the_runs_members(tmp_path, members):
     for member, run in enumerate(layout.member_runs("fold-0", members)):
         save_model(layout.model_file(tmp_path, run), _model(member),
                    train_config=TrainConfig(model=CONFIG, seed=member).to_dict(),
-                   feature_config=FeatureConfig(n_mels=16).to_dict(),
+                   feature_config=FeatureConfig().to_dict(),
                    info={"features_key": "f", "seed": member})
     scorer = from_run(tmp_path, "fold-0", members, CLEAN)
     assert scorer.views == CLEAN and scorer.labels == ravdess.EMOTIONS
-    assert scorer.feature_config == FeatureConfig(n_mels=16)
+    assert scorer.feature_config == FeatureConfig()
     assert [s["info"]["seed"] for s in scorer.saved] == list(range(members))
     assert isinstance(scorer.model, Ensemble) == (members > 1)
