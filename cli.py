@@ -322,14 +322,17 @@ def export(obj: Context, run, out, test_figures, members, tta):
                    "probabilities); with a .csv --output, one row per segment.")
 @click.option("--jobs", "-j", type=options.JOBS, default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers.")
+@click.option("--overwrite", is_flag=True,
+              help="Score every file again into an existing --output instead of resuming it.")
 @tta_option
 @scheduler_option
 @stage
-def predict(obj: Context, inputs, bundle_path, output, windows, jobs, tta, scheduler):
-    """Predict the emotion of audio files or folders (WAV/FLAC/OGG/MP3, any rate)."""
+def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite, tta, scheduler):
+    """Predict the emotion of audio files or folders (WAV/FLAC/OGG/MP3, any rate). With
+    --output, each file is written as it is scored, and a rerun resumes where it stopped."""
     from pipeline import bundle as bundles
     from pipeline.predict import predict_files
-    from pipeline.results import format_single, format_table, write_results
+    from pipeline.results import format_single, format_table
 
     if output and output.suffix.lower() not in (".csv", ".jsonl"):
         raise click.BadParameter(f"{output}: use a .csv or .jsonl file name", param_hint="--output")
@@ -339,20 +342,44 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, tta, sched
         check_writable(output)
     loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
     model_threads(jobs)
-    results = predict_files(list(inputs), loaded, jobs=jobs, tta=tta, scheduler=scheduler)
     if output:
-        write_results(results, output, loaded.labels, windows=windows)
-        failed = sum(1 for r in results if r.error)
-        click.echo(f"{len(results) - failed} file(s) scored into {output}"
-                   + (f" ({failed} more with an error row)" if failed else ""))
-    elif len(results) == 1:
-        click.echo(format_single(results[0], loaded.labels, windows=windows))
+        failed, total = _predict_into(output, list(inputs), loaded, jobs=jobs, tta=tta,
+                                      scheduler=scheduler, windows=windows,
+                                      resume=not overwrite)
     else:
-        click.echo(format_table(results))
-    failed = [r for r in results if r.error]
+        results = predict_files(list(inputs), loaded, jobs=jobs, tta=tta, scheduler=scheduler)
+        click.echo(format_single(results[0], loaded.labels, windows=windows)
+                   if len(results) == 1 else format_table(results))
+        failed, total = sum(1 for r in results if r.error), len(results)
     if failed:
-        raise click.ClickException(f"{len(failed)} of {len(results)} file(s) could not be "
-                                   "scored (see the error column)")
+        raise click.ClickException(f"{failed} of {total} file(s) could not be scored (see "
+                                   f"the error {'rows' if output else 'column'})")
+
+
+def _predict_into(output: Path, inputs: list[str], scorer, *, windows: bool, resume: bool,
+                  **options) -> tuple[int, int]:
+    """Score ``inputs`` into ``output`` file by file (``pipeline.sink``), resuming it
+    unless told not to; returns (files with an error row, files scored now)."""
+    from pipeline.predict import audio_files, iter_predictions
+    from pipeline.progress import bar
+    from pipeline.sink import ResultSink
+
+    paths = audio_files(inputs)
+    scored = failed = 0
+    with ResultSink(output, scorer.labels, windows=windows) as sink:
+        done = sink.start(resume=resume)
+        todo = [path for path in paths if str(path) not in done]
+        if len(todo) < len(paths):
+            click.echo(f"resuming {output}: {len(paths) - len(todo)} file(s) already in it are "
+                       "skipped (--overwrite scores them again)", err=True)
+        with bar(total=len(todo), desc="predict", unit="file") as progress:
+            for result in iter_predictions(todo, scorer, progress=progress,
+                                           on_segment=sink.segment, **options):
+                sink.file(result)
+                scored, failed = scored + 1, failed + bool(result.error)
+    click.echo(f"{scored - failed} file(s) scored into {output}"
+               + (f" ({failed} more with an error row)" if failed else ""))
+    return failed, scored
 
 
 if __name__ == "__main__":

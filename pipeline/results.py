@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError
 
 TIMELINE_FIELDS = ("file", "start_s", "end_s", "speech_s", "emotion", "confidence")
 
@@ -81,37 +80,14 @@ def timeline_rows(results: list[FileResult], labels: tuple[str, ...]) -> list[di
 
 def write_results(results: list[FileResult], out: Path, labels: tuple[str, ...], *,
                   windows: bool = False) -> None:
-    """``.csv`` (one row per file, the contract above; with ``windows``, the timeline
-    instead: one row per segment) or ``.jsonl`` (one line per file, with notes; with
-    ``windows``, its timeline records under ``segments``)."""
-    import csv
-    import io
+    """Write every result to ``out`` afresh, in the formats of ``pipeline.sink`` (which
+    also writes them one by one as they are scored, and resumes)."""
+    from pipeline.sink import ResultSink
 
-    from pipeline.stages import strict_json, write_text_atomic
-
-    out = Path(out)
-    if out.suffix.lower() == ".jsonl":
-        lines = []
-        for r in results:
-            record = {"path": r.path, "emotion": r.emotion or None,
-                      "confidence": None if r.error else r.confidence,
-                      "probabilities": r.probabilities or None, "error": r.error, "notes": r.notes}
-            if windows:
-                record["segments"] = r.segments
-            lines.append(strict_json(record) + "\n")
-        write_text_atomic(out, "".join(lines))
-    elif out.suffix.lower() == ".csv":
-        if windows:
-            columns, rows = [*TIMELINE_FIELDS, *labels, "error"], timeline_rows(results, labels)
-        else:
-            columns, rows = ["path", "emotion", "confidence", *labels, "error"], result_rows(results, labels)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(out, buffer.getvalue())
-    else:
-        raise PipelineError(f"--output {out}: use a .csv or .jsonl file name")
+    with ResultSink(out, labels, windows=windows) as sink:
+        sink.start(resume=False)
+        for result in results:
+            sink.file(result)
 
 
 def format_single(result: FileResult, labels: tuple[str, ...], *, windows: bool = False) -> str:

@@ -148,3 +148,22 @@ def prepare_store(root: Path, *, folds: int, copies: int = 1) -> tuple[Path, Pat
     extract(data_dir=data_dir, artifacts_dir=artifacts_dir,
             config=ExtractConfig(augment=AugmentConfig(copies=copies), shard_clips=16))
     return corpus, data_dir, artifacts_dir
+
+
+@pytest.fixture
+def hide_module(monkeypatch):
+    """``hide_module("matplotlib")``: from then on in the test, importing that package
+    fails as if it were not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def hide(package: str) -> None:
+        def fake_import(name, *args, **kwargs):
+            if name == package or name.startswith(package + "."):
+                raise ImportError(f"No module named '{package}'")
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", fake_import)
+
+    return hide

@@ -82,17 +82,8 @@ def test_an_unreachable_scheduler_names_the_address_and_the_fix():
         list(engines.run(abs, [1], scheduler="tcp://127.0.0.1:1"))
 
 
-def test_without_dask_the_message_says_how_to_install_it(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_dask(name, *args, **kwargs):
-        if name == "distributed" or name.startswith("distributed."):
-            raise ImportError("No module named 'distributed'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_dask)
+def test_without_dask_the_message_says_how_to_install_it(hide_module):
+    hide_module("distributed")
     with pytest.raises(PipelineError, match=r"pip install 'ser-pipeline\[dask\]'"):
         list(engines.run(abs, [1], scheduler="tcp://127.0.0.1:8786"))
 

@@ -292,18 +292,10 @@ def test_ensemble_evaluation_averages_the_members_probabilities(fold_runs):
                        folds=[0, 2], members=2)
 
 
-def test_without_matplotlib_the_json_report_is_written_and_the_png_skipped(tmp_path, monkeypatch):
-    import builtins
-
+def test_without_matplotlib_the_json_report_is_written_and_the_png_skipped(tmp_path, hide_module):
     from pipeline.evaluate import write_report
 
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name == "matplotlib" or name.startswith("matplotlib."):
-            raise ImportError("No module named 'matplotlib'")
-        return real_import(name, *args, **kwargs)
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    hide_module("matplotlib")
     report = {"kind": "bundle", "pooled": {"confusion": [[1, 0], [0, 1]], "ua": 1.0}}
     write_report(report, tmp_path / "r")
     assert json.loads((tmp_path / "r.json").read_text()) == report

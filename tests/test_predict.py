@@ -153,12 +153,12 @@ def test_jsonl_output_with_the_timeline(tmp_path, trained):
     results = predict_files(files, trained.bundle)
     out = tmp_path / "results.jsonl"
     write_results(results, out, trained.bundle.labels, windows=True)
-    good, missing = [json.loads(line) for line in out.read_text().splitlines()]
-    assert good["path"] == str(files[0]) and good["error"] == ""
+    # the timeline records of a file come first, a line each, then the file's own line
+    segment, good, missing = [json.loads(line) for line in out.read_text().splitlines()]
+    assert good["path"] == str(files[0]) and good["error"] == "" and good["segments"] == 1
     assert set(good["probabilities"]) == set(ravdess.EMOTIONS)
     assert sum(good["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert good["confidence"] == pytest.approx(max(good["probabilities"].values()))
-    [segment] = good["segments"]
     assert set(segment) == {*TIMELINE_FIELDS, *ravdess.EMOTIONS}
     assert segment["file"] == good["path"] and segment["emotion"] == good["emotion"]
     assert missing["path"] == str(files[1])

@@ -57,8 +57,9 @@ def test_jsonl_is_strict_json_with_null_for_a_file_without_a_verdict(tmp_path):
     results = [_scored("a.wav"), FileResult("b.wav", error="unreadable")]
     write_results(results, tmp_path / "out.jsonl", LABELS, windows=True)
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert lines[0]["notes"] == ["4.00 s of speech"] and len(lines[0]["segments"]) == 2
-    assert lines[1]["confidence"] is None and lines[1]["probabilities"] is None
+    assert [line.get("file") for line in lines[:2]] == ["a.wav", "a.wav"]  # its timeline
+    assert lines[2]["notes"] == ["4.00 s of speech"] and lines[2]["segments"] == 2
+    assert lines[3]["confidence"] is None and lines[3]["probabilities"] is None
     assert "NaN" not in (tmp_path / "out.jsonl").read_text()
     with pytest.raises(PipelineError, match="use a .csv or .jsonl"):
         write_results(results, tmp_path / "out.txt", LABELS)

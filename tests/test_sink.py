@@ -1,0 +1,122 @@
+"""Tests of pipeline/sink.py: each result is on disk as soon as it is scored, and a rerun
+resumes: files already written are skipped, the last one written is scored again."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.results import FileResult, timeline_record
+from pipeline.sink import ResultSink
+
+LABELS = ("calm", "sad")
+
+
+def _result(path: str, *, segments: int = 1, error: str = "") -> FileResult:
+    if error:
+        return FileResult(path, error=error)
+    records = [timeline_record(path, start_s=2.0 * k, end_s=2.0 * k + 1.5, speech_s=1.0,
+                               probabilities=[0.25, 0.75], labels=LABELS)
+               for k in range(segments)]
+    return FileResult(path, emotion="sad", confidence=0.75,
+                      probabilities={"calm": 0.25, "sad": 0.75}, segments=records)
+
+
+@pytest.mark.parametrize("suffix, windows", [(".csv", False), (".csv", True),
+                                             (".jsonl", False), (".jsonl", True)])
+def test_every_result_is_on_disk_as_soon_as_it_is_given(tmp_path, suffix, windows):
+    out = tmp_path / f"out{suffix}"
+    with ResultSink(out, LABELS, windows=windows) as sink:
+        assert sink.start(resume=True) == set()
+        names = ("a.wav", "b.wav", "c.wav")
+        for k, name in enumerate(names):
+            sink.file(_result(name, segments=2))
+            text = out.read_text()  # read by another handle while the sink is open
+            assert all(done in text for done in names[:k + 1])
+            assert not any(later in text for later in names[k + 1:])
+            lines_per_file = {(".csv", False): 1, (".csv", True): 2, (".jsonl", False): 1,
+                              (".jsonl", True): 3}[suffix, windows]
+            header = 1 if suffix == ".csv" else 0
+            assert len(text.splitlines()) == header + lines_per_file * (k + 1)
+
+
+def test_a_streamed_files_timeline_is_written_segment_by_segment_and_once(tmp_path):
+    out = tmp_path / "timeline.csv"
+    result = _result("long.wav", segments=3)
+    with ResultSink(out, LABELS, windows=True) as sink:
+        sink.start(resume=False)
+        for k, record in enumerate(result.segments):
+            sink.segment(record)
+            assert len(list(csv.DictReader(open(out)))) == k + 1  # already there
+        sink.file(result)
+    rows = list(csv.DictReader(open(out)))
+    assert [row["start_s"] for row in rows] == ["0.0", "2.0", "4.0"]  # not written twice
+
+
+@pytest.mark.parametrize("suffix, windows", [(".csv", False), (".csv", True),
+                                             (".jsonl", False), (".jsonl", True)])
+def test_resume_skips_what_is_written_and_redoes_the_last_file(tmp_path, suffix, windows):
+    out = tmp_path / f"out{suffix}"
+    with ResultSink(out, LABELS, windows=windows) as sink:
+        sink.start(resume=False)
+        sink.file(_result("a.wav", segments=2))
+        sink.file(_result("b.wav", error="no speech detected"))
+        for record in _result("c.wav", segments=3).segments[:2]:  # killed within c.wav
+            sink.segment(record)
+        if not windows:
+            sink.file(_result("c.wav"))
+    with ResultSink(out, LABELS, windows=windows) as sink:
+        assert sink.start(resume=True) == {"a.wav", "b.wav"}
+        assert "c.wav" not in out.read_text()  # its rows are gone: it is scored again
+        sink.file(_result("c.wav", segments=3))
+    text = out.read_text()
+    assert text.count("c.wav") == (3 if windows else 1) + (1 if windows and suffix == ".jsonl"
+                                                            else 0)
+
+
+def test_a_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
+    out = tmp_path / "out.jsonl"
+    with ResultSink(out, LABELS) as sink:
+        sink.start(resume=False)
+        for name in ("a.wav", "b.wav", "c.wav"):
+            sink.file(_result(name))
+    out.write_text(out.read_text()[:-25])  # the last line cut halfway
+    with ResultSink(out, LABELS) as sink:
+        assert sink.start(resume=True) == {"a.wav"}  # b.wav is now the last whole file
+    assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == ["a.wav"]
+
+
+def test_an_output_written_with_other_columns_is_not_resumed(tmp_path):
+    out = tmp_path / "out.csv"
+    with ResultSink(out, LABELS) as sink:
+        sink.start(resume=False)
+        sink.file(_result("a.wav"))
+    with pytest.raises(PipelineError, match="holds other columns.*--overwrite"):
+        ResultSink(out, LABELS, windows=True).start(resume=True)
+    with ResultSink(out, LABELS, windows=True) as sink:
+        assert sink.start(resume=False) == set()  # --overwrite
+
+
+def test_the_cli_resumes_an_interrupted_output(tmp_path, trained, runner):  # noqa: F811
+    from cli import cli
+
+    from test_predict import corpus_clip
+
+    files = [str(corpus_clip(trained, emotion=e, actor=a)) for e, a in
+             ((1, 1), (2, 2), (3, 3), (4, 4), (5, 1), (6, 2))]
+    args = ["predict", *files, "--bundle", str(trained.bundle_path), "-j", "1"]
+    whole, part = tmp_path / "whole.csv", tmp_path / "part.csv"
+    assert runner.invoke(cli, [*args, "-o", str(whole)]).exit_code == 0
+    lines = whole.read_text().splitlines(keepends=True)
+    part.write_text("".join(lines[:4]))  # the header and 3 files: then the run was killed
+    resumed = runner.invoke(cli, [*args, "-o", str(part)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming" in resumed.output and "2 file(s) already in it are skipped" in resumed.output
+    assert "4 file(s) scored into" in resumed.output
+    assert part.read_text() == whole.read_text()
+
+
+from test_predict import trained  # noqa: E402,F401  (the module's tiny model)
