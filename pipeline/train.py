@@ -57,21 +57,25 @@ class TrainingInterrupted(PipelineError):
 
 
 def run_key(config: TrainConfig, *, features_key: str, fold: int | str | None,
-            split: dict | None, world_size: int = 1) -> str:
+            split: dict | None, world_size: int = 1, accelerated: bool = False) -> str:
     """The cache key of one member's run: its recipe (``member_key``: not the member
     count), the features' key, the fold, the split that fold depends on (``split_key``),
-    the training code (``stages.code_hash``) and, under torchrun, the process count."""
+    the training code (``stages.code_hash``), and, when they apply, the torchrun process
+    count and the GPU path (bf16 autocast changes the arithmetic)."""
     return hash_obj({"train": config.member_key(), "features": features_key, "fold": fold,
                      "split": split, "code": code_hash(__name__),
-                     **({"world_size": world_size} if world_size > 1 else {})})
+                     **({"world_size": world_size} if world_size > 1 else {}),
+                     **({"accelerated": True} if accelerated else {})})
 
 
 def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainConfig(),
           fold: int | str | None = 0, member: int = 0, resume: bool = False,
-          force: bool = False, device: str = "auto") -> TrainResult:
+          force: bool = False, device: str = "auto",
+          accelerated: bool | None = None) -> TrainResult:
     """Train one member of one run (see module docstring). ``fold=None`` trains the final
     model, ``fold="random"`` the leaky clip-level contrast. Member ``member`` > 0 trains
     with seed ``config.seed + member`` into its own run folder, on the same split.
+    ``accelerated``: the GPU path (``Session.start``), by default on CUDA only.
 
     The run folder is locked for the duration (``pipeline.locks``): a second training of
     the same run is refused with ``LockedError`` naming the process that holds it."""
@@ -80,11 +84,12 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
     run = layout.member_run(layout.run_name(fold), member)
     with job_lock(layout.run_dir(artifacts_dir, run), "training of this run"):
         return _train(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config, fold=fold,
-                      member=member, resume=resume, force=force, device=device)
+                      member=member, resume=resume, force=force, device=device,
+                      accelerated=accelerated)
 
 
 def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, member: int,
-           resume: bool, force: bool, device: str) -> TrainResult:
+           resume: bool, force: bool, device: str, accelerated: bool | None) -> TrainResult:
     import torch
 
     started = time.perf_counter()
@@ -96,9 +101,10 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     dev = pick_device(device)
     group = distributed.join(dev)
     dev = distributed.rank_device(dev, group)
+    accelerated = dev.type == "cuda" if accelerated is None else accelerated
     key = run_key(config, features_key=store.manifest["key"], fold=fold,
                   split=split_key(store, fold, split_seed=split_seed),
-                  world_size=group.world_size if group else 1)
+                  world_size=group.world_size if group else 1, accelerated=accelerated)
     done = read_json(layout.run_manifest(artifacts_dir, run))
     if (done and done.get("key") == key and layout.model_file(artifacts_dir, run).exists()
             and not force):
@@ -109,7 +115,7 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     split = _checked_split(store, fold, config, split_seed)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(config.seed)  # initialisation: the same on every rank
-        session = Session.start(store, split, config, dev, group)
+        session = Session.start(store, split, config, dev, group, accelerated=accelerated)
         state = load_checkpoint(layout.checkpoint_file(artifacts_dir, run), key, session,
                                 resume=resume)
         layout.run_dir(artifacts_dir, run).mkdir(parents=True, exist_ok=True)
@@ -161,7 +167,7 @@ def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key
             record = train_epoch(session.network, session.optimiser, session.schedule,
                                  session.features, session.labels, split, config, epoch=epoch,
                                  device=session.device, class_weights=session.class_weights,
-                                 group=session.group)
+                                 group=session.group, autocast=session.accelerated)
             if len(split.val):
                 val = session.validate()
                 record.update(val_wa=val["wa"], val_ua=val["ua"])
@@ -192,16 +198,15 @@ def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key
 
 def train_epoch(model, optimiser, schedule, features, labels, split: Split, config: TrainConfig,
                 *, epoch: int, device, class_weights=None,
-                group: distributed.Group | None = None) -> dict:
+                group: distributed.Group | None = None, autocast: bool | None = None) -> dict:
     """One epoch over ``split.train`` in an order drawn from (seed, epoch) (under torchrun,
-    ``group``: this rank's share, ``distributed.rank_order``; ``model`` may then be DDP
-    over the EmotionCNN): normalise,
-    SpecAugment (``batches.spec_augment``), optional mixup, one optimiser and schedule
-    step per batch, gradients clipped at ``config.grad_clip``. ``features`` ``(n, 2,
-    n_mels, num_frames)`` and ``labels`` ``(n,)`` are torch tensors. Seeds the global
-    torch generator (dropout) from (seed, epoch): call it inside ``fork_rng``, as
-    ``train`` does. Returns the epoch's ``metrics.jsonl`` record. Raises
-    ``TrainingError`` when the loss is not finite."""
+    ``group``: this rank's share; ``model`` may then be DDP over the EmotionCNN):
+    normalise, SpecAugment (``batches.spec_augment``), optional mixup, one optimiser and
+    schedule step per batch, gradients clipped at ``config.grad_clip``. ``features``
+    ``(n, 2, n_mels, num_frames)`` and ``labels`` ``(n,)`` are torch tensors. Seeds the
+    global torch generator (dropout) from (seed, epoch): call it inside ``fork_rng``, as
+    ``train`` does. ``autocast``: bf16 autocast (default: on CUDA). Returns the epoch's
+    ``metrics.jsonl`` record. Raises ``TrainingError`` when the loss is not finite."""
     import torch
 
     model.train()
@@ -209,11 +214,7 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
     rank = (group.rank,) if group else ()
     torch.manual_seed(derived_seed(config.seed, epoch, 1, *rank))  # dropout
     generator = torch.Generator().manual_seed(derived_seed(config.seed, epoch, 2, *rank))
-    if group is None:
-        order = torch.from_numpy(split.train)[torch.randperm(len(split.train), generator=generator)]
-    else:  # this rank's share, from a sampler seeded alike on every rank
-        order = distributed.rank_order(split.train, group, seed=derived_seed(config.seed, 2),
-                                       epoch=epoch)
+    order = _epoch_order(split, config, epoch=epoch, group=group, generator=generator)
     totals = {"loss": 0.0, "correct": 0, "seen": 0}
     grad_norms = []
     t0 = time.perf_counter()
@@ -227,7 +228,8 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
                    if config.mixup_alpha > 0 else None)
         if partner is not None:
             x = lam * x + (1 - lam) * x[partner]
-        logits, loss = _forward(model, x, y, config, class_weights, lam, partner, device)
+        logits, loss = _forward(model, x, y, config, class_weights, lam, partner, device,
+                                autocast=device.type == "cuda" if autocast is None else autocast)
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, batch "
                                 f"{start // config.batch_size}: lower --lr (now {config.lr}) "
@@ -252,14 +254,25 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
                 "grad_norm_max": max(grad_norms)} if grad_norms else {})}
 
 
-def _forward(model, x, y, config: TrainConfig, class_weights, lam: float, partner, device):
-    """Logits and the (label-smoothed, class-weighted, mixed-up) loss of one batch;
-    bf16 autocast on CUDA."""
+def _epoch_order(split: Split, config: TrainConfig, *, epoch: int, group, generator):
+    """The training rows of one epoch, in order: all of them shuffled by ``generator``,
+    or under torchrun this rank's share from a sampler seeded alike on every rank."""
+    import torch
+
+    if group is None:
+        return torch.from_numpy(split.train)[torch.randperm(len(split.train), generator=generator)]
+    return distributed.rank_order(split.train, group, seed=derived_seed(config.seed, 2),
+                                  epoch=epoch)
+
+
+def _forward(model, x, y, config: TrainConfig, class_weights, lam: float, partner, device, *,
+             autocast: bool):
+    """Logits and the (label-smoothed, class-weighted, mixed-up) loss of one batch, under
+    bf16 autocast when ``autocast`` (the GPU path; it runs on CPU too)."""
     import torch
     import torch.nn.functional as F
 
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                        enabled=device.type == "cuda"):
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = model(x, normalised=True)
         loss = F.cross_entropy(logits.float(), y, weight=class_weights,
                                label_smoothing=config.label_smoothing)
