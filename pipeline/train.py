@@ -249,7 +249,8 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
     seconds, seen = time.perf_counter() - t0, totals["seen"]
     return {"epoch": epoch, "train_loss": totals["loss"] / seen,
             "train_acc": totals["correct"] / seen, "lr": schedule.get_last_lr()[0],
-            "seconds": round(seconds, 3), "samples_per_s": seen / seconds,
+            "seconds": round(seconds, 3),  # loss and accuracy: this rank's share (rank 0's)
+            "samples_per_s": seen * (group.world_size if group else 1) / seconds,
             **({"grad_norm_median": float(np.median(grad_norms)),
                 "grad_norm_max": max(grad_norms)} if grad_norms else {})}
 
