@@ -669,21 +669,25 @@ def test_cli_reports_stale_features_in_one_line(store):
 def test_the_gpu_path_runs_on_cpu_with_resident_data_and_bf16_autocast(store, monkeypatch):
     """What CUDA runs (every row moved to the device once, bf16 autocast), exercised here
     on CPU: it trains, is keyed apart from the float32 run, and autocast is really on."""
+    from pipeline import model as model_module
+
     seen = []
-    real_forward = train_module._forward
 
-    def recording_forward(*args, autocast, **kwargs):
-        logits, loss = real_forward(*args, autocast=autocast, **kwargs)
-        seen.append((autocast, logits.dtype))
-        return logits, loss
+    class Recording(model_module.EmotionCNN):
+        def forward(self, features, *, normalised=False):
+            logits = super().forward(features, normalised=normalised)
+            if self.training:
+                seen.append(logits.dtype)
+            return logits
 
-    monkeypatch.setattr(train_module, "_forward", recording_forward)
+    monkeypatch.setattr(model_module, "EmotionCNN", Recording)
     config = replace(SMALL, epochs=2, val_folds=0)
     plain = _run(store, config, fold=0)
+    steps = len(seen)
     gpu_path = _run(store, config, fold=0, accelerated=True)
     assert not gpu_path.cached  # another key: bf16 changes the arithmetic
-    assert set(seen[:len(seen) // 2]) == {(False, torch.float32)}
-    assert set(seen[len(seen) // 2:]) == {(True, torch.bfloat16)}  # autocast really on
+    assert set(seen[:steps]) == {torch.float32} and len(seen) == 2 * steps
+    assert set(seen[steps:]) == {torch.bfloat16}  # autocast really on
     record = _metrics(gpu_path.run_dir)[-1]
     assert np.isfinite(record["train_loss"]) and record["epoch"] == 2
     assert plain.run_dir == gpu_path.run_dir and read_json(
