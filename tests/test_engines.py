@@ -105,3 +105,16 @@ def test_the_cli_takes_the_scheduler_from_the_environment(indexed, tmp_path, clu
     assert result.exit_code == 0, result.output
     assert "features: 128 rows from 64 clips" in result.output
     assert os.listdir(tmp_path / "art" / "features")
+
+
+def test_without_a_scheduler_dask_is_never_imported():
+    import subprocess
+    import sys
+
+    program = ("import sys; from pipeline import engines; "
+               "assert list(engines.run(abs, [-1, -2], jobs=1)) == [1, 2]; "
+               "import cli; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+               "('dask', 'distributed')))")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert done.stdout.strip() == "[]"
