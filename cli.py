@@ -294,20 +294,39 @@ def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta
 @click.option("--test-figures/--no-test-figures", default=True,
               help="Stamp the cross-validation figures of reports/cv.json into the bundle; "
                    "refused when that report was measured on other runs, members or views.")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "onnx"]),
+              default="safetensors", help="onnx: the network as ONNX, for onnxruntime and other "
+                                          "runtimes (needs 'pip install ser-pipeline[onnx]').")
+@click.option("--bundle", "bundle_path", default=None,
+              help="Convert this bundle ('shipped', 'latest' or a path) instead of a trained "
+                   "run: no retraining (with --format onnx).")
 @members_option
 @tta_option
 @stage
-def export(obj: Context, run, out, test_figures, members, tta):
+def export(obj: Context, run, out, test_figures, fmt, bundle_path, members, tta):
     """Write a self-contained model bundle (weights, configs, labels, test-time views,
-    provenance)."""
-    from pipeline.bundle import export as run_export
+    provenance), or its network as ONNX."""
+    from pipeline import bundle as bundles
     from pipeline.recipe import TrainConfig
     from pipeline.views import CLEAN, TEST_VIEWS
 
-    path = run_export(artifacts_dir=obj.artifacts_dir, run=run,
-                      members=members or TrainConfig().members,
-                      views=TEST_VIEWS if tta else CLEAN, out=out, test_figures=test_figures)
-    click.echo(f"bundle written to {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    if bundle_path:
+        if fmt != "onnx":
+            raise click.UsageError("--bundle converts an exported bundle: use it with "
+                                   "--format onnx")
+        source = bundles.resolve(None if bundle_path == "shipped" else bundle_path,
+                                 artifacts_dir=obj.artifacts_dir)
+        from pipeline.layout import converted_file
+
+        path = bundles.convert(source, Path(out) if out else
+                               converted_file(obj.artifacts_dir, source, ".onnx"))
+    else:
+        path = bundles.export(artifacts_dir=obj.artifacts_dir, run=run,
+                              members=members or TrainConfig().members,
+                              views=TEST_VIEWS if tta else CLEAN, out=out,
+                              test_figures=test_figures, format=fmt)
+    click.echo(f"{'ONNX model' if fmt == 'onnx' else 'bundle'} written to {path} "
+               f"({path.stat().st_size / 1e6:.2f} MB)")
 
 
 @cli.command()

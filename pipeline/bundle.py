@@ -64,13 +64,14 @@ def _checksum(metadata_text: str, state_dict: dict) -> str:
 
 def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
            views: tuple = test_views.TEST_VIEWS, out: Path | None = None,
-           test_figures: bool = True) -> Path:
+           test_figures: bool = True, format: str = "safetensors") -> Path:
     """Bundle trained run ``run`` (``runs/<run>/model.pt``, or the ensemble of its first
     ``members`` members) with its provenance and the test-time ``views`` ``predict``
     will use; returns the path. The test figures come from ``reports/cv.json`` only when
     it belongs to this run (``report_mismatch``); a report that does not is refused
     with ``BundleError`` naming what differs and the fix. ``test_figures=False``
-    exports without any (the bundle then states none)."""
+    exports without any (the bundle then states none). ``format="onnx"`` writes the
+    network as ONNX with the same metadata (``pipeline.onnx_bundle``)."""
     from pipeline.scorer import from_run
 
     scorer = from_run(artifacts_dir, run, members, views)
@@ -87,9 +88,23 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
                 "--fold all' with the same --members and --tta (after training the folds with "
                 "this recipe and code), or export with --no-test-figures")
     metadata = _metadata(scorer, run, members, cv_report or {})
+    if format == "onnx":
+        from pipeline.onnx_bundle import SUFFIX as ONNX, export_onnx
+
+        out = Path(out) if out else layout.bundle_file(artifacts_dir, run, ONNX)
+        return export_onnx(scorer, out, metadata)
     out = Path(out) if out else layout.bundle_file(artifacts_dir, run)
     write_bundle(out, scorer.model.state_dict(), metadata)
     return out
+
+
+def convert(bundle: Path, out: Path) -> Path:
+    """Write the network of the bundle at ``bundle`` as ONNX to ``out``, with the
+    bundle's metadata (provenance and figures unchanged): no retraining."""
+    from pipeline.onnx_bundle import export_onnx
+
+    scorer = load(bundle)
+    return export_onnx(scorer, out, scorer.metadata)
 
 
 def report_mismatch(report: dict, scorer: Scorer, run: str, artifacts_dir: Path) -> str:
@@ -235,12 +250,17 @@ def _refuse_format_1(path: Path) -> None:
 
 
 def load(path: Path) -> Scorer:
-    """Load and verify a bundle into a ``Scorer``. Raises ``BundleError`` naming the file
-    for a missing, corrupt, foreign, old (format 1) or incompatible file, with the fix."""
+    """Load and verify a bundle (or this tool's ``.onnx`` export) into a ``Scorer``.
+    Raises ``BundleError`` naming the file for a missing, corrupt, foreign, old
+    (format 1) or incompatible file, with the fix."""
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"no bundle at {path}: pass --bundle with an exported file "
                           "('cli.py export' writes one)")
+    if path.suffix.lower() == ".onnx":
+        from pipeline.onnx_bundle import load_onnx
+
+        return load_onnx(path)
     text, tensors = _verified(path)
     scorer = _build(path, text, tensors)
     installed = f"silero-vad {detector_version()}"

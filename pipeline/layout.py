@@ -119,9 +119,15 @@ def bundles_dir(artifacts_dir: Path) -> Path:
     return Path(artifacts_dir) / "bundles"
 
 
-def bundle_file(artifacts_dir: Path, run: str) -> Path:
-    """Where ``export`` writes the bundle of ``run`` unless told otherwise."""
-    return bundles_dir(artifacts_dir) / f"ser-{run}{BUNDLE_SUFFIX}"
+def bundle_file(artifacts_dir: Path, run: str, suffix: str = BUNDLE_SUFFIX) -> Path:
+    """Where ``export`` writes the bundle of ``run`` (``suffix`` ``.onnx``: its ONNX
+    network) unless told otherwise."""
+    return bundles_dir(artifacts_dir) / f"ser-{run}{suffix}"
+
+
+def converted_file(artifacts_dir: Path, bundle: Path, suffix: str) -> Path:
+    """Where ``export --bundle B --format onnx`` writes B's network unless told otherwise."""
+    return bundles_dir(artifacts_dir) / f"{Path(bundle).stem}{suffix}"
 
 
 # --- recipe experiments (scripts/): each an artifacts tree of its own ------------------

@@ -52,14 +52,18 @@ class Scorer:
 
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
         """Mean softmax over the views: ``windows`` float32 ``(n, views, 2, n_mels,
-        num_frames)`` -> ``(n, len(labels))``."""
+        num_frames)`` -> ``(n, len(labels))``. The network is torch's, or any callable
+        from float32 arrays to logits (``onnx_bundle.OnnxNetwork``)."""
         import torch
 
-        stacked = torch.from_numpy(windows)
-        n_windows, n_views = stacked.shape[:2]
+        n_windows, n_views = windows.shape[:2]
+        flat = windows.reshape(n_windows * n_views, *windows.shape[2:])
+        parts = [flat[start:start + FORWARD_BATCH] for start in range(0, len(flat), FORWARD_BATCH)]
         with torch.no_grad():
-            logits = torch.cat([self.inference_model(part)
-                                for part in stacked.flatten(0, 1).split(FORWARD_BATCH)])
+            if isinstance(self.model, torch.nn.Module):
+                logits = torch.cat([self.inference_model(torch.from_numpy(part)) for part in parts])
+            else:
+                logits = torch.from_numpy(np.concatenate([self.model(part) for part in parts]))
             probs = torch.softmax(logits, dim=1).numpy()
         return probs.reshape(n_windows, n_views, -1).mean(axis=1)
 
