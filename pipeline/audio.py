@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import AudioError
+from pipeline.errors import AudioError, TooLongError, UnreadableAudioError
 
 # What a file's header may claim, checked before any sample is decoded (so a hostile
 # header cannot make the decoder or the resampler allocate gigabytes). 8 kHz is the
@@ -40,28 +40,50 @@ def read(path: Path) -> tuple[np.ndarray, int]:
 
     Raises ``AudioError`` naming the file: missing, empty, undecodable, a header outside
     the limits, no frames, NaN or infinite samples."""
-    import soundfile
-
     path = Path(path)
     try:
         if path.stat().st_size == 0:
             raise AudioError(f"{path}: empty file (0 bytes)")
-        # bytes on POSIX: libsndfile gets the name's raw bytes, so a name that is not
-        # UTF-8 (held by Python as surrogate escapes) opens like any other
-        with soundfile.SoundFile(os.fsencode(path) if os.name == "posix" else str(path)) as handle:
-            check_header(handle.samplerate, handle.channels, name=str(path))
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot open ({exc.strerror or exc})") from exc
+    # bytes on POSIX: libsndfile gets the name's raw bytes, so a name that is not UTF-8
+    # (held by Python as surrogate escapes) opens like any other
+    return _decode(os.fsencode(path) if os.name == "posix" else str(path), name=str(path))
+
+
+def read_bytes(data: bytes, *, name: str,
+               max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """``read`` for a file held in memory (an upload): decoded from ``data`` without
+    writing it anywhere. Raises as ``read`` does, naming ``name``, and ``TooLongError``
+    before decoding a recording longer than ``max_seconds``."""
+    import io
+
+    if not data:
+        raise AudioError(f"{name}: empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name=name, max_seconds=max_seconds)
+
+
+def _decode(source, *, name: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    try:
+        with soundfile.SoundFile(source) as handle:
+            check_header(handle.samplerate, handle.channels, name=name)
+            if max_seconds is not None and handle.frames > max_seconds * handle.samplerate:
+                raise TooLongError(f"{name}: lasts {handle.frames / handle.samplerate:.0f} s, "
+                                   f"more than the {max_seconds:g} s limit; split it")
             samples = handle.read(dtype="float32", always_2d=True)
             sample_rate = handle.samplerate
     except AudioError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        raise AudioError(f"{path}: not readable audio ({exc})") from exc
+        raise UnreadableAudioError(f"{name}: not readable audio ({exc})") from exc
     except OSError as exc:
-        raise AudioError(f"{path}: cannot open ({exc.strerror or exc})") from exc
+        raise AudioError(f"{name}: cannot open ({exc.strerror or exc})") from exc
     if samples.shape[0] == 0:
-        raise AudioError(f"{path}: no audio frames (empty or truncated file)")
+        raise UnreadableAudioError(f"{name}: no audio frames (empty or truncated file)")
     if not np.all(np.isfinite(samples)):
-        raise AudioError(f"{path}: contains NaN or infinite samples")
+        raise AudioError(f"{name}: contains NaN or infinite samples")
     return samples, int(sample_rate)
 
 

@@ -22,6 +22,14 @@ class AudioError(PipelineError):
     """A file is not usable audio (unreadable, empty, silent, truncated)."""
 
 
+class UnreadableAudioError(AudioError):
+    """Bytes that are no audio format libsndfile decodes (or a truncated file)."""
+
+
+class TooLongError(AudioError):
+    """A recording longer than a caller's limit (the service's upload limit)."""
+
+
 class NoSpeechError(AudioError):
     """A readable, non-silent recording in which the speech detector found too little speech."""
 

@@ -59,24 +59,43 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 def file_windows(path: Path, config: FeatureConfig,
                  views: tuple[AugmentParams, ...] = CLEAN) -> FileFeatures:
     """Worker: the feature window of every speech segment of one file, each in every view
-    (see module docstring)."""
+    (see module docstring); a file that cannot be scored gets its reason in ``error``."""
     try:
         samples, file_rate = read(path)
-        digest = audio_sha256(samples, file_rate)
-        speech = frontend.from_samples(samples, file_rate=file_rate, features=config,
-                                       name=str(path))
-        windows = np.stack([window_views(speech.segment_audio(s), config, views)
-                            for s in speech.segments])
+        return samples_windows(samples, file_rate, config, views, name=str(path))
     except AudioError as exc:
         return FileFeatures(str(path), error=str(exc).removeprefix(f"{path}: "))
     except Exception as exc:  # a batch must never stop on one file
         return FileFeatures(str(path), error=f"{type(exc).__name__}: {exc} (a bug: please "
                                               "report it with this file)")
+
+
+def samples_windows(samples: np.ndarray, file_rate: int, config: FeatureConfig,
+                    views: tuple[AugmentParams, ...], *, name: str) -> FileFeatures:
+    """The windows of decoded ``samples`` (float32 ``(num_samples, channels)`` at
+    ``file_rate``), as ``file_windows`` computes them; raises ``AudioError`` (a silent
+    recording, ``NoSpeechError``) naming ``name``."""
+    digest = audio_sha256(samples, file_rate)
+    speech = frontend.from_samples(samples, file_rate=file_rate, features=config, name=name)
+    windows = np.stack([window_views(speech.segment_audio(s), config, views)
+                        for s in speech.segments])
     rate = config.sample_rate
     bounds = [(s.start / rate, s.end / rate, s.speech_samples / rate) for s in speech.segments]
     count = len(speech.segments)
     note = f"{speech.speech_seconds:.2f} s of speech" + (f" in {count} segments" if count > 1 else "")
-    return FileFeatures(str(path), windows, bounds, [note], audio_sha256=digest)
+    return FileFeatures(name, windows, bounds, [note], audio_sha256=digest)
+
+
+def score_samples(samples: np.ndarray, file_rate: int, scorer, *, name: str,
+                  tta: bool = True) -> FileResult:
+    """One recording already decoded (an upload, an array in memory) scored as
+    ``predict`` scores a file. Raises ``AudioError`` (``NoSpeechError`` among them)
+    naming ``name`` when it cannot be scored."""
+    feats = samples_windows(samples, file_rate, scorer.feature_config,
+                            scorer.views if tta else CLEAN, name=name)
+    result = FileResult(name, notes=feats.notes, audio_sha256=feats.audio_sha256)
+    _score_pending(scorer, [(feats, result)])
+    return result
 
 
 def _featurize(paths: list[Path], config: FeatureConfig, views: tuple[AugmentParams, ...], *,
