@@ -401,6 +401,35 @@ def _predict_into(output: Path, inputs: list[str], scorer, *, windows: bool, res
     return failed, scored
 
 
+@cli.command()
+@click.option("--bundle", "bundle_path", default=None, envvar="SER_BUNDLE",
+              help="Bundle to serve: 'shipped' (default), 'latest', or a path (.safetensors "
+                   "or .onnx) [env SER_BUNDLE].")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Browsers allow the microphone only on localhost or "
+                   "over HTTPS; 0.0.0.0 exposes the service to the network.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--workers", type=options.JOBS, default=1, show_default=True,
+              help="Server processes, each loading the model once.")
+@click.option("--max-upload-mb", type=options.FiniteFloatRange(0.01, 10_000), default=20.0,
+              show_default=True, help="Largest upload accepted (413 above it).")
+@click.option("--max-seconds", type=options.FiniteFloatRange(1, 86_400), default=600.0,
+              show_default=True, help="Longest recording accepted (413 above it).")
+@stage
+def serve(obj: Context, bundle_path, host, port, workers, max_upload_mb, max_seconds):
+    """Serve the model over HTTP: POST /predict, GET /health, GET /model, and a page at /
+    to try files, recordings and live microphone scoring."""
+    from pipeline import bundle as bundles
+    from pipeline.serve import Limits, serve as run
+
+    path = bundles.resolve(None if bundle_path in (None, "shipped") else bundle_path,
+                           artifacts_dir=obj.artifacts_dir)
+    bundles.load(path)  # a bad bundle is one line here, not a traceback in each worker
+    click.echo(f"serving {path.name} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    run(path, host=host, port=port, workers=workers,
+        limits=Limits(max_mb=max_upload_mb, max_seconds=max_seconds))
+
+
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     cli()

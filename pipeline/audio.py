@@ -77,7 +77,10 @@ def _decode(source, *, name: str, max_seconds: float | None = None) -> tuple[np.
     except AudioError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        raise UnreadableAudioError(f"{name}: not readable audio ({exc})") from exc
+        reason = str(exc)
+        if not isinstance(source, (str, bytes)):  # in memory: drop libsndfile's "<BytesIO ...>: "
+            reason = reason.rsplit(": ", 1)[-1]
+        raise UnreadableAudioError(f"{name}: not readable audio ({reason})") from exc
     except OSError as exc:
         raise AudioError(f"{name}: cannot open ({exc.strerror or exc})") from exc
     if samples.shape[0] == 0:

@@ -1,0 +1,157 @@
+"""Tests of pipeline/serve.py against a real server process (``cli.py serve`` on a free
+loopback port, the module's tiny model): every endpoint, and every kind of bad upload
+answered with a 4xx and the CLI's message, never a 500."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from pipeline import ravdess
+from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(bundle: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """``cli.py serve`` in its own process; returns it and its base URL once healthy."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--bundle",
+                                str(bundle), "--port", str(port), *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited: {process.stdout.read().decode()}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if json.load(response)["model_loaded"]:
+                    return process, url
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.3)
+    process.kill()
+    raise AssertionError("the server did not answer /health within 120 s")
+
+
+def upload(url: str, data: bytes, *, name: str = "clip.wav", field: str = "file",
+           query: str = "") -> tuple[int, dict]:
+    """POST ``data`` as a multipart upload; ``(status, JSON body)``."""
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
+            f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode() \
+        + data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url}/predict{query}", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; "
+                                                              f"boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+@pytest.fixture(scope="module")
+def server(trained):  # noqa: F811
+    process, url = start_server(trained.bundle_path, "--max-upload-mb", "2",
+                                "--max-seconds", "20")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def _wav(seconds: float, *, rate: int = 16000, tone: bool = False) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    y = 0.2 * np.sin(2 * np.pi * 220 * t) if tone else np.zeros(t.size)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, y.astype(np.float32), rate, format="WAV")
+    return buffer.getvalue()
+
+
+def test_health_model_and_page(server):
+    with urllib.request.urlopen(server + "/health") as response:
+        assert json.load(response) == {"status": "ok", "model_loaded": True}
+    with urllib.request.urlopen(server + "/model") as response:
+        model = json.load(response)
+    assert model["labels"] == list(ravdess.EMOTIONS)
+    assert "non-commercial" in model["licence"] and model["provenance"]["run"] == "final"
+    with urllib.request.urlopen(server + "/") as response:
+        page = response.read().decode()
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'id="file"' in page and 'id="live"' in page
+
+
+def test_predict_answers_what_the_cli_scores(server, trained):  # noqa: F811
+    from pipeline.predict import predict_files
+
+    clip = corpus_clip(trained, emotion=5, actor=2)
+    status, body = upload(server, clip.read_bytes(), name=clip.name)
+    assert status == 200
+    [expected] = predict_files([clip], trained.bundle)
+    assert body["emotion"] == expected.emotion and body["file"] == clip.name
+    assert body["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+    assert body["speech"]["segments"] == len(body["timeline"]) == 1
+    assert set(body["timeline"][0]) >= {"start_s", "end_s", "speech_s", "emotion"}
+    status, fast = upload(server, clip.read_bytes(), query="?tta=false")
+    assert status == 200 and fast["test_time_views"] == 1
+
+
+@pytest.mark.parametrize("case, status, message", [
+    ("not audio", 415, "notes.txt: not readable audio (Format not recognised.)"),
+    ("empty", 400, "empty file (0 bytes)"),
+    ("no speech", 422, "no speech detected"),
+    ("silent", 422, "silent (peak below -80 dBFS"),
+    ("too long", 413, "lasts 30 s, more than the 20 s limit"),
+    ("too large", 413, "larger than the 2 MB limit"),
+    ("no file field", 400, "no 'file' field"),
+])
+def test_bad_uploads_get_a_4xx_and_the_clis_message(server, case, status, message):
+    data, name, field = {
+        "not audio": (b"just some text\n" * 20, "notes.txt", "file"),
+        "empty": (b"", "empty.wav", "file"),
+        "no speech": (_wav(3, tone=True), "tone.wav", "file"),
+        "silent": (_wav(3), "hush.wav", "file"),
+        "too long": (_wav(30), "long.wav", "file"),
+        "too large": (b"\0" * 3_000_000, "big.wav", "file"),
+        "no file field": (_wav(1), "clip.wav", "audio"),
+    }[case]
+    got, body = upload(server, data, name=name, field=field)
+    assert got == status, body
+    assert message in body["error"]
+
+
+def test_a_request_without_multipart_is_refused_in_one_line(server):
+    request = urllib.request.Request(server + "/predict", data=b"raw", method="POST",
+                                     headers={"Content-Type": "audio/wav"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request)
+    assert caught.value.code == 400 and "multipart/form-data" in json.load(caught.value)["error"]
+
+
+def test_the_service_binds_to_loopback_by_default():
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    help_text = CliRunner().invoke(cli, ["serve", "--help"]).output
+    assert "127.0.0.1" in help_text and "HTTPS" in help_text
