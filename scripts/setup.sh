@@ -4,14 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-# espeak-ng synthesises the real speech the test suite runs the speech detector on
-if ! command -v espeak-ng >/dev/null 2>&1; then
+# Debian packages the tests use: espeak-ng synthesises the real speech the speech
+# detector runs on; chromium and chromium-driver run the page in a real browser
+missing=""
+command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing espeak-ng (Debian package) for the tests" >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng; } \
-      >/dev/null 2>&1 || echo "warning: could not install espeak-ng; tests that need speech will skip (fail under CI=true)" >&2
+    echo "installing Debian packages for the tests:$missing" >&2
+    # shellcheck disable=SC2086
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } \
+      >/dev/null 2>&1 || echo "warning: could not install$missing; the tests that need them skip (fail under CI=true)" >&2
   else
-    echo "note: espeak-ng is missing; tests that need speech skip. Install it: sudo apt-get install espeak-ng" >&2
+    echo "note:$missing missing; the tests that need them skip. Install: sudo apt-get install$missing" >&2
   fi
 fi
 stamp=.venv/.installed
@@ -24,6 +30,6 @@ echo "setting up .venv (first time: about a minute)" >&2
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]' 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" || true
-.venv/bin/python -c "import torch, librosa, h5py, soundfile, joblib, click, silero_vad, pyloudnorm" \
+.venv/bin/python -c "import torch, librosa, h5py, soundfile, joblib, click, silero_vad, pyloudnorm, onnxruntime, fastapi, selenium, distributed" \
   || { echo "install failed: see the pip output above" >&2; exit 1; }
 echo "$want" > "$stamp"
