@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -91,13 +92,24 @@ def detector_version() -> str:
         return "not installed"
 
 
+# Silero's model keeps recurrent state between frames, and the thread count is set per
+# process: one detection at a time in a process (the service scores in several threads).
+_DETECTING = threading.Lock()
+
+
 def speech_regions(y: np.ndarray, config: VadConfig) -> list[tuple[int, int]]:
     """Speech regions of ``y`` (float32 ``(num_samples,)`` at 16 kHz), as sample bounds
-    ``[(start, end), ...]`` in time order, by Silero VAD (see module docstring)."""
-    import torch
-
+    ``[(start, end), ...]`` in time order, by Silero VAD (see module docstring). Safe to
+    call from several threads: they take turns."""
     if y.size < VAD_FRAME_SAMPLES:
         return []
+    with _DETECTING:
+        return _detect(y, config)
+
+
+def _detect(y: np.ndarray, config: VadConfig) -> list[tuple[int, int]]:
+    import torch
+
     (model, get_speech_timestamps), threads = _silero(), torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers: the same probabilities in every process
     try:

@@ -116,6 +116,22 @@ def test_predict_answers_what_the_cli_scores(server, trained):  # noqa: F811
     assert status == 200 and fast["test_time_views"] == 1
 
 
+def test_concurrent_requests_are_all_answered_as_one_at_a_time_would_be(server, trained):  # noqa: F811
+    """Requests are scored in worker threads; the speech detector is shared by them (a
+    crash of the whole service under 4 clients was how this was found)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clips = [corpus_clip(trained, emotion=e, actor=a).read_bytes()
+             for e, a in ((1, 1), (2, 2), (3, 3), (4, 4), (5, 1), (6, 2), (7, 3), (8, 4))]
+    alone = [upload(server, clip) for clip in clips]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda clip: upload(server, clip), clips))
+    assert [status for status, _ in together] == [200] * len(clips)
+    for (_, a), (_, b) in zip(alone, together):
+        assert a["emotion"] == b["emotion"]
+        assert b["probabilities"] == pytest.approx(a["probabilities"], abs=1e-5)
+
+
 @pytest.mark.parametrize("case, status, message", [
     ("not audio", 415, "notes.txt: not readable audio (Format not recognised.)"),
     ("empty", 400, "empty file (0 bytes)"),
