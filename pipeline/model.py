@@ -32,7 +32,9 @@ class ModelConfig:
     # also subtract each clip's own mean per channel and mel row (cepstral mean
     # normalisation: a fixed channel's colouring cancels); docs/experiments.md, seventh round
     clip_norm: bool = True
-    pooling: str = "meanmax"  # over time after the conv blocks: "mean" or "meanmax" (both, concatenated)
+    # over time after the conv blocks: "mean", "meanmax" (both, concatenated) or
+    # "attention" (attentive statistics pooling: Okabe et al., 2018, Interspeech)
+    pooling: str = "meanmax"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,10 +62,13 @@ class EmotionCNN(nn.Module):
                        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             in_channels = out_channels
         self.conv = nn.Sequential(*blocks).to(memory_format=torch.channels_last)
-        if config.pooling not in ("mean", "meanmax"):
-            raise ValueError(f"pooling {config.pooling!r}: use 'mean' or 'meanmax'")
+        if config.pooling not in ("mean", "meanmax", "attention"):
+            raise ValueError(f"pooling {config.pooling!r}: use 'mean', 'meanmax' or 'attention'")
         rows = config.n_mels // 2 ** len(config.channels)
-        pooled = in_channels * rows * (2 if config.pooling == "meanmax" else 1)
+        pooled = in_channels * rows * (1 if config.pooling == "mean" else 2)
+        if config.pooling == "attention":  # a score per frame from each frame's features
+            self.attention = nn.Sequential(nn.Conv1d(in_channels * rows, 64, 1), nn.Tanh(),
+                                           nn.Conv1d(64, 1, 1))
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(config.dropout),
             nn.Linear(pooled, config.hidden), nn.ReLU(inplace=True),
@@ -87,7 +92,19 @@ class EmotionCNN(nn.Module):
         x = self.conv(x.contiguous(memory_format=torch.channels_last))  # (batch, ch, rows, frames)
         if self.config.pooling == "meanmax":
             return self.head(torch.cat([x.mean(dim=3), x.amax(dim=3)], dim=1))
+        if self.config.pooling == "attention":
+            return self.head(self.attentive_statistics(x.flatten(1, 2)))
         return self.head(x.mean(dim=3))
+
+    def attentive_statistics(self, h: torch.Tensor) -> torch.Tensor:
+        """Attentive statistics pooling (Okabe, Koshinaka & Shinoda, 2018, "Attentive
+        Statistics Pooling for Deep Speaker Embedding"): ``h`` ``(batch, features,
+        frames)`` -> the attention-weighted mean and standard deviation over frames,
+        ``(batch, 2 * features)``."""
+        weights = torch.softmax(self.attention(h).float(), dim=2).to(h.dtype)
+        mean = (h * weights).sum(dim=2)
+        variance = (h.square() * weights).sum(dim=2) - mean.square()
+        return torch.cat([mean, variance.clamp_min(1e-6).sqrt()], dim=1)
 
 
 class Ensemble(nn.Module):
@@ -138,7 +155,9 @@ def flops_per_sample(config: ModelConfig, *, num_frames: int) -> int:
     for out_channels in config.channels:
         total += 2 * rows * cols * out_channels * in_channels * 9
         rows, cols, in_channels = rows // 2, cols // 2, out_channels
-    pooled = in_channels * rows * (2 if config.pooling == "meanmax" else 1)
+    pooled = in_channels * rows * (1 if config.pooling == "mean" else 2)
+    if config.pooling == "attention":  # the frame scorer: two 1x1 convolutions per frame
+        total += 2 * cols * (in_channels * rows * 64 + 64)
     total += 2 * (pooled * config.hidden + config.hidden * config.n_classes)
     return total
 

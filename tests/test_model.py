@@ -190,3 +190,22 @@ def test_inference_copy_folds_batch_norm_and_gives_the_same_outputs(members):
         assert torch.allclose(fused(x), model(x), atol=1e-5)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # untouched
+
+
+def test_attentive_statistics_pooling_weights_frames_and_takes_any_length():
+    config = ModelConfig(n_mels=16, channels=(4, 8), hidden=8, pooling="attention")
+    torch.manual_seed(0)
+    model = EmotionCNN(config).eval()
+    for frames in (8, 30, 97):
+        assert model(torch.randn(2, 2, 16, frames)).shape == (2, config.n_classes)
+    h = torch.randn(3, 32, 10)
+    pooled = model.attentive_statistics(h)
+    assert pooled.shape == (3, 64)
+    with torch.no_grad():
+        model.attention[-1].weight.zero_()  # equal scores: the plain mean and std
+        model.attention[-1].bias.zero_()
+        pooled = model.attentive_statistics(h)
+    torch.testing.assert_close(pooled[:, :32], h.mean(dim=2))
+    torch.testing.assert_close(pooled[:, 32:], h.std(dim=2, unbiased=False), atol=1e-4, rtol=1e-4)
+    assert flops_per_sample(config, num_frames=40) > flops_per_sample(
+        ModelConfig(n_mels=16, channels=(4, 8), hidden=8), num_frames=40)
