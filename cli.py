@@ -7,6 +7,7 @@ Each command parses options, builds the stage's config and calls one library fun
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -18,10 +19,10 @@ from pipeline import options
 from pipeline.errors import PipelineError
 
 
+@dataclasses.dataclass
 class Context:
-    def __init__(self, data_dir: Path, artifacts_dir: Path):
-        self.data_dir = data_dir
-        self.artifacts_dir = artifacts_dir
+    data_dir: Path
+    artifacts_dir: Path
 
 
 def model_threads(jobs: int) -> None:
@@ -147,8 +148,6 @@ def index(obj: Context, folds, seed, force):
 def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_share, seed, force,
             scheduler):
     """Compute clean + augmented MFCC/log-mel tensors into HDF5 shards (cached)."""
-    import dataclasses
-
     from pipeline.extract import ExtractConfig, extract as run
 
     config = ExtractConfig(seed=seed, max_failure_share=max_failure_share)
@@ -189,8 +188,6 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
 @stage
 def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, resume, force):
     """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
-    import dataclasses
-
     from pipeline.errors import TrainingError
     from pipeline.devices import pick_device
     from pipeline.recipe import TrainConfig
@@ -215,29 +212,21 @@ def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, r
 
 def _folds(obj: Context, fold: str, final: bool) -> list:
     """The runs a --fold / --final choice names: [k], every fold, or [None] (final)."""
+    from pipeline.index import load_index
+    from pipeline.splits import runs_for
+
     if final:
         return [None]
-    if fold == "random":
-        return ["random"]
-    if fold == "all":
-        from pipeline.index import load_index
-
-        return sorted({clip.fold for clip in load_index(obj.data_dir)})
-    try:
-        number = int(fold)
-    except ValueError:
-        raise click.BadParameter(f"{fold!r}: give a fold number, 'all', or 'random' (the leaky "
-                                 "clip-level contrast)", param_hint="--fold") from None
-    from pipeline.index import load_index
-
     try:
         known = sorted({clip.fold for clip in load_index(obj.data_dir)})
     except PipelineError:
-        return [number]  # no index yet: the stage itself says to run 'index'
-    if number not in known:
-        raise click.BadParameter(f"{fold}: the index has folds {known[0]} to {known[-1]}",
-                                 param_hint="--fold")
-    return [number]
+        if fold == "all":
+            raise
+        known = None  # no index yet: the stage itself says to run 'index'
+    try:
+        return runs_for(fold, known)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fold") from None
 
 
 @cli.command()
@@ -264,8 +253,7 @@ def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta
             raise click.UsageError("--members is for --fold runs; a bundle already holds its members")
         from pipeline.bundle import resolve
 
-        path = resolve(None if bundle_path == "shipped" else bundle_path,
-                       artifacts_dir=obj.artifacts_dir)
+        path = resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
         model_threads(jobs)
         report = evaluation.evaluate_bundle(bundle_path=path, source=source, tta=tta,
                                             corpus=corpus, artifacts_dir=obj.artifacts_dir,
@@ -314,12 +302,8 @@ def export(obj: Context, run, out, test_figures, fmt, bundle_path, members, tta)
         if fmt != "onnx":
             raise click.UsageError("--bundle converts an exported bundle: use it with "
                                    "--format onnx")
-        source = bundles.resolve(None if bundle_path == "shipped" else bundle_path,
-                                 artifacts_dir=obj.artifacts_dir)
-        from pipeline.layout import converted_file
-
-        path = bundles.convert(source, Path(out) if out else
-                               converted_file(obj.artifacts_dir, source, ".onnx"))
+        source = bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
+        path = bundles.convert(source, out, artifacts_dir=obj.artifacts_dir)
     else:
         path = bundles.export(artifacts_dir=obj.artifacts_dir, run=run,
                               members=members or TrainConfig().members,
@@ -332,7 +316,7 @@ def export(obj: Context, run, out, test_figures, fmt, bundle_path, members, tta)
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--bundle", "bundle_path", default=None, envvar="SER_BUNDLE",
-              help="Bundle file, or 'latest' export (default: the shipped RAVDESS model) "
+              help="Bundle file, 'latest' export or 'shipped' (the default: the RAVDESS model) "
                    "[env SER_BUNDLE].")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write results to a .csv or .jsonl file instead of the terminal.")
@@ -362,9 +346,16 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
     loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
     model_threads(jobs)
     if output:
-        failed, total = _predict_into(output, list(inputs), loaded, jobs=jobs, tta=tta,
-                                      scheduler=scheduler, windows=windows,
-                                      resume=not overwrite)
+        from pipeline.sink import score_into
+
+        counts = score_into(output, list(inputs), loaded, jobs=jobs, tta=tta,
+                            scheduler=scheduler, windows=windows, resume=not overwrite)
+        if counts.skipped:
+            click.echo(f"resuming {output}: {counts.skipped} file(s) already in it are skipped "
+                       "(--overwrite scores them again)", err=True)
+        click.echo(f"{counts.scored - counts.failed} file(s) scored into {output}"
+                   + (f" ({counts.failed} more with an error row)" if counts.failed else ""))
+        failed, total = counts.failed, counts.scored
     else:
         results = predict_files(list(inputs), loaded, jobs=jobs, tta=tta, scheduler=scheduler)
         click.echo(format_single(results[0], loaded.labels, windows=windows)
@@ -373,32 +364,6 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
     if failed:
         raise click.ClickException(f"{failed} of {total} file(s) could not be scored (see "
                                    f"the error {'rows' if output else 'column'})")
-
-
-def _predict_into(output: Path, inputs: list[str], scorer, *, windows: bool, resume: bool,
-                  **options) -> tuple[int, int]:
-    """Score ``inputs`` into ``output`` file by file (``pipeline.sink``), resuming it
-    unless told not to; returns (files with an error row, files scored now)."""
-    from pipeline.predict import audio_files, iter_predictions
-    from pipeline.progress import bar
-    from pipeline.sink import ResultSink
-
-    paths = audio_files(inputs)
-    scored = failed = 0
-    with ResultSink(output, scorer.labels, windows=windows) as sink:
-        done = sink.start(resume=resume)
-        todo = [path for path in paths if str(path) not in done]
-        if len(todo) < len(paths):
-            click.echo(f"resuming {output}: {len(paths) - len(todo)} file(s) already in it are "
-                       "skipped (--overwrite scores them again)", err=True)
-        with bar(total=len(todo), desc="predict", unit="file") as progress:
-            for result in iter_predictions(todo, scorer, progress=progress,
-                                           on_segment=sink.segment, **options):
-                sink.file(result)
-                scored, failed = scored + 1, failed + bool(result.error)
-    click.echo(f"{scored - failed} file(s) scored into {output}"
-               + (f" ({failed} more with an error row)" if failed else ""))
-    return failed, scored
 
 
 @cli.command()
@@ -422,9 +387,7 @@ def serve(obj: Context, bundle_path, host, port, workers, max_upload_mb, max_sec
     from pipeline import bundle as bundles
     from pipeline.serve import Limits, serve as run
 
-    path = bundles.resolve(None if bundle_path in (None, "shipped") else bundle_path,
-                           artifacts_dir=obj.artifacts_dir)
-    bundles.load(path)  # a bad bundle is one line here, not a traceback in each worker
+    path = bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
     click.echo(f"serving {path.name} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
     run(path, host=host, port=port, workers=workers,
         limits=Limits(max_mb=max_upload_mb, max_seconds=max_seconds))

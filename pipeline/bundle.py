@@ -98,12 +98,15 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
     return out
 
 
-def convert(bundle: Path, out: Path) -> Path:
-    """Write the network of the bundle at ``bundle`` as ONNX to ``out``, with the
-    bundle's metadata (provenance and figures unchanged): no retraining."""
-    from pipeline.onnx_bundle import export_onnx
+def convert(bundle: Path, out: Path | None = None, *,
+            artifacts_dir: Path = Path("artifacts")) -> Path:
+    """Write the network of the bundle at ``bundle`` as ONNX to ``out`` (default:
+    ``layout.converted_file``), with the bundle's metadata (provenance and figures
+    unchanged): no retraining."""
+    from pipeline.onnx_bundle import SUFFIX as ONNX, export_onnx
 
     scorer = load(bundle)
+    out = Path(out) if out else layout.converted_file(artifacts_dir, bundle, ONNX)
     return export_onnx(scorer, out, scorer.metadata)
 
 
@@ -188,8 +191,9 @@ def write_bundle(path: Path, state_dict: dict, metadata: dict) -> None:
 
 
 def resolve(bundle: str | Path | None, *, artifacts_dir: Path = Path("artifacts")) -> Path:
-    """``None`` -> the shipped bundle; ``latest`` -> the newest export; else a path."""
-    if bundle is None:
+    """``None`` or ``shipped`` -> the shipped bundle; ``latest`` -> the newest export;
+    else a path."""
+    if bundle is None or str(bundle) == "shipped":
         if not SHIPPED.exists():
             raise BundleError(f"no shipped bundle at {SHIPPED}: pass --bundle PATH or run "
                               "'cli.py export' and use --bundle latest")

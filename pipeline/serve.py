@@ -176,11 +176,14 @@ def serve(bundle: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: i
           limits: Limits = Limits()) -> None:
     """Run the service under uvicorn until interrupted; ``workers`` processes, each
     loading the scorer once. Raises ``PipelineError`` with the install hint when
-    uvicorn or FastAPI is missing."""
+    uvicorn or FastAPI is missing, ``BundleError`` for a bundle that does not load."""
     try:
         import uvicorn
     except ImportError:
         raise PipelineError(f"serve needs FastAPI and uvicorn: {INSTALL}") from None
+    from pipeline.bundle import load
+
+    load(bundle)  # a bad bundle is one line here, not a traceback in each worker
     os.environ[BUNDLE_ENV] = str(Path(bundle).resolve())
     os.environ[BUNDLE_ENV + "_LIMITS"] = f"{limits.max_mb},{limits.max_seconds}"
     uvicorn.run("pipeline.serve:app_from_environment", factory=True, host=host, port=port,

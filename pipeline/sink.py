@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
@@ -140,3 +141,32 @@ def _json_or_none(line: str):
         return json.loads(line)
     except ValueError:  # an empty or cut-off line
         return None
+
+
+@dataclass(frozen=True)
+class Counts:
+    scored: int  # files scored by this run
+    failed: int  # of them, with an error row
+    skipped: int  # already in the output (resumed)
+
+
+def score_into(output: Path, inputs: list, scorer, *, windows: bool = False,
+               resume: bool = True, **options) -> Counts:
+    """Score the audio files of ``inputs`` into ``output`` one by one (``ResultSink``),
+    resuming it unless ``resume`` is False; ``options`` go to
+    ``predict.iter_predictions`` (jobs, tta, scheduler). Raises ``PipelineError`` when
+    ``inputs`` hold no audio or ``output`` cannot be resumed."""
+    from pipeline.predict import audio_files, iter_predictions
+    from pipeline.progress import bar
+
+    paths = audio_files(inputs)
+    scored = failed = 0
+    with ResultSink(output, scorer.labels, windows=windows) as sink:
+        done = sink.start(resume=resume)
+        todo = [path for path in paths if str(path) not in done]
+        with bar(total=len(todo), desc="predict", unit="file") as progress:
+            for result in iter_predictions(todo, scorer, progress=progress,
+                                           on_segment=sink.segment, **options):
+                sink.file(result)
+                scored, failed = scored + 1, failed + bool(result.error)
+    return Counts(scored, failed, len(paths) - len(todo))

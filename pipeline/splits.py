@@ -87,3 +87,22 @@ def split_key(store, fold: int | str | None, *, split_seed: int) -> dict | None:
         return None
     folds = sorted({(int(a), int(f)) for a, f in zip(store.actor, store.fold)})
     return {"folds": folds, **({"split_seed": split_seed} if fold == "random" else {})}
+
+
+def runs_for(choice: str, folds: list[int] | None) -> list:
+    """The runs a ``--fold`` choice names: ``[k]``, every one of ``folds`` (``all``) or
+    ``["random"]``. ``folds``: the index's, or None without an index (a number then
+    passes, for the stage to report the missing index). Raises ``ValueError`` with the
+    message for ``--fold``."""
+    if choice == "random":
+        return ["random"]
+    if choice == "all":
+        return list(folds or [])
+    try:
+        number = int(choice)
+    except ValueError:
+        raise ValueError(f"{choice!r}: give a fold number, 'all', or 'random' (the leaky "
+                         "clip-level contrast)") from None
+    if folds is not None and number not in folds:
+        raise ValueError(f"{choice}: the index has folds {folds[0]} to {folds[-1]}")
+    return [number]

@@ -148,3 +148,22 @@ def test_a_random_split_without_room_for_training_names_the_fix():
     with pytest.raises(TrainingError, match="5 folds leave no training clips.*--val-folds"):
         random_clip_split(clip_id=clip_id, copy=np.zeros(20, dtype=int), n_folds=5, seed=0,
                           val_folds=4)
+
+
+@pytest.mark.parametrize("choice, folds, expected", [
+    ("all", [0, 1, 2], [0, 1, 2]), ("random", [0, 1], ["random"]), ("1", [0, 1], [1]),
+    ("3", None, [3]),  # no index yet: the stage reports that
+])
+def test_a_fold_choice_names_its_runs(choice, folds, expected):
+    from pipeline.splits import runs_for
+
+    assert runs_for(choice, folds) == expected
+
+
+@pytest.mark.parametrize("choice, message", [("7", "the index has folds 0 to 2"),
+                                             ("seven", "give a fold number, 'all', or 'random'")])
+def test_a_fold_choice_outside_the_index_is_refused(choice, message):
+    from pipeline.splits import runs_for
+
+    with pytest.raises(ValueError, match=message):
+        runs_for(choice, [0, 1, 2])
