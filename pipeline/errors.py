@@ -30,6 +30,10 @@ class TooLongError(AudioError):
     """A recording longer than a caller's limit (the service's upload limit)."""
 
 
+class SilentError(AudioError):
+    """A readable recording with no signal (peak below -80 dBFS once DC is removed)."""
+
+
 class NoSpeechError(AudioError):
     """A readable, non-silent recording in which the speech detector found too little speech."""
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from pipeline import conditioning
 from pipeline.audio import check_header, read, resample
-from pipeline.errors import AudioError, NoSpeechError
+from pipeline.errors import NoSpeechError, SilentError
 from pipeline.vad import VAD_SAMPLE_RATE, Segment, VadConfig, group_segments, speech_regions
 
 # Below -80 dBFS peak a recording carries no usable speech. The quietest RAVDESS takes
@@ -101,7 +101,7 @@ def condition(samples: np.ndarray, *, file_rate: int, sample_rate: int,
     """Steps 2-6 of the module docstring. ``samples``: float ``(num_frames, channels)`` at
     ``file_rate``. Returns float32 ``(num_samples,)`` at ``sample_rate``.
 
-    Raises ``AudioError`` (naming ``name``) for a silent recording.
+    Raises ``SilentError`` (an ``AudioError``, naming ``name``) for a silent recording.
 
     Sample values of any finite size are conditioned, not refused: a recording peaking
     above 1 (float files may, up to about 3e38) is first divided by its peak, which
@@ -117,7 +117,7 @@ def condition(samples: np.ndarray, *, file_rate: int, sample_rate: int,
                                order=config.highpass_order)
     y = resample(y, orig_sr=file_rate, target_sr=sample_rate)
     if y.size == 0 or float(np.max(np.abs(y))) < SILENCE_PEAK:
-        raise AudioError(f"{name}: silent (peak below -80 dBFS once DC is removed); "
+        raise SilentError(f"{name}: silent (peak below -80 dBFS once DC is removed); "
                          "nothing to score")
     return conditioning.normalise_loudness(conditioning.peak_normalise(y),
                                            sample_rate=sample_rate,

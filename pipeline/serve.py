@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import (AudioError, NoSpeechError, PipelineError, TooLongError,
-                             UnreadableAudioError)
+from pipeline.errors import (AudioError, NoSpeechError, PipelineError, SilentError,
+                             TooLongError, UnreadableAudioError)
 
 PAGE = Path(__file__).parent / "web" / "index.html"
 BUNDLE_ENV = "SER_SERVE_BUNDLE"  # how the worker processes learn which bundle to load
@@ -53,7 +53,7 @@ def status_of(error: AudioError) -> int:
         return 415
     if isinstance(error, TooLongError):
         return 413
-    return 422 if isinstance(error, NoSpeechError) or "silent" in str(error) else 400
+    return 422 if isinstance(error, (NoSpeechError, SilentError)) else 400
 
 
 def create_app(bundle: Path, limits: Limits = Limits()):

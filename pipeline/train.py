@@ -94,7 +94,8 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
 
     started = time.perf_counter()
     store = load_store(artifacts_dir, clips=load_index(data_dir))
-    split_seed = index_record(data_dir)["config"]["seed"]
+    index = index_record(data_dir)
+    split_seed = index["config"]["seed"]
     config = replace(config, model=replace(config.model, n_mels=int(store.features.shape[2])),
                      seed=config.seed + member)
     run = layout.member_run(layout.run_name(fold), member)
@@ -131,7 +132,7 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     info = {"fold": fold, "test_folds": list(split.test_folds), "val_folds": list(split.val_folds),
             "actors": split.actors(store.actor), "best_epoch": state["best_epoch"],
             "epochs_run": state["epoch"], "val": val, "seed": config.seed, "member": member,
-            "split_seed": split_seed, "index_hash": index_record(data_dir)["index_hash"],
+            "split_seed": split_seed, "index_hash": index["index_hash"],
             "features_key": store.manifest["key"], "train_code": code_hash(__name__),
             "world_size": group.world_size if group else 1}
     if group is None or group.is_main:
