@@ -21,7 +21,9 @@ def save_checkpoint(path: Path, key: str, session, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save({"key": key, "model": session.model.state_dict(),
                     "optimiser": session.optimiser.state_dict(),
-                    "schedule": session.schedule.state_dict(), **state}, tmp)
+                    "schedule": session.schedule.state_dict(),
+                    **({"adversary": session.adversary.state_dict()}
+                       if session.adversary is not None else {}), **state}, tmp)
 
 
 def load_checkpoint(path: Path, key: str, session, *, resume: bool) -> dict:
@@ -39,6 +41,8 @@ def load_checkpoint(path: Path, key: str, session, *, resume: bool) -> dict:
         session.model.load_state_dict(saved["model"])
         session.optimiser.load_state_dict(saved["optimiser"])
         session.schedule.load_state_dict(saved["schedule"])
+        if session.adversary is not None:
+            session.adversary.load_state_dict(saved["adversary"])
         state = {k: saved[k] for k in state}
         log.info("resuming %s after epoch %d", path.parent.name, state["epoch"])
     elif resume:

@@ -35,6 +35,12 @@ class ModelConfig:
     # over time after the conv blocks: "mean", "meanmax" (both, concatenated) or
     # "attention" (attentive statistics pooling: Okabe et al., 2018, Interspeech)
     pooling: str = "meanmax"
+    # a squeeze-and-excitation gate after each conv block's ReLU (Hu, Shen & Sun, 2018)
+    squeeze_excite: bool = False
+    # channel 0 of the input: "mfcc" as stored, or "delta": the time derivative of the
+    # normalised log-mel (channel 1), 9-frame regression as in HTK, each clip scaled to
+    # unit RMS; an MFCC is a rotation of the log-mel, a delta adds what it lacks
+    channel0: str = "mfcc"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,6 +48,33 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         return cls(**{k: tuple(v) if k == "channels" else v for k, v in data.items()})
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu, Shen & Sun, 2018, "Squeeze-and-Excitation Networks"):
+    each channel of ``(batch, channels, rows, frames)`` scaled by a gate in (0, 1) computed
+    from every channel's mean over the map; reduction 4."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.gate = nn.Sequential(nn.Linear(channels, max(channels // 4, 4)), nn.ReLU(inplace=True),
+                                  nn.Linear(max(channels // 4, 4), channels), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x.mean(dim=(2, 3)))[:, :, None, None].to(x.dtype)
+
+
+def delta(x: torch.Tensor, width: int = 9) -> torch.Tensor:
+    """Time derivative of ``x`` ``(batch, 1, rows, frames)`` by the regression formula of
+    HTK (Young et al., "The HTK Book", sec. 5.6): d_t = sum_n n (c_{t+n} - c_{t-n}) /
+    (2 sum_n n^2), n = 1..width // 2, edges repeated; each clip then scaled to unit RMS.
+    Same shape as ``x``."""
+    half = width // 2
+    kernel = torch.arange(-half, half + 1, dtype=x.dtype, device=x.device)
+    kernel = (kernel / (2 * kernel.square().sum())).view(1, 1, 1, width)
+    padded = torch.nn.functional.pad(x, (half, half, 0, 0), mode="replicate")
+    d = torch.nn.functional.conv2d(padded, kernel)
+    return d / d.square().mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-4)
 
 
 class EmotionCNN(nn.Module):
@@ -56,10 +89,14 @@ class EmotionCNN(nn.Module):
         self.config = config
         self.register_buffer("feature_mean", torch.zeros(2, config.n_mels, 1))
         self.register_buffer("feature_std", torch.ones(2, config.n_mels, 1))
+        if config.channel0 not in ("mfcc", "delta"):
+            raise ValueError(f"channel0 {config.channel0!r}: use 'mfcc' or 'delta'")
         blocks, in_channels = [], 2
         for out_channels in config.channels:
             blocks += [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+                       nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+                       *([SqueezeExcite(out_channels)] if config.squeeze_excite else []),
+                       nn.MaxPool2d(2)]
             in_channels = out_channels
         self.conv = nn.Sequential(*blocks).to(memory_format=torch.channels_last)
         if config.pooling not in ("mean", "meanmax", "attention"):
@@ -84,17 +121,22 @@ class EmotionCNN(nn.Module):
         if self.config.clip_norm:
             # removes what is constant over the clip (channel, speaker timbre, level)
             x = x - x.mean(dim=3, keepdim=True)
+        if self.config.channel0 == "delta":
+            x = torch.cat([delta(x[:, 1:2]), x[:, 1:2]], dim=1)
         return x
 
     def forward(self, features: torch.Tensor, *, normalised: bool = False) -> torch.Tensor:
-        x = features if normalised else self.normalise(features)
+        return self.head(self.embed(features if normalised else self.normalise(features)))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled embedding of normalised input: what the head classifies."""
         # channels-last runs the convolutions about twice as fast on CPU (oneDNN)
         x = self.conv(x.contiguous(memory_format=torch.channels_last))  # (batch, ch, rows, frames)
         if self.config.pooling == "meanmax":
-            return self.head(torch.cat([x.mean(dim=3), x.amax(dim=3)], dim=1))
+            return torch.cat([x.mean(dim=3), x.amax(dim=3)], dim=1)
         if self.config.pooling == "attention":
-            return self.head(self.attentive_statistics(x.flatten(1, 2)))
-        return self.head(x.mean(dim=3))
+            return self.attentive_statistics(x.flatten(1, 2))
+        return x.mean(dim=3)
 
     def attentive_statistics(self, h: torch.Tensor) -> torch.Tensor:
         """Attentive statistics pooling (Okabe, Koshinaka & Shinoda, 2018, "Attentive

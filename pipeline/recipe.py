@@ -20,6 +20,9 @@ class TrainConfig:
     # 20-actor final run of the seventh recipe stalled near the 3e-3 peak (docs/experiments.md)
     grad_clip: float = 1.0
     mixup_alpha: float = 0.0
+    # weight of an actor classifier's loss behind a gradient-reversal layer (0: off);
+    # pipeline.adversary, Ganin & Lempitsky, 2015
+    adversary: float = 0.0
     balanced: bool = True  # loss weighted by inverse class frequency (neutral: half the clips)
     time_masks: int = 2
     time_mask_frames: int = 20

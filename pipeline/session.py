@@ -33,6 +33,9 @@ class Session:
     device: "torch.device"
     group: distributed.Group | None = None
     accelerated: bool = False  # the GPU path: data resident on the device, bf16 autocast
+    # with config.adversary: the actor head (pipeline.adversary) and each row's actor target
+    adversary: "torch.nn.Module | None" = None
+    actor_targets: "torch.Tensor | None" = None
 
     @classmethod
     def start(cls, store: FeatureStore, split: Split, config: TrainConfig, device,
@@ -61,10 +64,18 @@ class Session:
             weights = torch.from_numpy(
                 balanced_weights(store.label[split.train], config.model.n_classes)).to(device)
         config = distributed.rank_config(config, group)
+        trainable, targets = model, None
+        if config.adversary:
+            from pipeline.adversary import Adversarial, actor_targets
+
+            column, n_actors = actor_targets(store.actor, split.train)
+            trainable = Adversarial(model, n_actors).to(device)
+            targets = torch.from_numpy(column).to(features.device)
         optimiser, schedule = optimiser_and_schedule(
-            model, config, rows=distributed.rank_rows(len(split.train), group))
-        return cls(model, distributed.wrap(model, group, device), optimiser, schedule, features,
-                   labels, store.label, weights, split, config, device, group, accelerated)
+            trainable, config, rows=distributed.rank_rows(len(split.train), group))
+        return cls(model, distributed.wrap(trainable, group, device), optimiser, schedule,
+                   features, labels, store.label, weights, split, config, device, group,
+                   accelerated, getattr(trainable, "actor_head", None), targets)
 
     def validate(self) -> dict:
         """Metrics of the model as it is now on the validation rows."""

@@ -168,7 +168,8 @@ def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key
             record = train_epoch(session.network, session.optimiser, session.schedule,
                                  session.features, session.labels, split, config, epoch=epoch,
                                  device=session.device, class_weights=session.class_weights,
-                                 group=session.group, autocast=session.accelerated)
+                                 group=session.group, autocast=session.accelerated,
+                                 actors=session.actor_targets)
             if len(split.val):
                 val = session.validate()
                 record.update(val_wa=val["wa"], val_ua=val["ua"])
@@ -199,7 +200,8 @@ def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key
 
 def train_epoch(model, optimiser, schedule, features, labels, split: Split, config: TrainConfig,
                 *, epoch: int, device, class_weights=None,
-                group: distributed.Group | None = None, autocast: bool | None = None) -> dict:
+                group: distributed.Group | None = None, autocast: bool | None = None,
+                actors=None) -> dict:
     """One epoch over ``split.train`` in an order drawn from (seed, epoch) (under torchrun,
     ``group``: this rank's share; ``model`` may then be DDP over the EmotionCNN):
     normalise, SpecAugment (``batches.spec_augment``), optional mixup, one optimiser and
@@ -207,7 +209,9 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
     ``(n, 2, n_mels, num_frames)`` and ``labels`` ``(n,)`` are torch tensors. Seeds the
     global torch generator (dropout) from (seed, epoch): call it inside ``fork_rng``, as
     ``train`` does. ``autocast``: bf16 autocast (default: on CUDA). Returns the epoch's
-    ``metrics.jsonl`` record. Raises ``TrainingError`` when the loss is not finite."""
+    ``metrics.jsonl`` record. With ``config.adversary``, ``model`` is an
+    ``adversary.Adversarial`` and ``actors`` ``(n,)`` each row's actor target. Raises
+    ``TrainingError`` when the loss is not finite."""
     import torch
 
     model.train()
@@ -224,13 +228,15 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
         x = spec_augment(core.normalise(features[index].to(device, non_blocking=True)),
                          config, generator)
         y = labels[index].to(device)
+        y_actor = actors[index].to(device) if actors is not None else None
         lam = mixup_weight(config, epoch=epoch, start=start)
         partner = (torch.randperm(len(y), generator=generator).to(device)
                    if config.mixup_alpha > 0 else None)
         if partner is not None:
             x = lam * x + (1 - lam) * x[partner]
-        logits, loss = _forward(model, x, y, config, class_weights, lam, partner, device,
-                                autocast=device.type == "cuda" if autocast is None else autocast)
+        logits, loss = _forward(model, x, (y, y_actor), config, class_weights, lam, partner,
+                                device, autocast=device.type == "cuda" if autocast is None
+                                else autocast)
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, batch "
                                 f"{start // config.batch_size}: lower --lr (now {config.lr}) "
@@ -267,19 +273,29 @@ def _epoch_order(split: Split, config: TrainConfig, *, epoch: int, group, genera
                                   epoch=epoch)
 
 
-def _forward(model, x, y, config: TrainConfig, class_weights, lam: float, partner, device, *,
-             autocast: bool):
+def _forward(model, x, targets, config: TrainConfig, class_weights, lam: float, partner,
+             device, *, autocast: bool):
     """Logits and the (label-smoothed, class-weighted, mixed-up) loss of one batch, under
-    bf16 autocast when ``autocast`` (the GPU path; it runs on CPU too)."""
+    bf16 autocast when ``autocast`` (the GPU path; it runs on CPU too). ``targets``:
+    ``(emotion labels, actor targets or None)``; with actor targets the model returns
+    both logits and the actor loss, weighted by ``config.adversary``, is added."""
     import torch
     import torch.nn.functional as F
 
+    y, y_actor = targets
+
+    def loss_of(logits, y, **kw):
+        loss = F.cross_entropy(logits.float(), y, **kw)
+        if partner is None:
+            return loss
+        return lam * loss + (1 - lam) * F.cross_entropy(logits.float(), y[partner], **kw)
+
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = model(x, normalised=True)
-        loss = F.cross_entropy(logits.float(), y, weight=class_weights,
-                               label_smoothing=config.label_smoothing)
-        if partner is not None:
-            loss = lam * loss + (1 - lam) * F.cross_entropy(
-                logits.float(), y[partner], weight=class_weights,
-                label_smoothing=config.label_smoothing)
+        actor_logits = None
+        if y_actor is not None:
+            logits, actor_logits = logits
+        loss = loss_of(logits, y, weight=class_weights, label_smoothing=config.label_smoothing)
+        if actor_logits is not None:
+            loss = loss + config.adversary * loss_of(actor_logits, y_actor)
     return logits, loss

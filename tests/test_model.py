@@ -209,3 +209,42 @@ def test_attentive_statistics_pooling_weights_frames_and_takes_any_length():
     torch.testing.assert_close(pooled[:, 32:], h.std(dim=2, unbiased=False), atol=1e-4, rtol=1e-4)
     assert flops_per_sample(config, num_frames=40) > flops_per_sample(
         ModelConfig(n_mels=16, channels=(4, 8), hidden=8), num_frames=40)
+
+
+def test_delta_matches_the_htk_regression_and_is_scaled_per_clip():
+    from pipeline.model import delta
+
+    ramp = torch.arange(20.0).view(1, 1, 1, 20).repeat(2, 1, 3, 1)
+    ramp[1] *= 5  # a steeper clip: the same delta after scaling
+    d = delta(ramp)
+    torch.testing.assert_close(d[0], d[1])
+    inside = d[0, 0, 0, 4:16]
+    torch.testing.assert_close(inside, inside[:1].expand(12))  # constant slope inside
+    assert d[0, 0, 0, 0] < inside[0]  # edges repeated: the slope fades there
+    torch.testing.assert_close(d.square().mean(dim=(1, 2, 3)), torch.ones(2))
+
+
+def test_delta_input_replaces_channel_0_by_the_log_mel_derivative():
+    model = EmotionCNN(ModelConfig(n_mels=16, channels=(4, 8), hidden=8, channel0="delta"))
+    x = torch.randn(2, 2, 16, 30)
+    other = x.clone()
+    other[:, 0] = torch.randn(2, 16, 30)  # the stored MFCC channel is not used
+    torch.testing.assert_close(model.normalise(x), model.normalise(other))
+    with pytest.raises(ValueError, match="'mfcc' or 'delta'"):
+        EmotionCNN(ModelConfig(n_mels=16, channel0="pitch"))
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_squeeze_excite_gates_channels_and_survives_batch_norm_folding(members):
+    from pipeline.model import SqueezeExcite, build, for_inference
+
+    config = dataclasses.replace(SMALL, squeeze_excite=True)
+    model = build(config, members).eval()
+    assert sum(isinstance(m, SqueezeExcite) for m in model.modules()) == 3 * members
+    x = torch.randn(4, 2, SMALL.n_mels, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(for_inference(model)(x), model(x), atol=1e-5, rtol=1e-4)
+    gate = SqueezeExcite(8)
+    h = torch.randn(2, 8, 4, 6)
+    scale = gate(h) / h
+    assert ((scale > 0) & (scale < 1)).all()

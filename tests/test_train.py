@@ -380,8 +380,9 @@ def _interrupt_at(stop_epoch: int, epoch_function):
     return interrupted
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch):
-    config = replace(SMALL, epochs=4)
+@pytest.mark.parametrize("recipe", [{}, {"adversary": 0.5}], ids=["plain", "adversary"])
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch, recipe):
+    config = replace(SMALL, epochs=4, **recipe)  # the adversary's head is checkpointed too
     whole = _run(write_store(tmp_path / "whole"), config, fold=0)
 
     interrupted_store = write_store(tmp_path / "interrupted")
@@ -692,3 +693,12 @@ def test_the_gpu_path_runs_on_cpu_with_resident_data_and_bf16_autocast(store, mo
     assert np.isfinite(record["train_loss"]) and record["epoch"] == 2
     assert plain.run_dir == gpu_path.run_dir and read_json(
         gpu_path.run_dir / "result.json")["epochs_run"] == 2
+
+
+def test_the_actor_adversary_changes_training_but_not_the_saved_model(store, tmp_path):
+    plain = _run(store, replace(SMALL, epochs=2), fold=0)
+    adversarial = _run(write_store(tmp_path / "adv"), replace(SMALL, epochs=2, adversary=1.0),
+                       fold=0)
+    a, b = _weights(plain.run_dir), _weights(adversarial.run_dir)
+    assert a.keys() == b.keys()  # no actor head in model.pt: predict is unchanged
+    assert any(not torch.equal(a[k], b[k]) for k in a)
