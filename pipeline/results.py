@@ -57,57 +57,69 @@ def verdict(segment_probabilities: np.ndarray, speech_seconds: np.ndarray) -> np
     return (weights @ segment_probabilities / weights.sum()).astype(np.float64)
 
 
-def result_rows(results: list[FileResult], labels: tuple[str, ...]) -> list[dict]:
-    """The CSV contract: path, emotion, confidence, one column per emotion, error."""
+def result_rows(results: list[FileResult], labels: tuple[str, ...], *,
+                bundle: str = "") -> list[dict]:
+    """The CSV contract: path, emotion, confidence, one column per emotion, notes (joined
+    with "; "), error, and the model that scored it (``Scorer.identity``)."""
     return [{"path": r.path, "emotion": r.emotion,
              "confidence": "" if r.error else f"{r.confidence:.6f}",
              **{label: "" if r.error else f"{r.probabilities[label]:.6f}" for label in labels},
-             "error": r.error} for r in results]
+             "notes": "; ".join(r.notes), "error": r.error, "bundle": bundle} for r in results]
 
 
-def timeline_rows(results: list[FileResult], labels: tuple[str, ...]) -> list[dict]:
+def timeline_rows(results: list[FileResult], labels: tuple[str, ...], *,
+                  bundle: str = "") -> list[dict]:
     """The timeline CSV: one row per scored segment; a file without segments gets one
     row holding its error."""
     rows = []
     for r in results:
         if r.error:
-            rows.append({"file": r.path, "error": r.error})
+            rows.append({"file": r.path, "error": r.error, "bundle": bundle})
         for record in r.segments:
             rows.append({**record, "confidence": f"{record['confidence']:.6f}",
-                         **{label: f"{record[label]:.6f}" for label in labels}, "error": ""})
+                         **{label: f"{record[label]:.6f}" for label in labels}, "error": "",
+                         "bundle": bundle})
     return rows
 
 
 def write_results(results: list[FileResult], out: Path, labels: tuple[str, ...], *,
-                  windows: bool = False) -> None:
+                  windows: bool = False, bundle: str = "") -> None:
     """Write every result to ``out`` afresh, in the formats of ``pipeline.sink`` (which
     also writes them one by one as they are scored, and resumes)."""
     from pipeline.sink import ResultSink
 
-    with ResultSink(out, labels, windows=windows) as sink:
+    with ResultSink(out, labels, windows=windows, bundle=bundle) as sink:
         sink.start(resume=False)
         for result in results:
             sink.file(result)
 
 
-def format_single(result: FileResult, labels: tuple[str, ...], *, windows: bool = False) -> str:
-    """The original tool's output: the verdict, then every emotion's probability."""
+def _segment_lines(result: FileResult) -> list[str]:
+    return [f"  {s['start_s']:7.2f}-{s['end_s']:7.2f} s  {s['emotion']:<10} "
+            f"{s['confidence']:.0%}  ({s['speech_s']:.1f} s of speech)" for s in result.segments]
+
+
+def format_single(result: FileResult, labels: tuple[str, ...], *, windows: bool = False,
+                  bundle: str = "") -> str:
+    """The original tool's output: the verdict, then every emotion's probability (and
+    with ``windows`` each segment), then the model that scored it."""
     if result.error:
         return f"{result.path}: error: {result.error}"
     lines = [f"Predicted emotion: {result.emotion} with {result.confidence:.2%} confidence"]
     lines += [f"  {label:<10} {result.probabilities[label]:7.2%}" for label in labels]
     lines += [f"  note: {note}" for note in result.notes]
-    if windows:
-        lines += [f"  {s['start_s']:7.2f}-{s['end_s']:7.2f} s  {s['emotion']:<10} "
-                  f"{s['confidence']:.0%}  ({s['speech_s']:.1f} s of speech)"
-                  for s in result.segments]
-    return "\n".join(lines)
+    lines += _segment_lines(result) if windows else []
+    return "\n".join(lines + ([f"model: {bundle}"] if bundle else []))
 
 
-def format_table(results: list[FileResult]) -> str:
+def format_table(results: list[FileResult], *, windows: bool = False, bundle: str = "") -> str:
+    """One line per file (path, emotion, confidence, error), each file's segments under
+    it with ``windows``, its notes, and the model that scored them."""
     width = max(len(r.path) for r in results)
     lines = [f"{'path':<{width}}  {'emotion':<10} {'confidence':>10}  error"]
     for r in results:
         confidence = "" if r.error else f"{r.confidence:.2%}"
-        lines.append(f"{r.path:<{width}}  {r.emotion:<10} {confidence:>10}  {r.error}")
-    return "\n".join(lines)
+        lines.append(f"{r.path:<{width}}  {r.emotion:<10} {confidence:>10}  {r.error}".rstrip())
+        lines += [f"  note: {note}" for note in r.notes]
+        lines += _segment_lines(r) if windows else []
+    return "\n".join(lines + ([f"model: {bundle}"] if bundle else []))

@@ -39,6 +39,17 @@ class Scorer:
     path: Path | None = None  # the bundle file, if any
     saved: tuple[dict, ...] = ()  # each member's model.pt fields (scorers from runs only)
 
+    @property
+    def identity(self) -> str:
+        """Which model this is, as every output names it: ``NAME@VERSION+KEY`` for a
+        bundle (file stem, the code version that exported it, the first 8 characters of
+        its provenance key), ``runs:fold-0,fold-0.m1`` for trained runs."""
+        if self.metadata:
+            return bundle_identity(self.path, self.metadata)
+        return "runs:" + ",".join(layout.member_run(layout.run_name(s["info"]["fold"]),
+                                                    s["info"].get("member", 0))
+                                  for s in self.saved)
+
     def with_views(self, views: tuple[AugmentParams, ...]) -> "Scorer":
         """The same model scored in other test-time ``views``."""
         return dataclasses.replace(self, views=tuple(views))
@@ -66,6 +77,14 @@ class Scorer:
                 logits = torch.from_numpy(np.concatenate([self.model(part) for part in parts]))
             probs = torch.softmax(logits, dim=1).numpy()
         return probs.reshape(n_windows, n_views, -1).mean(axis=1)
+
+
+def bundle_identity(path: Path | None, metadata: dict) -> str:
+    """``NAME@VERSION+KEY`` of a bundle from its file and metadata (``Scorer.identity``)."""
+    provenance = metadata.get("provenance") or {}
+    name = Path(path).stem if path else "bundle"
+    return (f"{name}@{provenance.get('code_version', '?')}"
+            f"+{str(provenance.get('key', ''))[:8] or 'unkeyed'}")
 
 
 def from_run(artifacts_dir: Path, run: str, members: int,

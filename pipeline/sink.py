@@ -10,11 +10,14 @@ input order, so that file's rows are the last ones.
 
 Formats (``pipeline.results`` holds the row contracts):
 
-- ``.csv``: one row per file (``result_rows``); with ``windows``, the timeline: one row
-  per segment and an error row for a file without segments (``timeline_rows``);
+- ``.csv``: one row per file (``result_rows``, notes included); with ``windows``, the
+  timeline: one row per segment and an error row for a file without segments
+  (``timeline_rows``);
 - ``.jsonl``: one line per file (path, emotion, confidence, probabilities, error, notes);
   with ``windows``, each file's timeline records first, a line each (they carry
   ``file``), then its own line (it carries ``path`` and the segment count).
+
+Every row and line names the model that scored it (``bundle``: ``Scorer.identity``).
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ class ResultSink:
     """Appends results to ``out`` (``.csv`` or ``.jsonl``) as they are scored; a context
     manager. Raises ``PipelineError`` for another suffix."""
 
-    def __init__(self, out: Path, labels: tuple[str, ...], *, windows: bool = False):
-        self.out, self.labels, self.windows = Path(out), tuple(labels), windows
+    def __init__(self, out: Path, labels: tuple[str, ...], *, windows: bool = False,
+                 bundle: str = ""):
+        self.out, self.labels, self.windows, self.bundle = Path(out), tuple(labels), windows, bundle
         self.kind = self.out.suffix.lower()
         if self.kind not in (".csv", ".jsonl"):
             raise PipelineError(f"--output {out}: use a .csv or .jsonl file name")
-        self.columns = ([*TIMELINE_FIELDS, *labels, "error"] if windows else
-                        ["path", "emotion", "confidence", *labels, "error"])
+        self.columns = ([*TIMELINE_FIELDS, *labels, "error", "bundle"] if windows else
+                        ["path", "emotion", "confidence", *labels, "notes", "error", "bundle"])
         self.key = "file" if windows and self.kind == ".csv" else "path"
         self.handle = None
         self.streamed: str | None = None  # the file whose timeline went out segment by segment
@@ -70,7 +74,8 @@ class ResultSink:
             return
         self.streamed = record["file"]
         self._write_records(timeline_rows([FileResult(record["file"], segments=[record])],
-                                          self.labels) if self.kind == ".csv" else [record])
+                                          self.labels, bundle=self.bundle)
+                            if self.kind == ".csv" else [{**record, "bundle": self.bundle}])
 
     def file(self, result: FileResult) -> None:
         """A scored file: its row (and, with ``windows``, the timeline rows not yet out)."""
@@ -78,16 +83,18 @@ class ResultSink:
         self.streamed = None
         if self.kind == ".csv":
             rows = (timeline_rows([FileResult(result.path, error=result.error,
-                                              segments=segments)], self.labels)
-                    if self.windows else result_rows([result], self.labels))
+                                              segments=segments)], self.labels,
+                                  bundle=self.bundle)
+                    if self.windows else result_rows([result], self.labels, bundle=self.bundle))
             self._write_records(rows)
             return
         record = {"path": result.path, "emotion": result.emotion or None,
                   "confidence": None if result.error else result.confidence,
                   "probabilities": result.probabilities or None, "error": result.error,
-                  "notes": result.notes}
+                  "notes": result.notes, "bundle": self.bundle}
         if self.windows:
             record["segments"] = len(result.segments)
+        segments = [{**segment, "bundle": self.bundle} for segment in segments]
         self._write_records([*segments, record] if self.windows else [record])
 
     def close(self) -> None:
@@ -161,7 +168,7 @@ def score_into(output: Path, inputs: list, scorer, *, windows: bool = False,
 
     paths = audio_files(inputs)
     scored = failed = 0
-    with ResultSink(output, scorer.labels, windows=windows) as sink:
+    with ResultSink(output, scorer.labels, windows=windows, bundle=scorer.identity) as sink:
         done = sink.start(resume=resume)
         todo = [path for path in paths if str(path) not in done]
         with bar(total=len(todo), desc="predict", unit="file") as progress:

@@ -72,3 +72,20 @@ def test_terminal_text_shows_the_verdict_every_emotion_and_errors():
     assert format_single(FileResult("b.wav", error="x"), LABELS) == "b.wav: error: x"
     table = format_table([_scored("a.wav"), FileResult("long/name.wav", error="x")])
     assert table.splitlines()[1].split()[:3] == ["a.wav", "calm", "55.00%"]
+
+
+def test_csv_keeps_notes_and_every_row_names_the_model(tmp_path):
+    out = tmp_path / "out.csv"
+    write_results([_scored("a.wav")], out, LABELS, bundle="ravdess-cnn@0.2.0+abcd1234")
+    row = next(csv.DictReader(open(out)))
+    assert row["notes"] == "4.00 s of speech" and row["bundle"] == "ravdess-cnn@0.2.0+abcd1234"
+    write_results([_scored("a.wav")], out, LABELS, windows=True, bundle="m@1+2")
+    assert {r["bundle"] for r in csv.DictReader(open(out))} == {"m@1+2"}
+
+
+def test_the_terminal_table_shows_segments_with_windows_and_names_the_model():
+    results = [_scored("a.wav"), _scored("b.wav")]
+    plain = format_table(results, bundle="m@1+2")
+    assert "angry" not in plain and plain.splitlines()[-1] == "model: m@1+2"
+    timeline = format_table(results, windows=True)
+    assert timeline.count("3.00-   5.50 s  angry") == 2  # each file's segments under it

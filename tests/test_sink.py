@@ -119,4 +119,32 @@ def test_the_cli_resumes_an_interrupted_output(tmp_path, trained, runner):  # no
     assert part.read_text() == whole.read_text()
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", None])
+def test_the_cli_honours_windows_in_every_output(tmp_path, trained, runner, suffix):  # noqa: F811
+    from cli import cli
+
+    from test_predict import corpus_clip
+
+    files = [str(corpus_clip(trained, emotion=e, actor=a)) for e, a in ((1, 1), (5, 2))]
+    out = tmp_path / f"out{suffix}" if suffix else None
+    result = runner.invoke(cli, ["predict", *files, "--bundle", str(trained.bundle_path),
+                                 "-j", "1", "--windows", *(["-o", str(out)] if out else [])])
+    assert result.exit_code == 0, result.output
+    name = trained.bundle_path.stem + "@"
+    if suffix == ".csv":
+        rows = list(csv.DictReader(open(out)))
+        assert [r["file"] for r in rows] == files  # one segment per short clip
+        assert all(r["start_s"] and r["bundle"].startswith(name) for r in rows)
+    elif suffix == ".jsonl":
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [line.get("file") or line["path"] for line in lines] == [f for f in files
+                                                                       for _ in (0, 1)]
+        assert all(line["bundle"].startswith(name) for line in lines)
+        assert lines[1]["segments"] == 1 and "start_s" in lines[0]
+    else:
+        text = result.output
+        assert sum(" s  " in line and "of speech" in line for line in text.splitlines()) == 2
+        assert f"model: {name}" in text
+
+
 from test_predict import trained  # noqa: E402,F401  (the module's tiny model)

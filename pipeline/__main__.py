@@ -1,0 +1,6 @@
+"""``python -m pipeline ...``: the ``ser`` command line."""
+
+from pipeline.cli import cli
+
+if __name__ == "__main__":
+    cli(prog_name="python -m pipeline")

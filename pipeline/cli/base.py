@@ -1,0 +1,116 @@
+"""The ``ser`` command group and what its commands share: the context (data and
+artifacts folders), one-line errors, the options several stages take, threads."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline import options
+from pipeline.errors import PipelineError
+
+
+@dataclasses.dataclass
+class Context:
+    data_dir: Path
+    artifacts_dir: Path
+
+
+def model_threads(jobs: int) -> None:
+    """Give the model the cores the ``jobs`` feature workers leave, at least one: two model
+    threads beside two workers on two cores ran a batch 1.3x slower. Set here, in the
+    CLI, so the library never changes a caller's torch threads."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) - jobs))
+
+
+def friendly_errors(command):
+    """Turn the project's exceptions into one clean line and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PipelineError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def stage(command):
+    """A stage command: gets the ``Context`` and reports the project's errors in one line."""
+    return click.pass_obj(friendly_errors(command))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default="data",
+              envvar="SER_DATA_DIR", help="Corpus and index folder [env SER_DATA_DIR].")
+@click.option("--artifacts-dir", type=click.Path(file_okay=False, path_type=Path),
+              default="artifacts", envvar="SER_ARTIFACTS_DIR",
+              help="Features, runs, reports and bundles [env SER_ARTIFACTS_DIR].")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+              case_sensitive=False), default="INFO", envvar="SER_LOG_LEVEL",
+              help="Logging detail [env SER_LOG_LEVEL].")
+@click.option("-q", "--quiet", is_flag=True, envvar="SER_QUIET",
+              help="Only warnings and results; no progress bars [env SER_QUIET].")
+@click.pass_context
+def cli(ctx, data_dir, artifacts_dir, log_level, quiet):
+    """Speech emotion recognition on RAVDESS: download -> index -> extract -> train ->
+    evaluate -> export -> predict. Each stage caches its output and can be rerun alone."""
+    from pipeline import progress
+
+    # a file name that is not UTF-8 is printed escaped, never a UnicodeEncodeError
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    progress.configure(level=log_level, quiet=quiet)
+    ctx.obj = Context(data_dir, artifacts_dir)
+
+
+members_option = click.option(
+    "--members", type=options.MEMBERS, default=None,
+    help="Ensemble members per run, trained from seeds SEED, SEED+1, ... with their "
+         "probabilities averaged (default: the recipe's, TrainConfig.members).")
+
+
+def seed_option(envvar: str, what: str):
+    """``--seed`` of one stage: each stage owns its seed (docs/architecture.md, Seeds)."""
+    return click.option("--seed", type=options.SEED, default=0, envvar=envvar,
+                        help=f"{what} [env {envvar}]")
+
+
+scheduler_option = click.option(
+    "--scheduler", envvar="SER_DASK_SCHEDULER", default=None, metavar="ADDRESS",
+    help="Run the per-item work on the Dask cluster at ADDRESS (tcp://host:8786) instead of "
+         "--jobs local workers; needs 'pip install ser-pipeline[dask]' and a filesystem the "
+         "workers share [env SER_DASK_SCHEDULER].")
+tta_option = click.option(
+    "--tta/--no-tta", default=True,
+    help="Score each window as it is and in mild pitch / shift / speed variants, "
+         "probabilities averaged (pipeline.views); --no-tta scores the window alone.")
+
+
+
+def run_targets(obj: Context, fold: str, final: bool) -> list:
+    """The runs a --fold / --final choice names: [k], every fold, or [None] (final)."""
+    from pipeline.index import load_index
+    from pipeline.splits import runs_for
+
+    if final:
+        return [None]
+    try:
+        known = sorted({clip.fold for clip in load_index(obj.data_dir)})
+    except PipelineError:
+        if fold == "all":
+            raise
+        known = None  # no index yet: the stage itself says to run 'index'
+    try:
+        return runs_for(fold, known)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fold") from None
