@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extract on a Dask cluster vs joblib workers: the same ``cli.py extract`` on the same
+"""Extract on a Dask cluster vs joblib workers: the same ``ser extract`` on the same
 clips, once with ``--jobs 2`` (joblib's loky processes) and once with ``--scheduler`` on a
 local Dask cluster of 2 worker processes (one thread each) started by this script; prints
 both wall times and their ratio, and checks the two stores hold the same shards.

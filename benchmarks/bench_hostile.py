@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Peak memory of ``cli.py predict`` on the hostile folder of ``tests/hostile_inputs.py``
+"""Peak memory of ``ser predict`` on the hostile folder of ``tests/hostile_inputs.py``
 (every kind of bad input beside good files), summed over the whole process tree (the CLI
 and its joblib workers), sampled every 20 ms with psutil. Target: below 2 GB.
 

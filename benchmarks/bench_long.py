@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Peak memory of ``predict --windows`` on long recordings: a 10-minute and a 60-minute
 file built from ``../shared/ravdess`` clips (48 kHz, clips back to back with a second of
-room noise between them), each scored by ``cli.py predict FILE --windows -o X.csv -j 1``
+room noise between them), each scored by ``ser predict FILE --windows -o X.csv -j 1``
 in a fresh process. Prints each run's peak RSS, wall time and segment count, and the
 ratio of the two peaks (the target: the 60-minute file under 800 MB and within 15 % of
 the 10-minute file's peak, since long files are decoded and scored block by block).

@@ -67,7 +67,7 @@ def main() -> None:
     timed([*cli, "predict", "--bundle", bundle, str(one)])  # page cache / numba cache warm
     singles = [timed([*cli, "predict", "--bundle", bundle, str(one)]) for _ in range(args.repeats)]
     print(f"bundle {bundle}; {len(files)} clips")
-    print(f"single file from a cold shell (python cli.py predict FILE): median "
+    print(f"single file from a cold shell (python ser predict FILE): median "
           f"{statistics.median(singles):.2f} s over {args.repeats} runs "
           f"({', '.join(f'{s:.2f}' for s in singles)})")
     listing = [str(f) for f in files]

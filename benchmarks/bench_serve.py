@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Requests per second and p50 / p95 latency of ``POST /predict`` for 3-second clips,
-against a real ``cli.py serve`` process on this machine (the shipped model, one server
+against a real ``ser serve`` process on this machine (the shipped model, one server
 worker), with 1 and with 4 clients sending at once.
 
     python benchmarks/bench_serve.py --requests 60

@@ -1,8 +1,9 @@
-"""Speech emotion recognition on RAVDESS: a staged, cached MFCC + mel CNN pipeline.
+"""Speech emotion recognition on RAVDESS: a staged, cached MFCC + log-mel CNN pipeline.
 
-Stages (each a module with one public function, called by ``cli.py``):
-``corpus`` (download, index), ``extract`` (features into HDF5 shards), ``train``,
-``evaluate``, ``bundle`` (export / load), ``predict``.
+The command line is ``pipeline.cli`` (``ser``; also ``python -m pipeline``). The stages,
+each a module with one public function: ``download``, ``index``, ``extract`` (features
+into HDF5 shards), ``train``, ``evaluate``, ``bundle`` (export / load) and ``predict``;
+``docs/architecture.md`` maps the rest. To score audio from Python, ``pipeline.api``.
 """
 
 __version__ = "0.2.0"

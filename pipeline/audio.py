@@ -5,6 +5,7 @@ What happens next (channel mix, DC, level, speech detection) is ``pipeline.front
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,10 @@ def read(path: Path) -> tuple[np.ndarray, int]:
     the limits, no frames, NaN or infinite samples."""
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # a pipe or device (/dev/stdin): read it once
+            return read_bytes(path.read_bytes(), name=str(path))
+        if status.st_size == 0:
             raise AudioError(f"{path}: empty file (0 bytes)")
     except OSError as exc:
         raise AudioError(f"{path}: cannot open ({exc.strerror or exc})") from exc

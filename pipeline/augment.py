@@ -76,7 +76,7 @@ class AugmentParams:
         if len(values) not in (5, len(cls.FIELDS)):
             raise ValueError(f"an augmentation row has 5 or {len(cls.FIELDS)} values "
                              f"({', '.join(cls.FIELDS)}), not {len(values)}: re-run "
-                             "'cli.py extract --force'")
+                             "'ser extract --force'")
         return cls(*values[:4], int(values[4]), *values[5:])
 
 

@@ -32,7 +32,7 @@ def normalisation_stats(features: np.ndarray, rows: np.ndarray, *, chunk: int = 
     mean = total / count
     if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(squares)):
         raise TrainingError("the training features contain NaN or inf values: recompute them "
-                            "with 'cli.py extract --force'")
+                            "with 'ser extract --force'")
     std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
     return mean[..., None].astype(np.float32), std[..., None].astype(np.float32)
 

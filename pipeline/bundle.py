@@ -40,7 +40,7 @@ from pipeline import views as test_views
 from pipeline.errors import BundleError
 from pipeline.features import FEATURES_VERSION, FeatureConfig
 from pipeline.progress import log
-from pipeline.scorer import Scorer
+from pipeline.scorer import Scorer, bundle_identity
 from pipeline.stages import atomic_path, code_hash, hash_obj, read_json, strict_json
 from pipeline.vad import detector_version
 
@@ -77,14 +77,14 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
     scorer = from_run(artifacts_dir, run, members, views)
     cv_report = read_json(layout.cv_report(artifacts_dir)) if test_figures else {}
     if cv_report is None:
-        log.warning("no %s: the bundle carries no test figures; run 'cli.py evaluate --fold "
+        log.warning("no %s: the bundle carries no test figures; run 'ser evaluate --fold "
                     "all' before exporting to include them", layout.cv_report(artifacts_dir))
     elif cv_report:
         mismatch = report_mismatch(cv_report, scorer, run, artifacts_dir)
         if mismatch:
             raise BundleError(
                 f"{layout.cv_report(artifacts_dir)} does not belong to runs/{run} ({mismatch}): "
-                "its figures would be stale or about another model. Rerun 'cli.py evaluate "
+                "its figures would be stale or about another model. Rerun 'ser evaluate "
                 "--fold all' with the same --members and --tta (after training the folds with "
                 "this recipe and code), or export with --no-test-figures")
     metadata = _metadata(scorer, run, members, cv_report or {})
@@ -196,20 +196,37 @@ def resolve(bundle: str | Path | None, *, artifacts_dir: Path = Path("artifacts"
     if bundle is None or str(bundle) == "shipped":
         if not SHIPPED.exists():
             raise BundleError(f"no shipped bundle at {SHIPPED}: pass --bundle PATH or run "
-                              "'cli.py export' and use --bundle latest")
+                              "'ser export' and use --bundle latest")
         return SHIPPED
     if str(bundle) == "latest":
         exports = sorted(layout.bundles_dir(artifacts_dir).glob(f"*{SUFFIX}"),
                          key=lambda p: p.stat().st_mtime)
         if not exports:
             raise BundleError(f"no exported bundle in {layout.bundles_dir(artifacts_dir)}: "
-                              "run 'cli.py export' first")
+                              "run 'ser export' first")
         return exports[-1]
     return Path(bundle)
 
 
+def header_identity(path: Path) -> str:
+    """``Scorer.identity`` of a bundle read from its header alone (no torch, no
+    weights; the safetensors layout: an 8-byte little-endian length, then JSON), or a
+    phrase saying why there is none."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(min(size, 1 << 24)))
+        strings = header["__metadata__"]
+        return bundle_identity(path, json.loads(strings["metadata"]), strings["checksum"])
+    except FileNotFoundError:
+        return f"missing (no file at {Path(path).resolve()})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"unreadable ({Path(path).resolve()} is not a bundle of this tool)"
+
+
 def _first_line(exc: Exception) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+    """The first line of an exception's message, whole (a library's wording, quoted)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def _read(path: Path) -> tuple[dict, dict]:
@@ -222,8 +239,9 @@ def _read(path: Path) -> tuple[dict, dict]:
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         _refuse_format_1(path)
-        raise BundleError(f"{path} is corrupt or not a model bundle of this tool (a "
-                          f"{SUFFIX} file written by 'cli.py export'): {_first_line(exc)}") from exc
+        raise BundleError(f"{path} is not a model bundle of this tool, or is damaged: pass a "
+                          f"{SUFFIX} file written by 'ser export', or 'shipped' or 'latest' "
+                          f"(reading it said: {_first_line(exc)})") from exc
     return header, tensors
 
 
@@ -240,6 +258,10 @@ def _refuse_format_1(path: Path) -> None:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # any torch file that is not an old bundle: the caller's message
         return
+    if isinstance(saved, dict) and "state_dict" in saved and "train_config" in saved:
+        raise BundleError(f"{path} is a trained run's model file, not a bundle: export the "
+                          f"run with 'ser export --run {path.parent.name}' and pass the "
+                          ".safetensors file it writes")
     if not (isinstance(saved, dict) and saved.get("format") == FORMAT):
         return
     try:
@@ -250,7 +272,7 @@ def _refuse_format_1(path: Path) -> None:
     raise BundleError(f"{path} is a format-{saved.get('format_version')} bundle (a torch file) "
                       f"written by version {version}; this version ({__version__}) reads format "
                       f"{FORMAT_VERSION} ({SUFFIX}): re-export it from its trained run with "
-                      f"'cli.py export --run {run}', or install version {version} to use it")
+                      f"'ser export --run {run}', or install version {version} to use it")
 
 
 def load(path: Path) -> Scorer:
@@ -260,13 +282,13 @@ def load(path: Path) -> Scorer:
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"no bundle at {path}: pass --bundle with an exported file "
-                          "('cli.py export' writes one)")
+                          "('ser export' writes one)")
     if path.suffix.lower() == ".onnx":
         from pipeline.onnx_bundle import load_onnx
 
         return load_onnx(path)
-    text, tensors = _verified(path)
-    scorer = _build(path, text, tensors)
+    text, tensors, checksum = _verified(path)
+    scorer = _build(path, text, tensors, checksum)
     installed = f"silero-vad {detector_version()}"
     if scorer.metadata.get("speech_detector", installed) != installed:
         log.warning("%s was made with %s, this installation has %s: speech boundaries, and so "
@@ -275,14 +297,15 @@ def load(path: Path) -> Scorer:
     return scorer
 
 
-def _verified(path: Path) -> tuple[str, dict]:
-    """``(metadata text, tensors)`` of a bundle whose format, version and checksum hold."""
+def _verified(path: Path) -> tuple[str, dict, str]:
+    """``(metadata text, tensors, checksum)`` of a bundle whose format, version and
+    checksum hold."""
     import torch
 
     header, tensors = _read(path)
     if header.get("format") != FORMAT:
         raise BundleError(f"{path} is a safetensors file but not a model bundle of this tool: "
-                          "export one with 'cli.py export'")
+                          "export one with 'ser export'")
     if header.get("format_version") != str(FORMAT_VERSION):
         raise BundleError(f"{path} has bundle format {header.get('format_version')}, this "
                           f"version ({__version__}) reads format {FORMAT_VERSION}: re-export "
@@ -301,10 +324,10 @@ def _verified(path: Path) -> tuple[str, dict]:
         raise BundleError(f"{path} is corrupt or incompatible: its weights or metadata do not "
                           "match the checksum written with them (damaged in transit, or "
                           "edited); export it again")
-    return text, tensors
+    return text, tensors, checksum
 
 
-def _build(path: Path, text: str, tensors: dict) -> Scorer:
+def _build(path: Path, text: str, tensors: dict, checksum: str) -> Scorer:
     """The scorer of an intact bundle; ``BundleError`` when this version cannot take it."""
     from pipeline.model import ModelConfig, build
 
@@ -333,4 +356,4 @@ def _build(path: Path, text: str, tensors: dict) -> Scorer:
                           f"({__version__}): {_first_line(exc)}; re-export it with "
                           "this version or install the version that wrote it") from exc
     return Scorer(model.eval(), feature_config, tuple(metadata["label_map"]), views, metadata,
-                  path)
+                  path, fingerprint=checksum)

@@ -2,7 +2,7 @@
 (gloo on CPU, NCCL on CUDA), each process training on its share of every epoch's rows
 (``torch.utils.data.DistributedSampler``), gradients averaged at every step.
 
-``torchrun --nproc_per_node N cli.py train ...`` sets ``WORLD_SIZE`` / ``RANK`` /
+``torchrun --nproc_per_node N ser train ...`` sets ``WORLD_SIZE`` / ``RANK`` /
 ``LOCAL_RANK``; ``join`` starts the process group once per process. With N = 1, or
 without torchrun, ``join`` returns None and training takes exactly its one-process path.
 

@@ -35,7 +35,7 @@ OFFICIAL_URL = "https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-
 OFFICIAL_SIZE = 208_468_073
 OFFICIAL_MD5 = "bc696df654c87fed845eb13823edef8a"
 SOURCE_HINT = ("download the archive by hand from Zenodo record 1188976 (or use a local copy) "
-               "and run 'cli.py download --source PATH' with the zip or a folder of Actor_XX/")
+               "and run 'ser download --source PATH' with the zip or a folder of Actor_XX/")
 _CHUNK = 1 << 20
 # Written into every folder ``unpack`` creates, listing the files it unpacked: only such
 # a folder, unchanged, is ever replaced (a stage may only remove what it created itself).
@@ -63,7 +63,7 @@ def corpus_root(data_dir: Path) -> Path:
     record = read_json(layout.download_manifest(data_dir))
     if not record or not Path(record.get("root", "")).is_dir():
         raise DownloadError(f"no corpus recorded in {layout.download_manifest(data_dir)}: "
-                            "run 'cli.py download' (or 'cli.py download --source PATH') first")
+                            "run 'ser download' (or 'ser download --source PATH') first")
     return Path(record["root"])
 
 
@@ -172,14 +172,14 @@ def _stream(url: str, part: Path, *, have: int, expected: int | None) -> None:
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise DownloadError(f"disk full while writing {part}: free space and rerun "
-                                    "'cli.py download' (it resumes where it stopped)") from exc
-            raise DownloadError(f"transfer of {url} broke off ({exc}); rerun 'cli.py download' "
+                                    "'ser download' (it resumes where it stopped)") from exc
+            raise DownloadError(f"transfer of {url} broke off ({exc}); rerun 'ser download' "
                                 "to resume") from exc
     # http.client ends a body silently when the connection closes early; without a known
     # size or MD5 nothing else would notice, and the short file would become the archive.
     if body_bytes is not None and received < body_bytes:
         raise DownloadError(f"transfer of {url} broke off after {have + received} bytes "
-                            f"(of {have + body_bytes}); rerun 'cli.py download' to resume")
+                            f"(of {have + body_bytes}); rerun 'ser download' to resume")
 
 
 def verify(part: Path, remote: Remote) -> None:
@@ -187,7 +187,7 @@ def verify(part: Path, remote: Remote) -> None:
     size = part.stat().st_size
     if remote.size is not None and size != remote.size:
         raise DownloadError(f"{part}: {size} bytes, expected {remote.size}: the transfer was "
-                            "cut off; rerun 'cli.py download' to resume")
+                            "cut off; rerun 'ser download' to resume")
     if remote.md5 is None:
         return
     digest = hashlib.md5()
@@ -198,7 +198,7 @@ def verify(part: Path, remote: Remote) -> None:
         part.replace(part.with_suffix(".bad"))
         raise DownloadError(f"{part}: MD5 {digest.hexdigest()} does not match {remote.md5}; "
                             f"moved it to {part.with_suffix('.bad').name}. Rerun "
-                            f"'cli.py download' to fetch it again, or {SOURCE_HINT}")
+                            f"'ser download' to fetch it again, or {SOURCE_HINT}")
 
 
 def unpack(archive: Path, *, data_dir: Path, force: bool = False) -> Path:
@@ -237,7 +237,7 @@ def unpack(archive: Path, *, data_dir: Path, force: bool = False) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         if exc.errno == errno.ENOSPC:
             raise DownloadError(f"disk full while unpacking {archive} into {data_dir}: free "
-                                "space and rerun 'cli.py download'") from exc
+                                "space and rerun 'ser download'") from exc
         raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -58,7 +58,7 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
         info = saved["info"]
         if info["features_key"] != store.manifest["key"]:
             raise StaleInputError(f"runs/{run} was trained on other features than the current "
-                                  f"store: rerun 'cli.py train --fold {fold}'")
+                                  f"store: rerun 'ser train --fold {fold}'")
         first = first or saved
         if (recipe_of(saved["train_config"]), info.get("train_code")) != (
                 recipe_of(first["train_config"]), first["info"].get("train_code")):
@@ -124,9 +124,9 @@ def held_out_probabilities(scorer, store, rows: np.ndarray, *, clips: list,
     results = predict_files(files, scorer, jobs=jobs)
     failed = next((r for r in results if r.error), None)
     if failed:
-        raise PipelineError(f"{failed.path}: {failed.error}; it was readable when 'cli.py "
-                            "extract' ran: restore the file, or rerun 'cli.py index' and "
-                            "'cli.py extract' without it")
+        raise PipelineError(f"{failed.path}: {failed.error}; it was readable when 'ser "
+                            "extract' ran: restore the file, or rerun 'ser index' and "
+                            "'ser extract' without it")
     return np.array([[r.probabilities[label] for label in ravdess.EMOTIONS] for r in results])
 
 

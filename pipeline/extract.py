@@ -200,7 +200,7 @@ def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs
     for task in tasks:
         attrs = shard_attrs(task.out_path)
         if attrs is None or attrs.get("cache_key") != key:
-            raise PipelineError(f"shard {task.out_path} was not written; rerun 'cli.py extract'")
+            raise PipelineError(f"shard {task.out_path} was not written; rerun 'ser extract'")
         shard_failures = _json_attr(attrs["failures"])
         n_rows = (len(task.clips) - len(shard_failures)) * (config.augment.copies + 1)
         failures.update(shard_failures)
@@ -215,7 +215,7 @@ def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs
         raise PipelineError(f"{len(failures)} of {n_clips} clips failed ({share:.1%}, more than "
                             f"the allowed {config.max_failure_share:.0%}); first: "
                             f"{next(iter(failures.values()))}. Fix or remove those files, rerun "
-                            "'cli.py index' and 'cli.py extract' (or raise --max-failure-share)")
+                            "'ser index' and 'ser extract' (or raise --max-failure-share)")
     seconds = time.perf_counter() - started
     write_json_atomic(manifest_path, manifest(
         stage="extract", key=key, config=config.to_dict(), clips_hash=clips,

@@ -173,7 +173,7 @@ def build_index(*, data_dir: Path, config: IndexConfig = IndexConfig(),
             progress.update(1)
     if not rows:
         raise CorpusError(f"no RAVDESS speech clips under {root}: expected Actor_XX/"
-                          "03-01-EE-II-SS-RR-AA.wav files; check 'cli.py download --source'")
+                          "03-01-EE-II-SS-RR-AA.wav files; check 'ser download --source'")
     rows = _drop_repeated_ids(rows, skipped)
     _mark_duplicates(rows)
     genders = {row["actor"]: row["gender"] for row in rows}
@@ -225,14 +225,14 @@ def load_index(data_dir: Path) -> list[Clip]:
     and the fix when it is missing or was written by another version."""
     csv_path = layout.index_csv(data_dir)
     if not csv_path.exists():
-        raise CorpusError(f"no index at {csv_path}: run 'cli.py index' first")
+        raise CorpusError(f"no index at {csv_path}: run 'ser index' first")
     types = {f.name: f.type for f in fields(Clip)}
     cast = {"int": int, "float": float, "str": str}
     with open(csv_path, newline="") as handle:
         reader = csv.DictReader(handle)
         if list(reader.fieldnames or []) != list(types):
             raise CorpusError(f"{csv_path} was written by another version of this tool (its "
-                              "columns differ): rerun 'cli.py index'")
+                              "columns differ): rerun 'ser index'")
         return [Clip(**{k: cast[types[k]](v) for k, v in row.items()}) for row in reader]
 
 
@@ -241,7 +241,7 @@ def index_record(data_dir: Path) -> dict:
     Raises ``CorpusError`` when there is none."""
     record = read_json(layout.index_manifest(data_dir))
     if not record or "index_hash" not in record:
-        raise CorpusError(f"no index manifest in {data_dir}: run 'cli.py index' first")
+        raise CorpusError(f"no index manifest in {data_dir}: run 'ser index' first")
     return record
 
 

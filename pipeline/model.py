@@ -236,7 +236,7 @@ def load_model(path: Path) -> tuple[EmotionCNN, dict]:
     """``(model in eval mode on CPU, saved dict with its JSON fields decoded)`` from a
     ``save_model`` file. Raises ``TrainingError`` naming the file when it is missing."""
     if not Path(path).exists():
-        raise TrainingError(f"no trained model at {path}: run 'cli.py train' for it first")
+        raise TrainingError(f"no trained model at {path}: run 'ser train' for it first")
     saved = torch.load(path, map_location="cpu", weights_only=True)
     meta = {k: json.loads(v) for k, v in saved.items() if k != "state_dict"}
     model = EmotionCNN(ModelConfig.from_dict(meta["model_config"]))

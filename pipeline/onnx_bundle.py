@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline.errors import BundleError
 from pipeline.scorer import Scorer
-from pipeline.stages import atomic_path, strict_json
+from pipeline.stages import atomic_path, hash_file, strict_json
 
 FORMAT = "ser-pipeline-onnx"
 FORMAT_VERSION = 1
@@ -120,12 +120,13 @@ def load_onnx(path: Path) -> Scorer:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own types)
         raise BundleError(f"{path} is not a readable ONNX model ({type(exc).__name__}): "
-                          "export one with 'cli.py export --format onnx'") from None
+                          "export one with 'ser export --format onnx'") from None
     props = session.get_modelmeta().custom_metadata_map
     if props.get("ser_pipeline_format") != FORMAT:
         raise BundleError(f"{path} is an ONNX model but not one of this tool's: export one "
-                          "with 'cli.py export --format onnx'")
+                          "with 'ser export --format onnx'")
     metadata = json.loads(props["metadata"])
     return Scorer(OnnxNetwork(session), FeatureConfig.from_dict(metadata["feature_config"]),
                   tuple(json.loads(props["labels"])),
-                  test_views.from_list(metadata.get("test_views")), metadata, Path(path))
+                  test_views.from_list(metadata.get("test_views")), metadata, Path(path),
+                  fingerprint=hash_file(Path(path)))

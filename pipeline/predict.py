@@ -160,6 +160,33 @@ def _score_pending(scorer, pending: list) -> None:
                            for (start, end, speech_s), p in zip(feats.segments, segment_probs)]
 
 
+def is_stream(item: str | Path) -> bool:
+    """``-`` (standard input) or a pipe or device such as ``/dev/stdin``: read once, in
+    this process (a worker process would not see it)."""
+    import stat
+
+    if str(item) == "-":
+        return True
+    try:
+        mode = Path(item).stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def score_bytes(data: bytes, scorer, *, name: str, tta: bool = True) -> FileResult:
+    """A recording held in memory as file bytes (standard input, an upload) scored as
+    ``predict`` scores a file; a recording that cannot be scored gets its reason in
+    ``error``, as a file's does."""
+    from pipeline.audio import read_bytes
+
+    try:
+        samples, rate = read_bytes(data, name=name)
+        return score_samples(samples, rate, scorer, name=name, tta=tta)
+    except AudioError as exc:
+        return FileResult(name, error=str(exc).removeprefix(f"{name}: "))
+
+
 def predict_files(inputs: list[str | Path], scorer, *, jobs: int = 1, tta: bool = True,
                   batch_windows: int = 256, scheduler: str | None = None) -> list[FileResult]:
     """Score every file with ``scorer`` (``pipeline.scorer.Scorer``: its model, feature

@@ -31,7 +31,7 @@ class TrainConfig:
     patience: int = 0  # epochs without a better validation UA before stopping; 0: never
     val_folds: int = 0  # folds held out to pick the best epoch; 0: train on them, keep the last
     # the training seed (initialisation, batch order, SpecAugment, dropout, mixup); member m
-    # of an ensemble trains from seed + m. The split's seed is the index's (cli.py index --seed)
+    # of an ensemble trains from seed + m. The split's seed is the index's (ser index --seed)
     seed: int = 0
     # ensemble members per run, probabilities averaged. Not part of a member's cache key
     # (``member_key``): a member trains the same whatever the count, so it stays cached

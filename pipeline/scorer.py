@@ -38,14 +38,15 @@ class Scorer:
     metadata: dict = field(default_factory=dict)  # a bundle's metadata; {} for runs
     path: Path | None = None  # the bundle file, if any
     saved: tuple[dict, ...] = ()  # each member's model.pt fields (scorers from runs only)
+    fingerprint: str = ""  # a bundle's checksum (its weights and metadata), hex
 
     @property
     def identity(self) -> str:
-        """Which model this is, as every output names it: ``NAME@VERSION+KEY`` for a
+        """Which model this is, as every output names it: ``NAME@VERSION+SUM`` for a
         bundle (file stem, the code version that exported it, the first 8 characters of
-        its provenance key), ``runs:fold-0,fold-0.m1`` for trained runs."""
+        its checksum), ``runs:fold-0,fold-0.m1`` for trained runs."""
         if self.metadata:
-            return bundle_identity(self.path, self.metadata)
+            return bundle_identity(self.path, self.metadata, self.fingerprint)
         return "runs:" + ",".join(layout.member_run(layout.run_name(s["info"]["fold"]),
                                                     s["info"].get("member", 0))
                                   for s in self.saved)
@@ -79,12 +80,12 @@ class Scorer:
         return probs.reshape(n_windows, n_views, -1).mean(axis=1)
 
 
-def bundle_identity(path: Path | None, metadata: dict) -> str:
-    """``NAME@VERSION+KEY`` of a bundle from its file and metadata (``Scorer.identity``)."""
+def bundle_identity(path: Path | None, metadata: dict, fingerprint: str) -> str:
+    """``NAME@VERSION+SUM`` of a bundle (``Scorer.identity``) from its file, metadata and
+    checksum."""
     provenance = metadata.get("provenance") or {}
     name = Path(path).stem if path else "bundle"
-    return (f"{name}@{provenance.get('code_version', '?')}"
-            f"+{str(provenance.get('key', ''))[:8] or 'unkeyed'}")
+    return f"{name}@{provenance.get('code_version', '?')}+{fingerprint[:8] or 'unknown'}"
 
 
 def from_run(artifacts_dir: Path, run: str, members: int,
@@ -103,14 +104,14 @@ def from_run(artifacts_dir: Path, run: str, members: int,
             target = {"final": "--final", "random": "--fold random"}.get(
                 run, f"--fold {run.removeprefix('fold-')}")
             raise TrainingError(f"no trained model at {path} (ensemble member {member + 1} of "
-                                f"{members}): run 'cli.py train {target} --members {members}'")
+                                f"{members}): run 'ser train {target} --members {members}'")
         loaded.append(load_model(path))
     first = loaded[0][1]
     for _, saved in loaded[1:]:
         if (recipe_of(saved["train_config"]) != recipe_of(first["train_config"])
                 or saved["info"]["features_key"] != first["info"]["features_key"]):
             raise TrainingError(f"the members of {run} were trained with different settings or "
-                                f"features: retrain them with 'cli.py train --members {members} "
+                                f"features: retrain them with 'ser train --members {members} "
                                 "--force'")
     models = [model for model, _ in loaded]
     model = (models[0] if members == 1 else Ensemble(models)).eval()

@@ -139,6 +139,7 @@ async def read_upload(request, limits: Limits) -> tuple[str, bytes]:
 def score_upload(scorer, data: bytes, *, name: str, limits: Limits, tta: bool = True) -> dict:
     """The JSON answer for one uploaded recording (see module docstring); raises
     ``UploadRefused`` with the CLI's message and the status of ``status_of``."""
+    from pipeline.api import record_of
     from pipeline.audio import read_bytes
     from pipeline.predict import score_samples
 
@@ -149,11 +150,7 @@ def score_upload(scorer, data: bytes, *, name: str, limits: Limits, tta: bool = 
         raise UploadRefused(str(error), status_of(error)) from None
     if result.error:  # scoring itself failed: a bug, reported as the CLI reports it
         raise UploadRefused(f"{name}: {result.error}", 500)
-    speech = sum(record["speech_s"] for record in result.segments)
-    return {"file": name, "emotion": result.emotion, "confidence": result.confidence,
-            "probabilities": result.probabilities,
-            "speech": {"seconds": round(speech, 3), "segments": len(result.segments)},
-            "timeline": result.segments, "test_time_views": len(scorer.views) if tta else 1}
+    return record_of(result, scorer, tta=tta)
 
 
 def describe(scorer) -> dict:
@@ -169,6 +166,7 @@ def describe(scorer) -> dict:
     return {"labels": list(scorer.labels), "members": metadata.get("members", 1),
             "test_views": metadata.get("test_views"), "accuracy": statement,
             "licence": LICENCE, "bundle": scorer.path.name if scorer.path else None,
+            "identity": scorer.identity,
             "provenance": provenance}
 
 

@@ -42,7 +42,7 @@ def fold_split(*, fold: np.ndarray, copy: np.ndarray, test_fold: int | None,
         raise TrainingError(f"--fold {test_fold}: the index has folds {folds}; pick one of them")
     if len(folds) < 2 + val_folds:
         raise TrainingError(f"{len(folds)} folds leave no training actors beside the test fold and "
-                            f"{val_folds} validation fold(s): rerun 'cli.py index --folds' with more")
+                            f"{val_folds} validation fold(s): rerun 'ser index --folds' with more")
     position = folds.index(test_fold)
     val = tuple(folds[(position + step) % len(folds)] for step in range(1, val_folds + 1))
     clean = copy == 0
@@ -63,7 +63,7 @@ def random_clip_split(*, clip_id: np.ndarray, copy: np.ndarray, n_folds: int, se
     if n_folds < 2 + val_folds:
         raise TrainingError(f"{n_folds} folds leave no training clips beside the test share and "
                             f"{val_folds} validation share(s): lower --val-folds or rerun "
-                            "'cli.py index --folds' with more")
+                            "'ser index --folds' with more")
     test_clips, val_clips = clips[order[:share]], clips[order[share:(1 + val_folds) * share]]
     clean = copy == 0
     is_test, is_val = np.isin(clip_id, test_clips), np.isin(clip_id, val_clips)

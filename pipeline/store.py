@@ -102,7 +102,7 @@ def load_manifest(artifacts_dir: Path) -> dict:
     record = read_json(layout.features_manifest(artifacts_dir))
     if not record:
         raise StaleInputError(f"no feature store at {layout.features_dir(artifacts_dir)}: "
-                              "run 'cli.py extract' first")
+                              "run 'ser extract' first")
     return record
 
 
@@ -119,22 +119,22 @@ def load_store(artifacts_dir: Path, *, clips: list) -> FeatureStore:
     record = load_manifest(artifacts_dir)
     if record.get("clips_hash") != clips_hash(clips):
         raise StaleInputError(f"features in {folder} were extracted from other clips than the "
-                              "index lists: rerun 'cli.py extract'")
+                              "index lists: rerun 'ser extract'")
     parts = []
     for shard in record["shards"]:
         path = folder / shard["file"]
         if (not path.exists() or path.stat().st_size != shard["bytes"]
                 or hash_file(path) != shard["sha256"]):
             raise StaleInputError(f"shard {path} is missing or changed since extraction: "
-                                  "rerun 'cli.py extract'")
+                                  "rerun 'ser extract'")
         attrs = shard_attrs(path)
         if attrs is None or attrs.get("cache_key") != record["key"]:
             raise StaleInputError(f"shard {path} belongs to another feature config: "
-                                  "rerun 'cli.py extract'")
+                                  "rerun 'ser extract'")
         if shard["rows"]:
             parts.append(read_shard(path))
     if not parts:
-        raise StaleInputError(f"feature store {folder} has no rows: rerun 'cli.py extract'")
+        raise StaleInputError(f"feature store {folder} has no rows: rerun 'ser extract'")
     merged = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
     fold_of = {clip.clip_id: clip.fold for clip in clips}
     fold = np.array([fold_of[clip_id] for clip_id in merged["clip_id"]], dtype=np.int8)

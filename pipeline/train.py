@@ -240,7 +240,7 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, batch "
                                 f"{start // config.batch_size}: lower --lr (now {config.lr}) "
-                                "or check the features for NaN / inf ('cli.py extract --force')")
+                                "or check the features for NaN / inf ('ser extract --force')")
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:

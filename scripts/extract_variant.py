@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Extract features with augmentation overrides into ``artifacts/variants/NAME/features``,
 for recipe experiments on validation actors (``scripts/experiment.py --features ...``).
-The default recipe's features stay where ``cli.py extract`` puts them.
+The default recipe's features stay where ``ser extract`` puts them.
 
     python scripts/extract_variant.py rec1 --set telephone_prob=0.333 \
         --set noise_betas='[0,1,2]' --set reverb_prob=0.333

@@ -7,7 +7,7 @@ speech" row counts as a change).
 
     python scripts/level_robustness.py [--clips-per-fold 10] [--members 2] [--no-tta]
 
-Needs ``cli.py train --fold all`` to have run (``artifacts/runs/fold-K``) on the index
+Needs ``ser train --fold all`` to have run (``artifacts/runs/fold-K``) on the index
 in ``data/``.
 """
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Print the README's accuracy tables (Markdown) from the reports of
-``cli.py evaluate --fold all``, ``--fold random`` and ``--bundle B --source ../shared/urdu``
+``ser evaluate --fold all``, ``--fold random`` and ``--bundle B --source ../shared/urdu``
 (every ``reports/bundle-*.json`` of a corpus with fewer than eight emotions), so the
 README quotes the reports exactly:
 
@@ -89,7 +89,7 @@ def main() -> None:
     cv_path = layout.cv_report(args.artifacts_dir)
     random_path = layout.report_stem(args.artifacts_dir, "random").with_suffix(".json")
     if not cv_path.exists():
-        raise SystemExit(f"{cv_path} not found: run 'cli.py evaluate --fold all' first")
+        raise SystemExit(f"{cv_path} not found: run 'ser evaluate --fold all' first")
     cv = json.loads(cv_path.read_text())
     print(cv_tables(cv))
     if random_path.exists():

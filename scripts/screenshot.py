@@ -3,7 +3,7 @@
 
     python scripts/screenshot.py [CLIP] [--bundle shipped] [--out docs/page.png]
 
-Starts ``cli.py serve`` on a free port, uploads CLIP (default: a RAVDESS clip from
+Starts ``ser serve`` on a free port, uploads CLIP (default: a RAVDESS clip from
 ``../shared/ravdess``) through the page's file input, waits for the bars and saves the
 screenshot. Needs the dev extra and Debian's chromium and chromium-driver.
 """

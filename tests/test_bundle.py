@@ -136,8 +136,23 @@ def test_flipped_bytes_in_the_file_are_refused(tmp_path, trained: Trained, where
 def test_truncated_file_is_refused(tmp_path, trained: Trained):
     raw = trained.bundle_path.read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(BundleError, match="corrupt or not a model bundle"):
+    with pytest.raises(BundleError, match="not a model bundle of this tool, or is damaged"):
         bundles.load(tmp_path / "cut.safetensors")
+
+
+def test_a_trained_runs_model_file_is_named_with_the_export_that_makes_a_bundle(trained: Trained):
+    model_file = next(trained.artifacts_dir.glob("runs/*/model.pt"))
+    with pytest.raises(BundleError, match=f"trained run's model file.*'ser export --run "
+                                          f"{model_file.parent.name}'"):
+        bundles.load(model_file)
+
+
+def test_every_bundle_has_an_identity_its_header_alone_gives(trained: Trained):
+    scorer = bundles.load(trained.bundle_path)
+    assert scorer.identity == bundles.header_identity(trained.bundle_path)
+    name, rest = scorer.identity.split("@")
+    assert name == trained.bundle_path.stem and len(rest.split("+")[1]) == 8
+    assert bundles.header_identity(trained.bundle_path.with_name("nope")).startswith("missing")
 
 
 class Payload:
@@ -219,7 +234,7 @@ def test_intact_bundle_this_version_cannot_build_is_refused(tmp_path, trained: T
 
 
 def test_missing_file_names_the_fix(tmp_path):
-    with pytest.raises(BundleError, match="no bundle at .*cli.py export"):
+    with pytest.raises(BundleError, match="no bundle at .*ser export"):
         bundles.load(tmp_path / "nothing.safetensors")
 
 
@@ -251,7 +266,7 @@ def test_a_bundle_of_an_older_version_names_it_and_how_to_re_export(tmp_path, tr
     old = _format_1_bundle(tmp_path / "ser-final.pt", trained)
     expected = (f"{old} is a format-1 bundle (a torch file) written by version 0.1.0; this "
                 f"version ({bundles.__version__}) reads format 2 (.safetensors): re-export it "
-                "from its trained run with 'cli.py export --run final', or install version "
+                "from its trained run with 'ser export --run final', or install version "
                 "0.1.0 to use it")
     with pytest.raises(BundleError) as caught:
         bundles.load(old)
@@ -282,7 +297,7 @@ def test_export_to_a_chosen_path_leaves_no_temporary_files(tmp_path, trained: Tr
 
 
 def test_export_of_an_untrained_run_names_the_fix(trained: Trained):
-    with pytest.raises(PipelineError, match="fold-7.*cli.py train"):
+    with pytest.raises(PipelineError, match="fold-7.*ser train"):
         bundles.export(artifacts_dir=trained.artifacts_dir, run="fold-7")
 
 

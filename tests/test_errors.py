@@ -30,4 +30,4 @@ def test_the_cli_prints_a_pipeline_error_as_one_line(tmp_path, runner):
 
 @pytest.mark.parametrize("error", [errors.BundleError, errors.StaleInputError])
 def test_the_message_is_the_users(error):
-    assert str(error("x: rerun 'cli.py extract'")) == "x: rerun 'cli.py extract'"
+    assert str(error("x: rerun 'ser extract'")) == "x: rerun 'ser extract'"

@@ -155,7 +155,7 @@ def test_models_trained_on_other_features_are_refused(tmp_path, fold_runs):
 def test_missing_fold_model_names_the_fix(tmp_path, fold_runs):
     artifacts_dir = tmp_path / "artifacts"
     shutil.copytree(fold_runs.artifacts_dir / "features", artifacts_dir / "features")
-    with pytest.raises(PipelineError, match="fold-0.*cli.py train"):
+    with pytest.raises(PipelineError, match="fold-0.*ser train"):
         evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=artifacts_dir, folds=[0])
 
 

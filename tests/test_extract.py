@@ -385,5 +385,5 @@ def test_cli_extract_without_an_index_fails_with_one_clean_line(tmp_path, cli_ru
     result = runner.invoke(cli, ["--data-dir", str(tmp_path / "data"), "--artifacts-dir",
                                  str(tmp_path / "artifacts"), "-q", "extract", "--jobs", "1"])
     assert result.exit_code == 1
-    assert "run 'cli.py index' first" in result.output
+    assert "run 'ser index' first" in result.output
     assert "Traceback" not in result.output

@@ -169,7 +169,7 @@ def test_an_index_written_by_an_older_version_says_to_rerun_index(tmp_path, corp
     build_index(data_dir=data_dir, config=IndexConfig(folds=2))
     csv_path = layout.index_csv(data_dir)
     csv_path.write_text(csv_path.read_text().replace("num_samples", "frames", 1))
-    with pytest.raises(CorpusError, match="another version.*rerun 'cli.py index'"):
+    with pytest.raises(CorpusError, match="another version.*rerun 'ser index'"):
         load_index(data_dir)
 
 
@@ -262,9 +262,9 @@ def test_corpus_without_clips_is_a_corpus_error(tmp_path) -> None:
 
 
 def test_index_before_download_names_the_fix(tmp_path) -> None:
-    with pytest.raises(PipelineError, match="cli.py download"):
+    with pytest.raises(PipelineError, match="ser download"):
         build_index(data_dir=tmp_path / "data")
-    with pytest.raises(CorpusError, match="cli.py index"):
+    with pytest.raises(CorpusError, match="ser index"):
         load_index(tmp_path / "data")
 
 
@@ -351,7 +351,7 @@ def test_cli_download_then_index(tmp_path, corpus, runner) -> None:
 
 
 @pytest.mark.parametrize("download_first, args, message", [
-    (False, ["index"], "run 'cli.py download"),
+    (False, ["index"], "run 'ser download"),
     (True, ["index", "--folds", "9"], "--folds 9 is more than the 4 actors"),
 ])
 def test_cli_index_errors_are_one_clean_line(tmp_path, corpus, runner, download_first: bool,

@@ -21,7 +21,7 @@ from pipeline.predict import expand_inputs, file_windows, predict_files
 from pipeline.results import TIMELINE_FIELDS, format_single, write_results
 
 CSV_COLUMNS = ["path", "emotion", "confidence", "neutral", "calm", "happy", "sad", "angry",
-               "fearful", "disgust", "surprised", "error"]
+               "fearful", "disgust", "surprised", "notes", "error", "bundle"]
 
 
 @dataclass
@@ -159,7 +159,7 @@ def test_jsonl_output_with_the_timeline(tmp_path, trained):
     assert set(good["probabilities"]) == set(ravdess.EMOTIONS)
     assert sum(good["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert good["confidence"] == pytest.approx(max(good["probabilities"].values()))
-    assert set(segment) == {*TIMELINE_FIELDS, *ravdess.EMOTIONS}
+    assert set(segment) == {*TIMELINE_FIELDS, *ravdess.EMOTIONS, "bundle"}
     assert segment["file"] == good["path"] and segment["emotion"] == good["emotion"]
     assert missing["path"] == str(files[1])
     assert missing["error"] and missing["emotion"] is None and missing["confidence"] is None
@@ -347,7 +347,7 @@ def test_timeline_csv_has_one_row_per_segment_and_a_row_per_failed_file(tmp_path
     with open(out, newline="") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
-        assert reader.fieldnames == [*TIMELINE_FIELDS, *ravdess.EMOTIONS, "error"]
+        assert reader.fieldnames == [*TIMELINE_FIELDS, *ravdess.EMOTIONS, "error", "bundle"]
     long_rows = [row for row in rows if row["file"].endswith("long.wav")]
     assert len(long_rows) == len(mixed_results["long.wav"].segments)
     assert [float(row["start_s"]) for row in long_rows] == [

@@ -1,4 +1,4 @@
-"""Tests of pipeline/serve.py against a real server process (``cli.py serve`` on a free
+"""Tests of pipeline/serve.py against a real server process (``ser serve`` on a free
 loopback port, the module's tiny model): every endpoint, and every kind of bad upload
 answered with a 4xx and the CLI's message, never a 500."""
 
@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 def start_server(bundle: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    """``cli.py serve`` in its own process; returns it and its base URL once healthy."""
+    """``ser serve`` in its own process; returns it and its base URL once healthy."""
     port = free_port()
     process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--bundle",
                                 str(bundle), "--port", str(port), *extra],

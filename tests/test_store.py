@@ -142,12 +142,12 @@ def test_load_store_refuses_a_store_from_other_clips(store):
     clips = load_index(data_dir)
     changed = [dataclasses.replace(clips[0], content_hash="0" * 20), *clips[1:]]
     for other in (clips[1:], changed):  # a clip gone; a clip whose audio changed
-        with pytest.raises(StaleInputError, match="other clips.*rerun 'cli.py extract'"):
+        with pytest.raises(StaleInputError, match="other clips.*rerun 'ser extract'"):
             load_store(artifacts, clips=other)
 
 
 def test_load_store_without_a_manifest_says_to_run_extract(tmp_path):
-    with pytest.raises(StaleInputError, match="no feature store.*cli.py extract"):
+    with pytest.raises(StaleInputError, match="no feature store.*ser extract"):
         load_store(tmp_path / "artifacts", clips=[])
 
 

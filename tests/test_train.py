@@ -310,7 +310,7 @@ def test_ensemble_members_train_from_consecutive_seeds_on_the_same_split(store):
     model = scorer.model
     assert isinstance(model, Ensemble) and len(model.members) == 2 and not model.training
     assert [s["info"]["seed"] for s in scorer.saved] == [0, 1]
-    with pytest.raises(TrainingError, match=r"member 3 of 3\): run 'cli.py train --fold 0 --members 3'"):
+    with pytest.raises(TrainingError, match=r"member 3 of 3\): run 'ser train --fold 0 --members 3'"):
         from_run(store[1], "fold-0", 3)
 
 
@@ -335,7 +335,7 @@ def test_final_model_trains_on_every_actor(store):
 
 
 def test_new_folds_retrain_fold_runs_but_not_the_final_model(store):
-    """A run's key holds its split: reassigning folds (cli.py index --folds / --seed)
+    """A run's key holds its split: reassigning folds (ser index --folds / --seed)
     makes fold runs stale, while the final model, which uses every actor, stays cached."""
     config = replace(SMALL, epochs=1, val_folds=0)
     _run(store, config, fold=0)
@@ -663,7 +663,7 @@ def test_cli_reports_stale_features_in_one_line(store):
     _change_one_clip(store[0])
     result = _cli(store, "--fold", "0", "--epochs", "1")
     assert result.exit_code == 1
-    assert "rerun 'cli.py extract'" in result.output
+    assert "rerun 'ser extract'" in result.output
     assert "Traceback" not in result.output
 
 

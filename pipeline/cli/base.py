@@ -48,7 +48,20 @@ def stage(command):
     return click.pass_obj(friendly_errors(command))
 
 
+def print_version(ctx, _param, value) -> None:
+    """``--version``: the package's version and the shipped model's identity."""
+    if not value or ctx.resilient_parsing:
+        return
+    from pipeline import __version__
+    from pipeline.bundle import SHIPPED, header_identity
+
+    click.echo(f"ser-pipeline {__version__}; shipped model {header_identity(SHIPPED)}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=print_version, help="Print the version and the shipped model's, and exit.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default="data",
               envvar="SER_DATA_DIR", help="Corpus and index folder [env SER_DATA_DIR].")
 @click.option("--artifacts-dir", type=click.Path(file_okay=False, path_type=Path),

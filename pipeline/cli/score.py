@@ -45,7 +45,7 @@ def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta
         from pipeline.recipe import TrainConfig
         from pipeline.views import CLEAN, TEST_VIEWS
 
-        report = evaluation.evaluaterun_targets(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir,
+        report = evaluation.evaluate_folds(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir,
                                            folds=run_targets(obj, fold or "all", final=False),
                                            members=members or TrainConfig().members,
                                            views=TEST_VIEWS if tta else CLEAN, jobs=jobs)
@@ -114,12 +114,16 @@ def export(obj: Context, run, out, test_figures, fmt, bundle_path, members, tta)
 @scheduler_option
 @stage
 def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite, tta, scheduler):
-    """Predict the emotion of audio files or folders (WAV/FLAC/OGG/MP3, any rate). With
-    --output, each file is written as it is scored, and a rerun resumes where it stopped."""
+    """Predict the emotion of audio files or folders (WAV/FLAC/OGG/MP3, any rate), or of
+    one recording on standard input ('-'). With --output, each file is written as it is
+    scored, and a rerun resumes where it stopped."""
     from pipeline import bundle as bundles
-    from pipeline.predict import predict_files
-    from pipeline.results import format_single, format_table
+    from pipeline.predict import is_stream, predict_files, score_bytes
 
+    stream = any(map(is_stream, inputs))
+    if stream and len(inputs) > 1:
+        raise click.BadParameter("'-' (or a pipe such as /dev/stdin) reads one recording from "
+                                 "standard input: pass it alone", param_hint="INPUTS")
     if output and output.suffix.lower() not in (".csv", ".jsonl"):
         raise click.BadParameter(f"{output}: use a .csv or .jsonl file name", param_hint="--output")
     if output:
@@ -128,7 +132,7 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
         check_writable(output)
     loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
     model_threads(jobs)
-    if output:
+    if output and not stream:
         from pipeline.sink import score_into
 
         counts = score_into(output, list(inputs), loaded, jobs=jobs, tta=tta,
@@ -140,15 +144,30 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
                    + (f" ({counts.failed} more with an error row)" if counts.failed else ""))
         failed, total = counts.failed, counts.scored
     else:
-        results = predict_files(list(inputs), loaded, jobs=jobs, tta=tta, scheduler=scheduler)
-        click.echo(format_single(results[0], loaded.labels, windows=windows,
-                                 bundle=loaded.identity)
-                   if len(results) == 1 else format_table(results, windows=windows,
-                                                          bundle=loaded.identity))
+        results = ([score_bytes(click.get_binary_stream("stdin").read() if inputs[0] == "-"
+                                else Path(inputs[0]).read_bytes(), loaded, name=inputs[0],
+                                tta=tta)] if stream else
+                   predict_files(list(inputs), loaded, jobs=jobs, tta=tta, scheduler=scheduler))
+        _show(results, loaded, output=output, windows=windows)
         failed, total = sum(1 for r in results if r.error), len(results)
     if failed:
         raise click.ClickException(f"{failed} of {total} file(s) could not be scored (see "
                                    f"the error {'rows' if output else 'column'})")
+
+
+def _show(results, scorer, *, output, windows: bool) -> None:
+    """Print ``results`` (one file in full, several as a table), or write them to
+    ``output`` afresh."""
+    from pipeline.results import format_single, format_table, write_results
+
+    if output:
+        write_results(results, output, scorer.labels, windows=windows, bundle=scorer.identity)
+        click.echo(f"{len(results)} file(s) scored into {output}")
+    elif len(results) == 1:
+        click.echo(format_single(results[0], scorer.labels, windows=windows,
+                                 bundle=scorer.identity))
+    else:
+        click.echo(format_table(results, windows=windows, bundle=scorer.identity))
 
 
 @cli.command()
