@@ -70,12 +70,14 @@ def run_key(config: TrainConfig, *, features_key: str, fold: int | str | None,
 
 def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainConfig(),
           fold: int | str | None = 0, member: int = 0, resume: bool = False,
-          force: bool = False, device: str = "auto",
-          accelerated: bool | None = None) -> TrainResult:
+          force: bool = False, device: str = "auto", accelerated: bool | None = None,
+          on_epoch=None) -> TrainResult:
     """Train one member of one run (see module docstring). ``fold=None`` trains the final
     model, ``fold="random"`` the leaky clip-level contrast. Member ``member`` > 0 trains
     with seed ``config.seed + member`` into its own run folder, on the same split.
     ``accelerated``: the GPU path (``Session.start``), by default on CUDA only.
+    ``on_epoch(epoch, first_epoch)`` is called after each epoch trained (``first_epoch``:
+    where this call started, > 1 after ``resume``), e.g. ``progress.JobBar.epoch``.
 
     The run folder is locked for the duration (``pipeline.locks``): a second training of
     the same run is refused with ``LockedError`` naming the process that holds it."""
@@ -85,11 +87,12 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
     with job_lock(layout.run_dir(artifacts_dir, run), "training of this run"):
         return _train(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config, fold=fold,
                       member=member, resume=resume, force=force, device=device,
-                      accelerated=accelerated)
+                      accelerated=accelerated, on_epoch=on_epoch)
 
 
 def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, member: int,
-           resume: bool, force: bool, device: str, accelerated: bool | None) -> TrainResult:
+           resume: bool, force: bool, device: str, accelerated: bool | None,
+           on_epoch=None) -> TrainResult:
     import torch
 
     started = time.perf_counter()
@@ -126,7 +129,8 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
         log.info("%s: %d training rows (%d actors), %d validation, %d test rows; device %s%s",
                  run, len(split.train), len(split.actors(store.actor)["train"]), len(split.val),
                  len(split.test), dev, f"; {group.world_size} processes" if group else "")
-        _epochs(session, state, artifacts_dir=artifacts_dir, run=run, key=key)
+        _epochs(session, state, artifacts_dir=artifacts_dir, run=run, key=key,
+                on_epoch=on_epoch)
     session.model.load_state_dict(state["best_state"])
     val = session.validate() if len(split.val) else None
     info = {"fold": fold, "test_folds": list(split.test_folds), "val_folds": list(split.val_folds),
@@ -158,11 +162,13 @@ def _checked_split(store: FeatureStore, fold, config: TrainConfig, split_seed: i
     return split
 
 
-def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key: str) -> None:
+def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key: str,
+            on_epoch=None) -> None:
     """Train from the epoch after ``state["epoch"]`` to the last (or early stop), keeping
     the best weights, checkpointing and logging every epoch; ``state`` is updated."""
     config, split = session.config, session.split
     without_gain = state["epoch"] - state["best_epoch"]  # carried over on --resume
+    first_epoch = state["epoch"] + 1
     try:
         for epoch in range(state["epoch"] + 1, config.epochs + 1):
             record = train_epoch(session.network, session.optimiser, session.schedule,
@@ -184,10 +190,12 @@ def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key
                 save_checkpoint(layout.checkpoint_file(artifacts_dir, run), key, session, state)
                 write_text_atomic(layout.metrics_file(artifacts_dir, run),
                                   "".join(strict_json(r) + "\n" for r in state["history"]))
-            log.info("epoch %3d  loss %.4f  train acc %.3f%s  %.0f samples/s", epoch,
-                     record["train_loss"], record["train_acc"],
+            log.info("%s epoch %d/%d  loss %.4f  train acc %.3f%s  %.0f samples/s", run,
+                     epoch, config.epochs, record["train_loss"], record["train_acc"],
                      f"  val UA {record['val_ua']:.3f} WA {record['val_wa']:.3f}"
                      if "val_ua" in record else "", record["samples_per_s"])
+            if on_epoch is not None:
+                on_epoch(epoch, first_epoch)
             if config.patience and without_gain >= config.patience:
                 log.info("no validation gain for %d epochs: stopping early", config.patience)
                 break

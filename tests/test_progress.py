@@ -60,3 +60,29 @@ def test_a_bar_is_drawn_only_on_a_terminal_when_not_quiet_and_not_in_ci(
     with progress.bar(total=3, desc="work") as bar:
         bar.update(3)
     assert ("work" in stream.getvalue()) == drawn
+
+
+def test_one_job_bar_counts_every_epoch_still_to_train_with_an_estimate(restored_logger,
+                                                                       monkeypatch):
+    stream = _Terminal()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setenv("CI", "")
+    progress.configure(level="INFO")
+    with progress.JobBar(runs=2, members=2, epochs=10) as job:
+        assert job.bar.total == 40
+        job.start(run_index=0, run="fold-0", member=0)
+        job.finished(cached=True, epochs_run=10)  # already trained: off the total
+        job.start(run_index=0, run="fold-0", member=1)
+        for epoch in range(4, 11):  # resumed after epoch 3
+            job.epoch(epoch, first_epoch=4)
+        job.finished(cached=False, epochs_run=10)
+        job.start(run_index=1, run="fold-1", member=0)
+        for epoch in range(1, 7):  # stopped early at epoch 6
+            job.epoch(epoch, first_epoch=1)
+        job.finished(cached=False, epochs_run=6)
+        assert (job.bar.n, job.bar.total) == (13, 23)
+        restored_logger.info("fold-1 epoch 6/10  loss 1.0")  # a log line above the bar
+    text = stream.getvalue()
+    assert "train fold-1 (run 2/2, member 1/2)" in text and "epoch" in text
+    assert "fold-1 epoch 6/10  loss 1.0\n" in text
+    assert "<" in text  # tqdm's time estimate: elapsed<remaining

@@ -702,3 +702,13 @@ def test_the_actor_adversary_changes_training_but_not_the_saved_model(store, tmp
     a, b = _weights(plain.run_dir), _weights(adversarial.run_dir)
     assert a.keys() == b.keys()  # no actor head in model.pt: predict is unchanged
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_each_epoch_is_reported_as_k_of_n_and_to_the_progress_callback(store, caplog):
+    calls = []
+    with caplog.at_level("INFO", logger="pipeline"):
+        _run(store, replace(SMALL, epochs=3), fold=0,
+             on_epoch=lambda epoch, first: calls.append((epoch, first)))
+    assert calls == [(1, 1), (2, 1), (3, 1)]
+    assert [m.split("  ")[0] for m in caplog.messages if " epoch " in m] == [
+        "fold-0 epoch 1/3", "fold-0 epoch 2/3", "fold-0 epoch 3/3"]

@@ -100,8 +100,10 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
 @stage
 def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, resume, force):
     """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
-    from pipeline.errors import TrainingError
+    from pipeline import layout
     from pipeline.devices import pick_device
+    from pipeline.errors import TrainingError
+    from pipeline.progress import JobBar
     from pipeline.recipe import TrainConfig
     from pipeline.train import train as run
 
@@ -112,11 +114,17 @@ def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, r
     changes = {k: v for k, v in (("epochs", epochs), ("val_folds", val_folds),
                                  ("members", members)) if v is not None}
     config = dataclasses.replace(TrainConfig(seed=seed), **changes)
-    for target in run_targets(obj, fold, final):
-        for member in range(config.members):
-            result = run(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir, config=config,
-                         fold=target, member=member, resume=resume, force=force, device=device)
-            kept = (f"best epoch {result.best_epoch} of {result.epochs_run}, validation UA "
-                    f"{result.val['ua']:.1%}, WA {result.val['wa']:.1%}" if result.val else
-                    f"last epoch {result.epochs_run} kept (no validation actors)")
-            click.echo(f"{result.run_dir.name}: {kept}" + (" (cached)" if result.cached else ""))
+    targets = run_targets(obj, fold, final)
+    with JobBar(runs=len(targets), members=config.members, epochs=config.epochs) as job:
+        for index, target in enumerate(targets):
+            for member in range(config.members):
+                job.start(run_index=index, run=layout.run_name(target), member=member)
+                result = run(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir,
+                             config=config, fold=target, member=member, resume=resume,
+                             force=force, device=device, on_epoch=job.epoch)
+                job.finished(cached=result.cached, epochs_run=result.epochs_run)
+                kept = (f"best epoch {result.best_epoch} of {result.epochs_run}, validation "
+                        f"UA {result.val['ua']:.1%}, WA {result.val['wa']:.1%}" if result.val
+                        else f"last epoch {result.epochs_run} kept (no validation actors)")
+                click.echo(f"{result.run_dir.name}: {kept}"
+                           + (" (cached)" if result.cached else ""))
