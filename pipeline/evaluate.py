@@ -41,7 +41,9 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     """Test-fold metrics of each fold's trained model, or of the ensemble of its first
     ``members`` members, each test clip scored in ``views`` (see module docstring).
     Raises ``StaleInputError`` when a fold was trained on other features, or with another
-    recipe or code than the first fold (the summary would mix recipes)."""
+    recipe or code than the first fold (the summary would mix recipes). Report
+    ``reports/cv.json`` (several folds) or ``reports/<run>.json``; the returned dict also
+    holds its path as ``report_path``."""
     from pipeline.recipe import recipe_of
     from pipeline.scorer import from_run
 
@@ -80,9 +82,9 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
                          "metrics": summarise(matrix, ravdess.EMOTIONS)})
     report = _fold_report(per_fold, pooled, first, store.manifest, folds=folds, members=members,
                           views=views, failures=failures)
-    name = "cv" if len(folds) > 1 else layout.run_name(folds[0])
-    write_report(report, layout.report_stem(artifacts_dir, name))
-    return report
+    stem = layout.report_stem(artifacts_dir, "cv" if len(folds) > 1 else layout.run_name(folds[0]))
+    write_report(report, stem)
+    return {**report, "report_path": str(stem.with_suffix(".json"))}
 
 
 def _fold_report(per_fold: list[dict], pooled: np.ndarray, saved: dict, store_manifest: dict,
@@ -155,9 +157,12 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
     ``corpus``: ``ravdess``, ``urdu``, or ``auto`` to tell from the names; see
     ``pipeline.corpora``), each segment in the bundle's test-time views (``tta=False``: the
     clean window alone). For a corpus with fewer emotions than the model's eight, the
-    report adds the restricted figures (``cross_corpus``). Files without speech are
-    reported and left out; duplicates (``pipeline.duplicates``) are counted once and listed.
-    Report ``reports/bundle-<bundle>-<source folder>.json``."""
+    report adds the restricted figures (``cross_corpus``). What is left out is counted
+    under ``skipped`` and warned about: files without the corpus's names, files without
+    speech or unreadable, duplicates (``pipeline.duplicates``, counted once). RAVDESS
+    actors that trained the bundle are warned about and listed (``trained_actors``).
+    Report ``layout.bundle_report_stem`` (named after the bundle and the source); the
+    returned dict also holds its path as ``report_path``."""
     from pipeline import bundle as bundles
     from pipeline import corpora, duplicates
     from pipeline.predict import expand_inputs, predict_files
@@ -165,21 +170,15 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
     loaded = bundles.load(bundle_path)
     candidates = expand_inputs([source])
     chosen = corpora.detect(candidates) if corpus == "auto" else corpora.CORPORA[corpus]
-    files = [p for p in candidates if chosen.label_of(p) is not None]
-    if not files:
-        raise PipelineError(f"no {chosen.name}-named clips ({chosen.pattern}) under {source}: "
-                            "evaluation needs labels from the file names")
-    files, same_name = duplicates.by_name(files)
+    labelled = [p for p in candidates if chosen.label_of(p) is not None]
+    if not labelled:
+        raise PipelineError(f"no {chosen.name}-named clips ({chosen.pattern}) under "
+                            f"{Path(source).resolve()}: evaluation needs labels from the "
+                            "file names")
+    files, same_name = duplicates.by_name(labelled)
     results, same_audio = duplicates.by_audio(predict_files(files, loaded, jobs=jobs, tta=tta))
-    repeated = {**same_name, **same_audio}
-    if repeated:
-        log.warning("%d duplicate file(s) counted once (%d by name in another format, %d by "
-                    "identical audio); listed under 'duplicates' in the report",
-                    len(repeated), len(same_name), len(same_audio))
     scored = [r for r in results if not r.error]
-    for r in results:
-        if r.error:
-            log.warning("not scored: %s: %s", r.path, r.error)
+    skipped = _skipped(candidates, labelled, results, {**same_name, **same_audio}, chosen.name)
     if not scored:
         raise PipelineError(f"none of the {len(files)} clips under {source} could be scored; "
                             f"first: {results[0].path}: {results[0].error}")
@@ -188,7 +187,7 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
                               for r in scored])
     report = {"kind": "bundle", "bundle": str(bundle_path), "source": str(Path(source).resolve()),
               "corpus": chosen.name, "files": len(results), "failed": len(results) - len(scored),
-              "duplicates": repeated,
+              "duplicates": {**same_name, **same_audio}, "skipped": skipped,
               "provenance": loaded.metadata["provenance"],
               "test_views": test_views.to_list(loaded.views if tta else test_views.CLEAN),
               "features": loaded.metadata["feature_config"],
@@ -196,13 +195,48 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
               **cross_corpus(true, probabilities, chosen.emotions)}
     if chosen.name == "ravdess":
         report["actors"] = sorted({ravdess.parse_name(Path(r.path).stem).actor for r in scored})
+        report["trained_actors"] = _trained_actors(report["actors"], loaded, source)
     report["stage"] = "evaluate"
     report["key"] = hash_obj({"bundle": loaded.metadata["provenance"].get("key"),
                               "source": report["source"], "tta": tta, "corpus": chosen.name,
                               "code": code_hash(__name__)})
-    name = f"bundle-{Path(bundle_path).stem}-{Path(source).resolve().name}"
-    write_report(report, layout.report_stem(artifacts_dir, name))
-    return report
+    stem = layout.bundle_report_stem(artifacts_dir, bundle_path, source)
+    write_report(report, stem)
+    return {**report, "report_path": str(stem.with_suffix(".json"))}
+
+
+def _skipped(candidates: list, labelled: list, results: list, repeated: dict,
+             corpus: str) -> dict:
+    """What a bundle evaluation leaves out, counted by reason, each reason warned once."""
+    skipped = {"not corpus-named": len(candidates) - len(labelled),
+               "not scored (no speech, unreadable)": sum(1 for r in results if r.error),
+               "duplicates (counted once)": len(repeated)}
+    for r in results:
+        if r.error:
+            log.warning("not scored: %s: %s", r.path, r.error)
+    if skipped["not corpus-named"]:
+        log.warning("%d audio file(s) without %s names skipped: their labels are unknown",
+                    skipped["not corpus-named"], corpus)
+    if repeated:
+        log.warning("%d duplicate file(s) counted once (same clip by name in another format, "
+                    "or identical audio); listed under 'duplicates' in the report", len(repeated))
+    return skipped
+
+
+def _trained_actors(actors: list[int], scorer, source: Path) -> list[int]:
+    """The RAVDESS ``actors`` of a source that trained the bundle (its provenance knows
+    them), warned about: their figures say nothing about unseen voices."""
+    trained = set((scorer.metadata.get("provenance", {}).get("actors") or {}).get("train", []))
+    overlap = sorted(set(actors) & trained)
+    if overlap:
+        log.warning("%d of the %d actors in %s trained this bundle (%s): their figures measure "
+                    "voices it learned from, not unseen ones; evaluate on other actors (the "
+                    "bundle's test actors: %s)", len(overlap), len(actors), source,
+                    ", ".join(f"{a:02d}" for a in overlap),
+                    ", ".join(f"{a:02d}" for a in sorted(
+                        (scorer.metadata["provenance"].get("actors") or {}).get("test", [])))
+                    or "none: it trained on every actor")
+    return overlap
 
 
 def cross_corpus(true: np.ndarray, probabilities: np.ndarray, emotions: tuple[str, ...]) -> dict:
@@ -323,11 +357,12 @@ def format_report(report: dict) -> str:
                             for label in emotions)
         lines.append(f"{len(emotions)}-way (argmax over the corpus's emotions, calm added to "
                      f"neutral): UA {restricted['ua']:.1%}  WA {restricted['wa']:.1%}  ({recalls})")
-    if report.get("failed"):
-        lines.append(f"not scored: {report['failed']} of {report['files']} clips (see the warnings)")
-    if report.get("duplicates"):
-        lines.append(f"duplicates counted once: {len(report['duplicates'])} file(s) (listed "
-                     "in the report)")
+    for reason, count in (report.get("skipped") or {}).items():
+        if count:
+            lines.append(f"skipped: {count} file(s), {reason}")
+    if report.get("trained_actors"):
+        lines.append(f"warning: actors {', '.join(f'{a:02d}' for a in report['trained_actors'])} "
+                     "trained this bundle: these figures are not of unseen voices")
     if "predicted_share" in report:
         shares = sorted(report["predicted_share"].items(), key=lambda item: -item[1])
         lines.append("verdicts (8-way): " + ", ".join(f"{label} {share:.0%}"

@@ -110,6 +110,16 @@ def report_stem(artifacts_dir: Path, name: str) -> Path:
     return reports_dir(artifacts_dir) / name
 
 
+def bundle_report_stem(artifacts_dir: Path, bundle: Path, source: Path) -> Path:
+    """``reports/bundle-<bundle>-<source folder>-<6 hex of the source's absolute path>``:
+    one report per bundle and source, so evaluating another folder keeps the first."""
+    import hashlib
+
+    where = Path(source).resolve()
+    digest = hashlib.sha256(str(where).encode("utf-8", "surrogateescape")).hexdigest()[:6]
+    return report_stem(artifacts_dir, f"bundle-{Path(bundle).stem}-{where.name}-{digest}")
+
+
 def cv_report(artifacts_dir: Path) -> Path:
     """The cross-validation report that ``export`` stamps into a bundle."""
     return report_stem(artifacts_dir, "cv").with_suffix(".json")

@@ -226,7 +226,9 @@ def test_evaluate_a_bundle_on_a_folder(workspace, tmp_path):
     bundle = workspace.artifacts_dir / "bundles" / "ser-fold-0.safetensors"
     result = ok(workspace.run("evaluate", "--bundle", str(bundle), "--source", str(source), "-j", "1"))
     assert "(8 clips)" in result.output
-    report = json.loads((workspace.artifacts_dir / "reports" / f"bundle-ser-fold-0-{source.name}.json").read_text())
+    path = next((workspace.artifacts_dir / "reports").glob(f"bundle-ser-fold-0-{source.name}-*.json"))
+    assert f"report: {path.resolve()}" in result.output
+    report = json.loads(path.read_text())
     assert report["files"] == 8 and report["actors"] == [7] and report["failed"] == 0
 
 

@@ -13,7 +13,7 @@ import pytest
 import soundfile
 
 from conftest import clip_name, prepare_store, synth_speech, write_corpus
-from pipeline import ravdess
+from pipeline import layout, ravdess
 from pipeline.errors import PipelineError, StaleInputError
 from pipeline.evaluate import evaluate_bundle, evaluate_folds, format_report
 from pipeline.metrics import confusion, summarise
@@ -80,7 +80,8 @@ def test_cross_validation_report(fold_runs):
     assert report["features_key"] and report["index_hash"]
 
     reports = fold_runs.artifacts_dir / "reports"
-    assert json.loads((reports / "cv.json").read_text()) == json.loads(json.dumps(report))
+    assert json.loads((reports / "cv.json").read_text()) == json.loads(json.dumps(
+        {k: v for k, v in report.items() if k != "report_path"}))
     assert (reports / "cv.png").read_bytes()[:8] == PNG_MAGIC
     assert not list(reports.glob("*.tmp"))
 
@@ -201,8 +202,13 @@ def test_bundle_on_a_ravdess_named_folder_goes_through_predict(tmp_path, fold_ru
     assert report["pooled"]["confusion"] == expected["confusion"]
     assert report["pooled"]["ua"] == pytest.approx(expected["ua"])
 
-    stem = artifacts_dir / "reports" / f"bundle-{fold_bundle.stem}-clips"
+    stem = layout.bundle_report_stem(artifacts_dir, fold_bundle, source)
+    assert report["report_path"] == str(stem.with_suffix(".json"))
     assert json.loads(stem.with_suffix(".json").read_text())["files"] == len(good) + 1
+    assert report["skipped"] == {"not corpus-named": 2,  # the interview and the song
+                                 "not scored (no speech, unreadable)": 1,
+                                 "duplicates (counted once)": 0}
+    assert report["trained_actors"] == []  # actors 5 and 6 never trained it
     assert stem.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
     assert "pooled" in format_report(report)
 
@@ -227,7 +233,35 @@ def test_a_clip_in_three_formats_or_copied_under_another_name_counts_once(tmp_pa
     assert len(report["duplicates"]) == 2 * len(good) + 1
     assert report["duplicates"][str(copy)].endswith(".flac")  # the lossless copy was kept
     assert all(not kept.endswith(".mp3") for kept in report["duplicates"].values())
-    assert f"duplicates counted once: {2 * len(good) + 1} file(s)" in format_report(report)
+    assert (f"skipped: {2 * len(good) + 1} file(s), duplicates (counted once)"
+            in format_report(report))
+
+
+def test_the_bundles_own_training_actors_are_warned_about(tmp_path, fold_runs, fold_bundle,
+                                                         caplog):
+    from pipeline import bundle as bundles
+
+    trained = bundles.load(fold_bundle).metadata["provenance"]["actors"]["train"]
+    with caplog.at_level("WARNING", logger="pipeline"):
+        report = evaluate_bundle(bundle_path=fold_bundle, source=fold_runs.corpus,
+                                 artifacts_dir=tmp_path / "art")
+    assert report["actors"] == [1, 2, 3, 4] and report["trained_actors"] == sorted(trained)
+    assert any(f"{len(trained)} of the 4 actors in" in m and "trained this bundle" in m
+               for m in caplog.messages)
+    assert "these figures are not of unseen voices" in format_report(report)
+
+
+def test_reports_are_named_after_the_bundle_and_the_source(tmp_path, fold_bundle):
+    first, second = tmp_path / "a" / "clips", tmp_path / "b" / "clips"  # the same folder name
+    write_corpus(first, actors=(5,), emotions=(1, 5), takes=1)
+    write_corpus(second, actors=(6,), emotions=(2, 6), takes=1)
+    artifacts_dir = tmp_path / "art"
+    reports = [evaluate_bundle(bundle_path=fold_bundle, source=source,
+                               artifacts_dir=artifacts_dir) for source in (first, second)]
+    paths = [Path(r["report_path"]) for r in reports]
+    assert paths[0] != paths[1] and all(p.exists() for p in paths)  # the first is kept
+    assert all(p.name.startswith(f"bundle-{fold_bundle.stem}-clips-") for p in paths)
+    assert [json.loads(p.read_text())["actors"] for p in paths] == [[5], [6]]
 
 
 def test_a_folder_where_every_clip_fails_is_an_error_and_writes_no_report(tmp_path, fold_bundle):

@@ -50,11 +50,9 @@ def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta
                                            members=members or TrainConfig().members,
                                            views=TEST_VIEWS if tta else CLEAN, jobs=jobs)
     click.echo(evaluation.format_report(report))
-    name = "cv" if len(report.get("folds", [])) > 1 else None
-    from pipeline.layout import reports_dir
-
-    click.echo(f"report: {reports_dir(obj.artifacts_dir)} "
-               f"({name or 'see the newest .json / .png'})")
+    path = Path(report["report_path"]).resolve()
+    plot = path.with_suffix(".png")
+    click.echo(f"report: {path}" + (f" and {plot.name}" if plot.exists() else ""))
 
 
 @cli.command()
