@@ -274,3 +274,15 @@ def test_help_lists_every_stage():
     assert set(STAGES) <= set(listed)
     for stage in STAGES:
         assert CliRunner().invoke(cli, [stage, "--help"]).exit_code == 0
+
+
+def test_not_found_messages_name_the_absolute_folder_searched(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    latest = runner.invoke(cli, ["predict", "--bundle", "latest", "x.wav"])
+    assert latest.exit_code == 1
+    assert f"no exported bundle in {tmp_path / 'artifacts' / 'bundles'}" in latest.output
+    untrained = runner.invoke(cli, ["--data-dir", "elsewhere", "train", "--fold", "all"])
+    assert untrained.exit_code == 1 and str(tmp_path / "elsewhere") in untrained.output

@@ -83,7 +83,8 @@ def cli(ctx, data_dir, artifacts_dir, log_level, quiet):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     progress.configure(level=log_level, quiet=quiet)
-    ctx.obj = Context(data_dir, artifacts_dir)
+    # absolute from here on: every message names the folder it searched, wherever it runs
+    ctx.obj = Context(data_dir.absolute(), artifacts_dir.absolute())
 
 
 members_option = click.option(
