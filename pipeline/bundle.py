@@ -67,23 +67,25 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
            test_figures: bool = True, format: str = "safetensors") -> Path:
     """Bundle trained run ``run`` (``runs/<run>/model.pt``, or the ensemble of its first
     ``members`` members) with its provenance and the test-time ``views`` ``predict``
-    will use; returns the path. The test figures come from ``reports/cv.json`` only when
-    it belongs to this run (``report_mismatch``); a report that does not is refused
+    will use; returns the path. The test figures come from ``reports/cv.json`` (or, for
+    a fold evaluated alone, ``reports/fold-K.json``) only when it belongs to this run
+    (``report_mismatch``); a report that does not is refused
     with ``BundleError`` naming what differs and the fix. ``test_figures=False``
     exports without any (the bundle then states none). ``format="onnx"`` writes the
     network as ONNX with the same metadata (``pipeline.onnx_bundle``)."""
     from pipeline.scorer import from_run
 
     scorer = from_run(artifacts_dir, run, members, views)
-    cv_report = read_json(layout.cv_report(artifacts_dir)) if test_figures else {}
+    figures = _figures_report(artifacts_dir, run)
+    cv_report = read_json(figures) if test_figures else {}
     if cv_report is None:
         log.warning("no %s: the bundle carries no test figures; run 'ser evaluate --fold "
-                    "all' before exporting to include them", layout.cv_report(artifacts_dir))
+                    "all' before exporting to include them", figures)
     elif cv_report:
         mismatch = report_mismatch(cv_report, scorer, run, artifacts_dir)
         if mismatch:
             raise BundleError(
-                f"{layout.cv_report(artifacts_dir)} does not belong to runs/{run} ({mismatch}): "
+                f"{figures} does not belong to runs/{run} ({mismatch}): "
                 "its figures would be stale or about another model. Rerun 'ser evaluate "
                 "--fold all' with the same --members and --tta (after training the folds with "
                 "this recipe and code), or export with --no-test-figures")
@@ -96,6 +98,13 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
     out = Path(out) if out else layout.bundle_file(artifacts_dir, run)
     write_bundle(out, scorer.model.state_dict(), metadata)
     return out
+
+
+def _figures_report(artifacts_dir: Path, run: str) -> Path:
+    """Where a run's test figures are: ``reports/fold-K.json`` for a fold evaluated
+    alone (``evaluate --fold K``), else the cross-validation report."""
+    alone = layout.report_stem(artifacts_dir, run).with_suffix(".json")
+    return alone if run.startswith("fold-") and alone.exists() else layout.cv_report(artifacts_dir)
 
 
 def convert(bundle: Path, out: Path | None = None, *,

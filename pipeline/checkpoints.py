@@ -46,5 +46,5 @@ def load_checkpoint(path: Path, key: str, session, *, resume: bool) -> dict:
         state = {k: saved[k] for k in state}
         log.info("resuming %s after epoch %d", path.parent.name, state["epoch"])
     elif resume:
-        log.warning("no checkpoint in %s; starting from epoch 1", path.parent)
+        log.info("no checkpoint in %s; starting from epoch 1", path.parent)
     return state

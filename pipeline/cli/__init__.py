@@ -5,7 +5,7 @@ commands, so ``ser --help`` stays fast."""
 
 from __future__ import annotations
 
-from pipeline.cli import prepare, score  # noqa: F401  (they register their commands)
+from pipeline.cli import prepare, score, workflow  # noqa: F401  (they register their commands)
 from pipeline.cli.base import cli
 
 
