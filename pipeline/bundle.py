@@ -90,6 +90,7 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
                 "--fold all' with the same --members and --tta (after training the folds with "
                 "this recipe and code), or export with --no-test-figures")
     metadata = _metadata(scorer, run, members, cv_report or {})
+    metadata.update(_calibration(artifacts_dir, scorer))
     if format == "onnx":
         from pipeline.onnx_bundle import SUFFIX as ONNX, export_onnx
 
@@ -169,6 +170,22 @@ def _metadata(scorer: Scorer, run: str, members: int, cv_report: dict) -> dict:
         "speech_detector": f"silero-vad {detector_version()}",
         "label_map": saved["label_map"], "provenance": provenance,
     }
+
+
+def _calibration(artifacts_dir: Path, scorer: Scorer) -> dict:
+    """The bundle's ``temperature`` and where it came from, when ``reports/calibration.json``
+    was fitted on this recipe (``calibration.matching``); {} (temperature 1) otherwise."""
+    from pipeline.calibration import matching
+    from pipeline.recipe import recipe_of
+
+    fitted = matching(artifacts_dir, recipe_of(scorer.saved[0]["train_config"]))
+    if fitted is None:
+        log.warning("no temperature fitted for this recipe in %s: confidences are the "
+                    "network's own (run scripts/calibrate.py to calibrate them)",
+                    layout.calibration_file(artifacts_dir))
+        return {}
+    return {"temperature": fitted["temperature"],
+            "calibration": {k: fitted[k] for k in ("fitted_on", "validation") if k in fitted}}
 
 
 def _brief(metrics: dict | None) -> dict | None:
@@ -365,4 +382,5 @@ def _build(path: Path, text: str, tensors: dict, checksum: str) -> Scorer:
                           f"({__version__}): {_first_line(exc)}; re-export it with "
                           "this version or install the version that wrote it") from exc
     return Scorer(model.eval(), feature_config, tuple(metadata["label_map"]), views, metadata,
-                  path, fingerprint=checksum)
+                  path, fingerprint=checksum,
+                  temperature=float(metadata.get("temperature", 1.0)))

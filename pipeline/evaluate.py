@@ -52,7 +52,7 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     clip_folds = {clip.clip_id: clip.fold for clip in clips}
     failures = store.manifest.get("failures", {})
     per_fold, pooled = [], np.zeros((ravdess.N_CLASSES,) * 2, dtype=np.int64)
-    first = None
+    first, scored = None, []  # (probabilities, labels) of each fold's test clips
     for fold in folds:
         run = layout.run_name(fold)
         scorer = from_run(artifacts_dir, run, members, views)
@@ -71,6 +71,7 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
         probabilities = held_out_probabilities(scorer, store, split.test, clips=clips,
                                                data_dir=data_dir, jobs=jobs)
         matrix = confusion(store.label[split.test], probabilities.argmax(1), ravdess.N_CLASSES)
+        scored.append((probabilities, store.label[split.test]))
         pooled += matrix
         per_fold.append({"run": run, "member_runs": layout.member_runs(run, members),
                          "run_keys": [(read_json(layout.run_manifest(artifacts_dir, r)) or {})
@@ -82,6 +83,7 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
                          "metrics": summarise(matrix, ravdess.EMOTIONS)})
     report = _fold_report(per_fold, pooled, first, store.manifest, folds=folds, members=members,
                           views=views, failures=failures)
+    report["calibration"] = _calibration(artifacts_dir, report["recipe"], scored)
     stem = layout.report_stem(artifacts_dir, "cv" if len(folds) > 1 else layout.run_name(folds[0]))
     write_report(report, stem)
     return {**report, "report_path": str(stem.with_suffix(".json"))}
@@ -109,6 +111,17 @@ def _fold_report(per_fold: list[dict], pooled: np.ndarray, saved: dict, store_ma
     report["key"] = hash_obj({"runs": [f["run_keys"] for f in per_fold],
                               "views": report["test_views"], "code": code_hash(__name__)})
     return report
+
+
+def _calibration(artifacts_dir: Path, recipe: dict, scored: list) -> dict:
+    """ECE and NLL of the test clips' probabilities as scored, and with the temperature
+    fitted for this recipe on validation actors, if there is one (``pipeline.calibration``)."""
+    from pipeline import calibration
+
+    fitted = calibration.matching(artifacts_dir, recipe)
+    return calibration.figures(np.concatenate([p for p, _ in scored]),
+                               np.concatenate([y for _, y in scored]).astype(int),
+                               fitted["temperature"] if fitted else None)
 
 
 def held_out_probabilities(scorer, store, rows: np.ndarray, *, clips: list,

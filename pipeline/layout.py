@@ -120,6 +120,11 @@ def bundle_report_stem(artifacts_dir: Path, bundle: Path, source: Path) -> Path:
     return report_stem(artifacts_dir, f"bundle-{Path(bundle).stem}-{where.name}-{digest}")
 
 
+def calibration_file(artifacts_dir: Path) -> Path:
+    """The temperature fitted on validation actors (``scripts/calibrate.py``)."""
+    return reports_dir(artifacts_dir) / "calibration.json"
+
+
 def cv_report(artifacts_dir: Path) -> Path:
     """The cross-validation report that ``export`` stamps into a bundle."""
     return report_stem(artifacts_dir, "cv").with_suffix(".json")

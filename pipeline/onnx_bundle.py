@@ -129,4 +129,5 @@ def load_onnx(path: Path) -> Scorer:
     return Scorer(OnnxNetwork(session), FeatureConfig.from_dict(metadata["feature_config"]),
                   tuple(json.loads(props["labels"])),
                   test_views.from_list(metadata.get("test_views")), metadata, Path(path),
-                  fingerprint=hash_file(Path(path)))
+                  fingerprint=hash_file(Path(path)),
+                  temperature=float(metadata.get("temperature", 1.0)))

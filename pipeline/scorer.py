@@ -21,6 +21,7 @@ import numpy as np
 from pipeline import layout
 from pipeline import views as test_views
 from pipeline.augment import AugmentParams
+from pipeline.calibration import apply_temperature
 from pipeline.errors import TrainingError
 from pipeline.features import FeatureConfig
 
@@ -39,6 +40,8 @@ class Scorer:
     path: Path | None = None  # the bundle file, if any
     saved: tuple[dict, ...] = ()  # each member's model.pt fields (scorers from runs only)
     fingerprint: str = ""  # a bundle's checksum (its weights and metadata), hex
+    # applied to each window's averaged probabilities (pipeline.calibration); 1: as trained
+    temperature: float = 1.0
 
     @property
     def identity(self) -> str:
@@ -63,8 +66,8 @@ class Scorer:
         return for_inference(self.model)
 
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
-        """Mean softmax over the views: ``windows`` float32 ``(n, views, 2, n_mels,
-        num_frames)`` -> ``(n, len(labels))``. The network is torch's, or any callable
+        """Mean softmax over the views, then the scorer's temperature: ``windows`` float32
+        ``(n, views, 2, n_mels, num_frames)`` -> ``(n, len(labels))``. The network is torch's, or any callable
         from float32 arrays to logits (``onnx_bundle.OnnxNetwork``)."""
         import torch
 
@@ -77,7 +80,8 @@ class Scorer:
             else:
                 logits = torch.from_numpy(np.concatenate([self.model(part) for part in parts]))
             probs = torch.softmax(logits, dim=1).numpy()
-        return probs.reshape(n_windows, n_views, -1).mean(axis=1)
+        averaged = probs.reshape(n_windows, n_views, -1).mean(axis=1)
+        return apply_temperature(averaged, self.temperature)
 
 
 def bundle_identity(path: Path | None, metadata: dict, fingerprint: str) -> str:

@@ -481,3 +481,30 @@ def test_a_fold_run_retrained_after_the_report_is_refused(workspace):
     with pytest.raises(BundleError, match=r"measured with other test-time views"):
         bundles.export(artifacts_dir=artifacts_dir, run="fold-0", members=1,
                        out=artifacts_dir / "out.safetensors")  # the default views
+
+
+def test_a_temperature_fitted_for_the_recipe_goes_into_the_bundle_and_softens_it(tmp_path,
+                                                                                 trained: Trained):
+    import shutil
+
+    from pipeline import layout
+    from pipeline.recipe import recipe_of
+    from pipeline.stages import write_json_atomic
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(trained.artifacts_dir / "runs", artifacts / "runs")
+    recipe = recipe_of(trained.bundle.metadata["provenance"]["train_config"])
+    write_json_atomic(layout.calibration_file(artifacts),
+                      {"temperature": 2.5, "recipe": {**recipe, "val_folds": 1},
+                       "fitted_on": {"runs": ["fold-0"]}})
+    calibrated = bundles.load(bundles.export(artifacts_dir=artifacts, run="final",
+                                             test_figures=False))
+    assert calibrated.temperature == 2.5 and trained.bundle.temperature == 1.0
+    assert calibrated.metadata["calibration"]["fitted_on"] == {"runs": ["fold-0"]}
+    clip = corpus_clip(trained, emotion=5, actor=1)
+    [plain], [soft] = predict_files([clip], trained.bundle), predict_files([clip], calibrated)
+    assert soft.emotion == plain.emotion and soft.confidence < plain.confidence
+    write_json_atomic(layout.calibration_file(artifacts),
+                      {"temperature": 2.5, "recipe": {**recipe, "epochs": 999}})
+    other = bundles.load(bundles.export(artifacts_dir=artifacts, run="final", test_figures=False))
+    assert other.temperature == 1.0  # fitted for another recipe: not used
