@@ -198,7 +198,8 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
     true = np.array([chosen.label_of(Path(r.path)) for r in scored])
     probabilities = np.array([[r.probabilities[label] for label in ravdess.EMOTIONS]
                               for r in scored])
-    report = {"kind": "bundle", "bundle": str(bundle_path), "source": str(Path(source).resolve()),
+    report = {"kind": "bundle", "bundle": str(bundle_path), "model": loaded.identity,
+              "source": str(Path(source).resolve()),
               "corpus": chosen.name, "files": len(results), "failed": len(results) - len(scored),
               "duplicates": {**same_name, **same_audio}, "skipped": skipped,
               "provenance": loaded.metadata["provenance"],

@@ -229,22 +229,20 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
     generator = torch.Generator().manual_seed(derived_seed(config.seed, epoch, 2, *rank))
     order = _epoch_order(split, config, epoch=epoch, group=group, generator=generator)
     totals = {"loss": 0.0, "correct": 0, "seen": 0}
-    grad_norms = []
+    grad_norms, autocast = [], device.type == "cuda" if autocast is None else autocast
     t0 = time.perf_counter()
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size].to(features.device)
         x = spec_augment(core.normalise(features[index].to(device, non_blocking=True)),
                          config, generator)
         y = labels[index].to(device)
-        y_actor = actors[index].to(device) if actors is not None else None
         lam = mixup_weight(config, epoch=epoch, start=start)
         partner = (torch.randperm(len(y), generator=generator).to(device)
                    if config.mixup_alpha > 0 else None)
         if partner is not None:
             x = lam * x + (1 - lam) * x[partner]
-        logits, loss = _forward(model, x, (y, y_actor), config, class_weights, lam, partner,
-                                device, autocast=device.type == "cuda" if autocast is None
-                                else autocast)
+        logits, loss = _forward(model, x, (y, None if actors is None else actors[index].to(device)),
+                                config, class_weights, lam, partner, device, autocast=autocast)
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, batch "
                                 f"{start // config.batch_size}: lower --lr (now {config.lr}) "
