@@ -89,8 +89,15 @@ def matching(artifacts_dir: Path, recipe: dict) -> dict | None:
     ``recipe_of`` dict; the validation-fold count aside, as the fitting runs hold
     validation actors out), else None."""
     record = read_json(layout.calibration_file(artifacts_dir))
-    if not record:
+    if not record or "recipe" not in record:
         return None
-    def strip(r: dict) -> dict:
-        return {k: v for k, v in r.items() if k != "val_folds"}
-    return record if strip(record.get("recipe", {})) == strip(recipe) else None
+    return record if _canonical(record["recipe"]) == _canonical(recipe) else None
+
+
+def _canonical(recipe: dict) -> dict:
+    """A recipe with every setting it leaves out at its default (a recipe saved before a
+    setting existed trained with the default), minus the validation-fold count."""
+    from pipeline.recipe import TrainConfig, recipe_of
+
+    full = TrainConfig.from_dict({"grad_clip": TrainConfig.grad_clip, **recipe}).to_dict()
+    return {k: v for k, v in recipe_of(full).items() if k != "val_folds"}

@@ -32,9 +32,10 @@ class ModelConfig:
     # also subtract each clip's own mean per channel and mel row (cepstral mean
     # normalisation: a fixed channel's colouring cancels); docs/experiments.md, seventh round
     clip_norm: bool = True
-    # over time after the conv blocks: "mean", "meanmax" (both, concatenated) or
-    # "attention" (attentive statistics pooling: Okabe et al., 2018, Interspeech)
-    pooling: str = "meanmax"
+    # over time after the conv blocks: "mean", "meanmax" (both, concatenated; the eighth
+    # recipe's) or "attention" (attentive statistics pooling: Okabe et al., 2018,
+    # Interspeech; the ninth recipe's, docs/experiments.md)
+    pooling: str = "attention"
     # a squeeze-and-excitation gate after each conv block's ReLU (Hu, Shen & Sun, 2018)
     squeeze_excite: bool = False
     # channel 0 of the input: "mfcc" as stored, or "delta": the time derivative of the
