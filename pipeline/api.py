@@ -87,6 +87,9 @@ def as_pcm(samples, sample_rate: int, *, name: str) -> np.ndarray:
         info = np.iinfo(y.dtype)  # signed: full scale is 2^(bits-1); unsigned: offset by it
         half = (info.max + 1) / (1 if info.min < 0 else 2)
         y = (y.astype(np.float64) - (half if info.min == 0 else 0)) / half
+    if y.shape[0] <= 32 < y.shape[1]:  # librosa's (channels, num_samples) order
+        raise AudioError(f"{name}: samples of shape {y.shape} look like (channels, "
+                         "num_samples): pass (num_samples, channels), e.g. samples.T")
     check_header(int(sample_rate), y.shape[1], name=name)
     if y.shape[0] == 0:
         raise AudioError(f"{name}: no samples")

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from pipeline import __version__, layout, ravdess
 from pipeline import views as test_views
+from pipeline.calibration import bundle_fields
 from pipeline.errors import BundleError
 from pipeline.features import FEATURES_VERSION, FeatureConfig
 from pipeline.progress import log
@@ -76,21 +77,9 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
     from pipeline.scorer import from_run
 
     scorer = from_run(artifacts_dir, run, members, views)
-    figures = _figures_report(artifacts_dir, run)
-    cv_report = read_json(figures) if test_figures else {}
-    if cv_report is None:
-        log.warning("no %s: the bundle carries no test figures; run 'ser evaluate --fold "
-                    "all' before exporting to include them", figures)
-    elif cv_report:
-        mismatch = report_mismatch(cv_report, scorer, run, artifacts_dir)
-        if mismatch:
-            raise BundleError(
-                f"{figures} does not belong to runs/{run} ({mismatch}): "
-                "its figures would be stale or about another model. Rerun 'ser evaluate "
-                "--fold all' with the same --members and --tta (after training the folds with "
-                "this recipe and code), or export with --no-test-figures")
+    cv_report = _test_report(artifacts_dir, run, scorer, members) if test_figures else {}
     metadata = _metadata(scorer, run, members, cv_report or {})
-    metadata.update(_calibration(artifacts_dir, scorer))
+    metadata.update(bundle_fields(artifacts_dir, scorer.saved[0]["train_config"]))
     if format == "onnx":
         from pipeline.onnx_bundle import SUFFIX as ONNX, export_onnx
 
@@ -101,11 +90,30 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
     return out
 
 
-def _figures_report(artifacts_dir: Path, run: str) -> Path:
-    """Where a run's test figures are: ``reports/fold-K.json`` for a fold evaluated
-    alone (``evaluate --fold K``), else the cross-validation report."""
-    alone = layout.report_stem(artifacts_dir, run).with_suffix(".json")
-    return alone if run.startswith("fold-") and alone.exists() else layout.cv_report(artifacts_dir)
+def _test_report(artifacts_dir: Path, run: str, scorer: Scorer, members: int) -> dict:
+    """The report whose test figures go into the bundle: for a fold run
+    ``reports/fold-K.json`` (the fold evaluated alone) when it belongs, else
+    ``reports/cv.json``; {} with a warning when there is none. Raises ``BundleError``
+    naming what differs when the report there does not belong (``report_mismatch``)."""
+    fold = run.startswith("fold-")
+    candidates = ([layout.report_stem(artifacts_dir, run).with_suffix(".json")] if fold
+                  else []) + [layout.cv_report(artifacts_dir)]
+    found = [(path, report) for path in candidates if (report := read_json(path))]
+    for path, report in found:
+        if not report_mismatch(report, scorer, run, artifacts_dir):
+            return report
+    evaluate = (f"'ser evaluate --fold {run.removeprefix('fold-')} --members {members}'" if fold
+                else f"'ser evaluate --fold all --members {members}'")
+    if not found:
+        log.warning("no %s: the bundle carries no test figures; run %s before exporting to "
+                    "include them", " or ".join(map(str, candidates)), evaluate)
+        return {}
+    path, report = found[-1]
+    raise BundleError(f"{path} does not belong to runs/{run} "
+                      f"({report_mismatch(report, scorer, run, artifacts_dir)}): its figures "
+                      f"would be stale or about another model. Rerun {evaluate} with the same "
+                      "--tta (after training with this recipe and code), or export with "
+                      "--no-test-figures")
 
 
 def convert(bundle: Path, out: Path | None = None, *,
@@ -170,22 +178,6 @@ def _metadata(scorer: Scorer, run: str, members: int, cv_report: dict) -> dict:
         "speech_detector": f"silero-vad {detector_version()}",
         "label_map": saved["label_map"], "provenance": provenance,
     }
-
-
-def _calibration(artifacts_dir: Path, scorer: Scorer) -> dict:
-    """The bundle's ``temperature`` and where it came from, when ``reports/calibration.json``
-    was fitted on this recipe (``calibration.matching``); {} (temperature 1) otherwise."""
-    from pipeline.calibration import matching
-    from pipeline.recipe import recipe_of
-
-    fitted = matching(artifacts_dir, recipe_of(scorer.saved[0]["train_config"]))
-    if fitted is None:
-        log.warning("no temperature fitted for this recipe in %s: confidences are the "
-                    "network's own (run scripts/calibrate.py to calibrate them)",
-                    layout.calibration_file(artifacts_dir))
-        return {}
-    return {"temperature": fitted["temperature"],
-            "calibration": {k: fitted[k] for k in ("fitted_on", "validation") if k in fitted}}
 
 
 def _brief(metrics: dict | None) -> dict | None:
@@ -285,9 +277,15 @@ def _refuse_format_1(path: Path) -> None:
     except Exception:  # any torch file that is not an old bundle: the caller's message
         return
     if isinstance(saved, dict) and "state_dict" in saved and "train_config" in saved:
+        import re
+
+        run, artifacts = re.sub(r"\.m\d+$", "", path.parent.name), path.resolve().parents[2]
+        members = 1
+        while layout.model_file(artifacts, layout.member_run(run, members)).exists():
+            members += 1
         raise BundleError(f"{path} is a trained run's model file, not a bundle: export the "
-                          f"run with 'ser export --run {path.parent.name}' and pass the "
-                          ".safetensors file it writes")
+                          f"run with 'ser --artifacts-dir {artifacts} export --run {run} "
+                          f"--members {members}' and pass the .safetensors file it writes")
     if not (isinstance(saved, dict) and saved.get("format") == FORMAT):
         return
     try:

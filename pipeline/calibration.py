@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import layout
+from pipeline.progress import log
 from pipeline.stages import read_json
 
 BINS = 15
@@ -101,3 +102,21 @@ def _canonical(recipe: dict) -> dict:
 
     full = TrainConfig.from_dict({"grad_clip": TrainConfig.grad_clip, **recipe}).to_dict()
     return {k: v for k, v in recipe_of(full).items() if k != "val_folds"}
+
+
+def bundle_fields(artifacts_dir: Path, train_config: dict) -> dict:
+    """What ``export`` adds to a bundle's metadata: the ``temperature`` fitted for the run's
+    recipe (``train_config``) and where it came from, when ``reports/calibration.json``
+    matches it; {} (temperature 1) otherwise, with a warning only when a temperature for
+    another recipe is there."""
+    from pipeline.recipe import recipe_of
+
+    fitted = matching(artifacts_dir, recipe_of(train_config))
+    if fitted is None:
+        (log.warning if layout.calibration_file(artifacts_dir).exists() else log.info)(
+            "no temperature fitted for this recipe in %s: the bundle's confidences are the "
+            "network's own (scripts/calibrate.py fits one on validation actors)",
+            layout.calibration_file(artifacts_dir))
+        return {}
+    return {"temperature": fitted["temperature"],
+            "calibration": {k: fitted[k] for k in ("fitted_on", "validation") if k in fitted}}

@@ -333,6 +333,16 @@ def plot_confusion(matrix: np.ndarray, path: Path, *, title: str) -> None:
         figure.savefig(tmp, dpi=110, format="png")
 
 
+def _calibration_line(figures: dict | None) -> list[str]:
+    if not figures:
+        return []
+    line = f"confidence: expected calibration error {figures['ece']:.3f} as scored"
+    if "temperature" in figures:
+        line += (f", {figures['ece_calibrated']:.3f} with the temperature fitted on "
+                 f"validation actors (T = {figures['temperature']:.3f})")
+    return [line]
+
+
 def format_report(report: dict) -> str:
     """A readable table: per-emotion recall / precision / F1, then the summary figures."""
     pooled = report["pooled"]
@@ -357,6 +367,7 @@ def format_report(report: dict) -> str:
         if report.get("unscored"):
             lines.append(f"not scored: {len(report['unscored'])} clip(s) in which extract found "
                          "no speech (listed in the report)")
+        lines += _calibration_line(report.get("calibration"))
         lines.append("")
     emotions = report.get("emotions") or list(pooled["per_class"])
     lines.append(f"{'emotion':<10} {'recall':>7} {'precision':>9} {'F1':>6} {'n':>5}")

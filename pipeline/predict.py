@@ -185,6 +185,9 @@ def score_bytes(data: bytes, scorer, *, name: str, tta: bool = True) -> FileResu
         return score_samples(samples, rate, scorer, name=name, tta=tta)
     except AudioError as exc:
         return FileResult(name, error=str(exc).removeprefix(f"{name}: "))
+    except Exception as exc:  # noqa: BLE001  (as file_windows: one line, never a traceback)
+        return FileResult(name, error=f"{type(exc).__name__}: {exc} (a bug: please report it "
+                                      "with this recording)")
 
 
 def predict_files(inputs: list[str | Path], scorer, *, jobs: int = 1, tta: bool = True,

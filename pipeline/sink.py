@@ -123,6 +123,11 @@ class ResultSink:
         else:
             records = [_json_or_none(line) for line in text.split("\n")]
             records = [r for r in records if isinstance(r, dict)]
+        others = {r.get("bundle") for r in records} - {self.bundle, "", None}
+        if others and self.bundle:
+            raise PipelineError(f"--output {self.out} holds results of another model "
+                                f"({', '.join(sorted(others))}, not {self.bundle}): choose "
+                                "another file, or pass --overwrite to replace it")
         paths = [r.get("path") or r.get("file") for r in records]
         if not paths:
             return set(), ""

@@ -32,3 +32,27 @@ def test_adversarial_network_returns_emotion_and_actor_logits():
     net.eval()
     x = torch.randn(3, 2, 16, 24)
     assert torch.allclose(net(x)[0], model(x))  # the emotion path is the model's own
+
+
+def test_the_actor_loss_reaches_the_encoder_reversed_and_the_head_unchanged():
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = EmotionCNN(ModelConfig(n_mels=16, channels=(4, 8), hidden=8))
+    net = Adversarial(model, n_actors=3).train()
+    x, actors = torch.randn(6, 2, 16, 24), torch.tensor([0, 1, 2, 0, 1, 2])
+    encoder, head = model.conv[0].weight, net.actor_head[0].weight
+
+    def grads(actor_logits):
+        net.zero_grad()
+        F.cross_entropy(actor_logits, actors).backward()
+        return encoder.grad.clone(), head.grad.clone()
+
+    torch.manual_seed(1)
+    reversed_encoder, reversed_head = grads(net(x)[1])
+    torch.manual_seed(1)  # the same dropout draws
+    plain = net.actor_head(model.embed(model.normalise(x)).flatten(1))
+    plain_encoder, plain_head = grads(plain)
+    assert torch.allclose(reversed_head, plain_head)
+    assert torch.allclose(reversed_encoder, -plain_encoder)
+    assert plain_encoder.abs().sum() > 0

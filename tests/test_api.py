@@ -82,25 +82,39 @@ def test_bad_arrays_are_refused_naming_the_input(model, samples, rate, match):
         api.predict_array(samples, rate, model=model, name="mine")
 
 
-def test_silence_is_refused_as_no_speech(model):
-    with pytest.raises(AudioError, match="mine"):
+def test_silence_and_a_tone_are_refused_as_silent_or_without_speech(model):
+    with pytest.raises(AudioError, match="mine: silent"):
         api.predict_array(np.zeros(32000, dtype=np.float32), 16000, model=model, name="mine")
-    assert issubclass(NoSpeechError, AudioError)
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)
+    with pytest.raises(NoSpeechError, match="mine: no speech detected"):
+        api.predict_array(tone, 16000, model=model, name="mine")
+
+
+def test_channels_first_arrays_are_refused_with_the_fix(model, speech):
+    _, y = speech
+    with pytest.raises(AudioError, match=r"look like \(channels, num_samples\).*samples\.T"):
+        api.predict_array(np.stack([y, y]), 22050, model=model)
 
 
 def test_predict_reads_standard_input(speech):
     path, _ = speech
     whole = subprocess.run([sys.executable, str(REPO / "cli.py"), "-q", "predict", str(path),
                             "-j", "1"], capture_output=True, text=True)
-    for argument in ("-", "/dev/stdin"):
+    for argument in ("-", "/dev/stdin"):  # through a pipe, as from another program
         piped = subprocess.run([sys.executable, str(REPO / "cli.py"), "-q", "predict",
-                                argument, "-j", "1"], stdin=open(path, "rb"),
-                               capture_output=True, text=True)
+                                argument, "-j", "1"], input=path.read_bytes(),
+                               capture_output=True)
         assert piped.returncode == 0, piped.stderr
-        assert piped.stdout == whole.stdout  # the same verdict and probabilities
+        assert piped.stdout.decode() == whole.stdout  # the same verdict and probabilities
     empty = subprocess.run([sys.executable, str(REPO / "cli.py"), "-q", "predict", "-"],
                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
     assert empty.returncode == 1 and "-: error: empty file" in empty.stdout
+    out = path.parent / "stdin.csv"
+    out.write_text("kept\n")
+    refused = subprocess.run([sys.executable, str(REPO / "cli.py"), "predict", "-", "-o", str(out)],
+                             input=path.read_bytes(), capture_output=True)
+    assert refused.returncode == 2 and b"--overwrite" in refused.stderr
+    assert out.read_text() == "kept\n"
     mixed = subprocess.run([sys.executable, str(REPO / "cli.py"), "predict", "-", str(path)],
                            capture_output=True, text=True)
     assert mixed.returncode == 2 and "pass it alone" in mixed.stderr

@@ -142,8 +142,9 @@ def test_truncated_file_is_refused(tmp_path, trained: Trained):
 
 def test_a_trained_runs_model_file_is_named_with_the_export_that_makes_a_bundle(trained: Trained):
     model_file = next(trained.artifacts_dir.glob("runs/*/model.pt"))
-    with pytest.raises(BundleError, match=f"trained run's model file.*'ser export --run "
-                                          f"{model_file.parent.name}'"):
+    with pytest.raises(BundleError, match=f"trained run's model file.*'ser --artifacts-dir "
+                                          f"{trained.artifacts_dir.resolve()} export --run "
+                                          f"{model_file.parent.name} --members 1'"):
         bundles.load(model_file)
 
 

@@ -305,6 +305,25 @@ def test_fold_bundle_carries_its_cross_validation_result(fold_runs):
     assert test["n"] == report["fold_runs"][2]["metrics"]["n"]
 
 
+def test_a_fold_evaluated_alone_stamps_its_own_figures_and_a_stale_one_gives_way(fold_runs,
+                                                                                  tmp_path):
+    from pipeline import bundle as bundles
+
+    artifacts = fold_runs.artifacts_dir
+    alone = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=artifacts, folds=[1],
+                           views=CLEAN)  # reports/fold-1.json, the window alone
+    cv = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=artifacts, folds=FOLDS)
+    clean = bundles.load(bundles.export(artifacts_dir=artifacts, run="fold-1", views=CLEAN,
+                                        out=tmp_path / "clean.safetensors"))
+    assert clean.metadata["provenance"]["test_views"] == [{}]
+    assert clean.metadata["provenance"]["test"]["ua"] == alone["fold_runs"][0]["metrics"]["ua"]
+    # fold-1.json was measured without the views: for a bundle with them, cv.json's figures
+    viewed = bundles.load(bundles.export(artifacts_dir=artifacts, run="fold-1",
+                                         out=tmp_path / "views.safetensors"))
+    assert viewed.metadata["provenance"]["test_views"] == cv["test_views"]
+    assert viewed.metadata["provenance"]["test"]["ua"] == cv["fold_runs"][1]["metrics"]["ua"]
+
+
 def test_ensemble_evaluation_averages_the_members_probabilities(fold_runs):
     from pipeline.errors import TrainingError
     from pipeline.model import ModelConfig

@@ -100,6 +100,18 @@ def test_an_output_written_with_other_columns_is_not_resumed(tmp_path):
         assert sink.start(resume=False) == set()  # --overwrite
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_an_output_of_another_model_is_not_resumed(tmp_path, suffix):
+    out = tmp_path / f"out{suffix}"
+    with ResultSink(out, LABELS, bundle="a@1+1") as sink:
+        sink.start(resume=True)
+        sink.file(_result("a.wav"))
+    with pytest.raises(PipelineError, match="holds results of another model .*a@1\\+1"):
+        ResultSink(out, LABELS, bundle="b@1+2").start(resume=True)
+    with ResultSink(out, LABELS, bundle="b@1+2") as sink:
+        assert sink.start(resume=False) == set()  # --overwrite
+
+
 def test_the_cli_resumes_an_interrupted_output(tmp_path, trained, runner):  # noqa: F811
     from cli import cli
 

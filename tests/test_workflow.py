@@ -74,7 +74,7 @@ def test_a_rerun_after_an_interruption_resumes_training(tmp_path, corpus, monkey
 
     monkeypatch.setattr(train_module, "train_epoch", interrupted)
     first = _run(tmp_path, corpus, "--epochs", "3")
-    assert first.exit_code == 1 and "rerun with --resume" in first.output
+    assert first.exit_code == 1 and "rerunning the same 'ser run' does" in first.output
     second = _run(tmp_path, corpus, "--epochs", "3")
     assert second.exit_code == 0, second.output
     assert trained_epochs == [1, "stopped", 2, 3]  # epoch 1 was not trained again
@@ -87,3 +87,13 @@ def test_the_profiles_say_what_they_do_and_how_long_they_take():
     assert QUICK.members == 1 and QUICK.fold == "0" and "minutes" in QUICK.says
     assert FULL.final and FULL.fold == "all" and "1 h 45 min" in FULL.says
     assert QUICK.artifacts_dir(Path("a")) == Path("a/quick") and FULL.artifacts_dir(Path("a")) == Path("a")
+
+
+def test_options_the_profile_leaves_open_come_from_the_environment(tmp_path, corpus, monkeypatch):
+    monkeypatch.setenv("SER_TRAIN_SEED", "7")
+    monkeypatch.setenv("SER_SPLIT_SEED", "3")
+    result = _run(tmp_path, corpus, "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    artifacts = tmp_path / "artifacts" / "quick"
+    assert json.loads(layout.run_manifest(artifacts, "fold-0").read_text())["seed"] == 7
+    assert json.loads(layout.index_manifest(tmp_path / "data").read_text())["config"]["seed"] == 3

@@ -128,6 +128,10 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
         from pipeline.stages import check_writable
 
         check_writable(output)
+        if stream and output.exists() and not overwrite:
+            raise click.BadParameter(f"{output} exists: pass --overwrite to replace it with "
+                                     "this recording's result, or name another file",
+                                     param_hint="--output")
     loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
     model_threads(jobs)
     if output and not stream:

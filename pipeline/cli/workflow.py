@@ -56,11 +56,23 @@ def run(ctx, profile, source, epochs, jobs):
 
 
 def _stepper(ctx):
-    """Invoke one stage command with the profile's context, saying which and how long."""
+    """Invoke one stage command with the profile's context, saying which and how long.
+    Options the profile does not set come from their environment variables (``SER_*``),
+    else their defaults, as on the command line (``ctx.invoke`` alone skips the
+    environment)."""
     def step(command, **params):
         click.echo(f"\n== ser {command.name} ==", err=True)
         began = time.perf_counter()
-        ctx.invoke(command, **params)
+        for param in command.params:
+            if param.name not in params and param.expose_value:
+                value, _ = param.consume_value(ctx, {})
+                params[param.name] = param.process_value(ctx, value)
+        try:
+            ctx.invoke(command, **params)
+        except click.ClickException as exc:
+            if "--resume" in exc.message:  # an interrupted training: say how ser run resumes
+                exc.message += "; rerunning the same 'ser run' does"
+            raise
         click.echo(f"[ser {command.name}: {time.perf_counter() - began:.0f} s]", err=True)
     return step
 
