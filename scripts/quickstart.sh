@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quickstart command 1: set up .venv (once), then the quick profile of the whole pipeline
-# (ser run --profile quick: one test fold, one model, 60 epochs; about 7 minutes on a
+# (ser run --profile quick: one test fold, one model, 60 epochs; about 4 minutes on a
 # 2-core CPU after the install), ending with a report, a bundle and a prediction.
 # SER_SOURCE=PATH uses a local zip or folder of Actor_XX/ instead of the official
 # download. Rerunning resumes where it stopped. The README's figures: scripts/reproduce.sh.
