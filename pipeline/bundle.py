@@ -41,7 +41,8 @@ from pipeline.calibration import bundle_fields
 from pipeline.errors import BundleError
 from pipeline.features import FEATURES_VERSION, FeatureConfig
 from pipeline.progress import log
-from pipeline.scorer import Scorer, bundle_identity
+from pipeline.bundle_header import header_strings
+from pipeline.scorer import Scorer
 from pipeline.stages import atomic_path, code_hash, hash_obj, read_json, strict_json
 from pipeline.vad import detector_version
 
@@ -86,8 +87,23 @@ def export(*, artifacts_dir: Path, run: str = "final", members: int = 1,
         out = Path(out) if out else layout.bundle_file(artifacts_dir, run, ONNX)
         return export_onnx(scorer, out, metadata)
     out = Path(out) if out else layout.bundle_file(artifacts_dir, run)
+    if _same_export(out, metadata):  # kept: its identity (checksum) stays what outputs name
+        log.info("%s is current (the same runs, figures and temperature)", out)
+        return out
     write_bundle(out, scorer.model.state_dict(), metadata)
     return out
+
+
+def _same_export(path: Path, metadata: dict) -> bool:
+    """Whether the bundle at ``path`` holds exactly ``metadata`` but its export time."""
+    try:
+        old = json.loads(header_strings(path)["metadata"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    def timeless(m: dict) -> str:
+        return strict_json({**m, "provenance": {k: v for k, v in m.get("provenance", {}).items()
+                                                if k != "exported_at"}}, sort_keys=True)
+    return timeless(old) == timeless(metadata)
 
 
 def _test_report(artifacts_dir: Path, run: str, scorer: Scorer, members: int) -> dict:
@@ -224,22 +240,6 @@ def resolve(bundle: str | Path | None, *, artifacts_dir: Path = Path("artifacts"
                               "run 'ser export' first")
         return exports[-1]
     return Path(bundle)
-
-
-def header_identity(path: Path) -> str:
-    """``Scorer.identity`` of a bundle read from its header alone (no torch, no
-    weights; the safetensors layout: an 8-byte little-endian length, then JSON), or a
-    phrase saying why there is none."""
-    try:
-        with open(path, "rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(min(size, 1 << 24)))
-        strings = header["__metadata__"]
-        return bundle_identity(path, json.loads(strings["metadata"]), strings["checksum"])
-    except FileNotFoundError:
-        return f"missing (no file at {Path(path).resolve()})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"unreadable ({Path(path).resolve()} is not a bundle of this tool)"
 
 
 def _first_line(exc: Exception) -> str:

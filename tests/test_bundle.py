@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.bundle_header import header_identity
 from pipeline import bundle as bundles, ravdess
 from pipeline.errors import BundleError, PipelineError
 from pipeline.index import index_hash
@@ -150,10 +151,10 @@ def test_a_trained_runs_model_file_is_named_with_the_export_that_makes_a_bundle(
 
 def test_every_bundle_has_an_identity_its_header_alone_gives(trained: Trained):
     scorer = bundles.load(trained.bundle_path)
-    assert scorer.identity == bundles.header_identity(trained.bundle_path)
+    assert scorer.identity == header_identity(trained.bundle_path)
     name, rest = scorer.identity.split("@")
     assert name == trained.bundle_path.stem and len(rest.split("+")[1]) == 8
-    assert bundles.header_identity(trained.bundle_path.with_name("nope")).startswith("missing")
+    assert header_identity(trained.bundle_path.with_name("nope")).startswith("missing")
 
 
 class Payload:
@@ -509,3 +510,19 @@ def test_a_temperature_fitted_for_the_recipe_goes_into_the_bundle_and_softens_it
                       {"temperature": 2.5, "recipe": {**recipe, "epochs": 999}})
     other = bundles.load(bundles.export(artifacts_dir=artifacts, run="final", test_figures=False))
     assert other.temperature == 1.0  # fitted for another recipe: not used
+
+
+def test_exporting_the_same_run_again_keeps_the_bundle_and_its_identity(tmp_path, trained: Trained):
+    import shutil
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(trained.artifacts_dir / "runs", artifacts / "runs")
+    first = bundles.export(artifacts_dir=artifacts, run="final", test_figures=False)
+    identity, written = header_identity(first), first.stat().st_mtime_ns
+    again = bundles.export(artifacts_dir=artifacts, run="final", test_figures=False)
+    assert again == first and first.stat().st_mtime_ns == written
+    assert header_identity(again) == identity
+    from pipeline.views import CLEAN
+
+    other = bundles.export(artifacts_dir=artifacts, run="final", test_figures=False, views=CLEAN)
+    assert header_identity(other) != identity  # another export: rewritten

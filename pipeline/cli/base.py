@@ -53,7 +53,8 @@ def print_version(ctx, _param, value) -> None:
     if not value or ctx.resilient_parsing:
         return
     from pipeline import __version__
-    from pipeline.bundle import SHIPPED, header_identity
+    from pipeline.bundle import SHIPPED
+    from pipeline.bundle_header import header_identity
 
     click.echo(f"ser-pipeline {__version__}; shipped model {header_identity(SHIPPED)}")
     ctx.exit()
