@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.bundle_header import header_identity
 from pipeline import bundle as bundles, ravdess
+from pipeline.bundle_header import header_identity
 from pipeline.errors import BundleError, PipelineError
 from pipeline.index import index_hash
 from pipeline.predict import predict_files
