@@ -17,6 +17,7 @@ class _Session:
     optimiser: torch.optim.Optimizer
     schedule: object
     device: torch.device = torch.device("cpu")
+    adversary: torch.nn.Module | None = None  # the actor head, with TrainConfig.adversary
 
 
 def _session(seed: int) -> _Session:

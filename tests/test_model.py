@@ -121,20 +121,22 @@ def test_flops_are_positive_and_grow_with_channels_frames_and_mels():
                             num_frames=32) > base
 
 
-def test_flops_match_the_layers():
+@pytest.mark.parametrize("pooling", ["meanmax", "attention"])
+def test_flops_match_the_layers(pooling):
     """Count multiply-adds from the modules' real output sizes."""
-    config = ModelConfig(n_mels=16, channels=(4, 8), hidden=10, n_classes=8)
+    config = ModelConfig(n_mels=16, channels=(4, 8), hidden=10, n_classes=8, pooling=pooling)
     model = EmotionCNN(config).eval()
     counted = []
 
     def conv_hook(module, inputs, output):
-        counted.append(2 * output[0].numel() * module.in_channels * 9)
+        kernel = 9 if isinstance(module, torch.nn.Conv2d) else 1  # the 1x1 frame scorer
+        counted.append(2 * output[0].numel() * module.in_channels * kernel)
 
     def linear_hook(module, inputs, output):
         counted.append(2 * module.in_features * module.out_features)
 
     for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv1d)):
             module.register_forward_hook(conv_hook)
         elif isinstance(module, torch.nn.Linear):
             module.register_forward_hook(linear_hook)
@@ -208,7 +210,7 @@ def test_attentive_statistics_pooling_weights_frames_and_takes_any_length():
     torch.testing.assert_close(pooled[:, :32], h.mean(dim=2))
     torch.testing.assert_close(pooled[:, 32:], h.std(dim=2, unbiased=False), atol=1e-4, rtol=1e-4)
     assert flops_per_sample(config, num_frames=40) > flops_per_sample(
-        ModelConfig(n_mels=16, channels=(4, 8), hidden=8), num_frames=40)
+        ModelConfig(n_mels=16, channels=(4, 8), hidden=8, pooling="meanmax"), num_frames=40)
 
 
 def test_delta_matches_the_htk_regression_and_is_scaled_per_clip():
