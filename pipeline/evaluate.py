@@ -240,15 +240,14 @@ def _skipped(candidates: list, labelled: list, results: list, repeated: dict,
 def _trained_actors(actors: list[int], scorer, source: Path) -> list[int]:
     """The RAVDESS ``actors`` of a source that trained the bundle (its provenance knows
     them), warned about: their figures say nothing about unseen voices."""
-    trained = set((scorer.metadata.get("provenance", {}).get("actors") or {}).get("train", []))
-    overlap = sorted(set(actors) & trained)
+    roles = scorer.metadata.get("provenance", {}).get("actors") or {}
+    overlap = sorted(set(actors) & set(roles.get("train", [])))
     if overlap:
         log.warning("%d of the %d actors in %s trained this bundle (%s): their figures measure "
                     "voices it learned from, not unseen ones; evaluate on other actors (the "
                     "bundle's test actors: %s)", len(overlap), len(actors), source,
                     ", ".join(f"{a:02d}" for a in overlap),
-                    ", ".join(f"{a:02d}" for a in sorted(
-                        (scorer.metadata["provenance"].get("actors") or {}).get("test", [])))
+                    ", ".join(f"{a:02d}" for a in sorted(roles.get("test", [])))
                     or "none: it trained on every actor")
     return overlap
 
