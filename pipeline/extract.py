@@ -10,7 +10,10 @@ and checksums, failures) is written last. The cache key is the config, the clips
 (``pipeline.index.clips_hash``: not their folds) and the code (``stages.code_hash``).
 A rerun:
 
-- finds the manifest's key equal to the current one: cache hit, nothing recomputed;
+- finds the manifest's key equal to the current one and every shard matching its size
+  and SHA-256 in the manifest (``store.shard_problem``, the check ``train`` makes):
+  cache hit, nothing recomputed; a shard that no longer matches is rebuilt alone, with
+  a warning saying why;
 - otherwise keeps complete shards carrying the current key (an interrupted run resumes
   where it stopped) and builds the rest; ``--force`` rebuilds everything.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +40,7 @@ from pipeline.index import clips_hash, load_index
 from pipeline.progress import bar, log
 from pipeline.stages import (CODE_VERSION, code_hash, hash_file, hash_obj, manifest, read_json,
                              write_json_atomic)
-from pipeline.store import shard_attrs, write_shard
+from pipeline.store import shard_attrs, shard_problem, write_shard
 
 
 @dataclass(frozen=True)
@@ -176,9 +180,7 @@ def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs
     key = config.cache_key(clips)
     manifest_path = layout.features_manifest(artifacts_dir)
     done = read_json(manifest_path)
-    if not force and done and done.get("key") == key and all(
-            (out_dir / s["file"]).exists() and (out_dir / s["file"]).stat().st_size == s["bytes"]
-            for s in done["shards"]):
+    if not force and _is_current(out_dir, done, key):
         log.info("features are current (%d rows); nothing to do (--force recomputes)", done["rows"])
         return ExtractResult(out_dir, done["rows"], done["clips"], done["failures"], True,
                              time.perf_counter() - started)
@@ -223,6 +225,22 @@ def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs
         rows=rows, clips=n_clips, failures=failures, shards=shards, jobs=jobs,
         seconds=round(seconds, 2), label_map=list(ravdess.EMOTIONS)))
     return ExtractResult(out_dir, rows, n_clips, failures, False, seconds)
+
+
+def _is_current(out_dir: Path, done: dict | None, key: str) -> bool:
+    """Whether the store's manifest ``done`` has ``key`` and every shard it lists still
+    matches it (``store.shard_problem``: size and SHA-256, the check ``train`` makes).
+    A shard that does not is removed, with a warning saying why, so that the rerun
+    rebuilds it alone (the others carry the key and are kept)."""
+    if not done or done.get("key") != key:
+        return False
+    damaged = {entry["file"]: problem for entry in done.get("shards", [])
+               if (problem := shard_problem(out_dir / entry["file"], entry))}
+    for name, problem in damaged.items():
+        log.warning("rebuilding shard %s: %s", out_dir / name, problem)
+        if Path(name).name == name and fnmatch(name, layout.SHARD_PATTERN):  # never outside
+            (out_dir / name).unlink(missing_ok=True)
+    return not damaged
 
 
 def _clear_unplanned(out_dir: Path, tasks: list[ShardTask]) -> None:

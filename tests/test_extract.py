@@ -130,6 +130,51 @@ def test_a_second_run_is_a_cache_hit_that_decodes_nothing(indexed, tmp_path, mon
     assert _stamps(first.features_dir) == stamps  # nothing rewritten
 
 
+def _overwrite_features_in_place(shard: Path) -> None:
+    """Zero 64 bytes in the middle of the shard's features, keeping its size and mtime:
+    only its content tells."""
+    with h5py.File(shard, "r") as handle:
+        offset = handle["features"].id.get_offset() + handle["features"].id.get_storage_size() // 2
+    before = shard.stat()
+    with open(shard, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\x00" * 64)
+    os.utime(shard, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (shard.stat().st_size, shard.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_a_shard_changed_in_place_is_rebuilt_alone_and_train_then_accepts_it(
+        indexed, tmp_path, caplog, monkeypatch):
+    """extract and train agree: a shard whose content no longer matches the manifest is
+    not "current" for extract (which would leave train refusing it until --force)."""
+    from pipeline.errors import StaleInputError
+    from pipeline.progress import log
+
+    first = _run(indexed, tmp_path / "artifacts")
+    reference = _shards(first.features_dir)
+    damaged = first.features_dir / "shard-00003.h5"
+    _overwrite_features_in_place(damaged)
+    with pytest.raises(StaleInputError, match="shard-00003.h5 is missing or changed"):
+        load_store(tmp_path / "artifacts", clips=load_index(indexed))
+    stamps = _stamps(first.features_dir)
+
+    monkeypatch.setattr(log, "propagate", True)  # a CLI test may have turned it off
+    with caplog.at_level("INFO", logger="pipeline"):
+        rerun = _run(indexed, tmp_path / "artifacts")
+    assert not rerun.cached and rerun.rows == first.rows
+    assert any("rebuilding shard" in m and "shard-00003.h5" in m and "SHA-256" in m
+               for m in caplog.messages), caplog.messages
+    assert "resuming: 7 of 8 shards already complete" in caplog.messages
+    after = _stamps(first.features_dir)
+    assert after.pop("shard-00003.h5") != stamps.pop("shard-00003.h5")
+    assert after == stamps  # the other shards were kept as they were
+    rebuilt = _shards(first.features_dir)["shard-00003.h5"]
+    for column, values in reference["shard-00003.h5"][0].items():
+        np.testing.assert_array_equal(rebuilt[0][column], values, err_msg=column)
+    assert len(load_store(tmp_path / "artifacts", clips=load_index(indexed))) == first.rows
+    assert _run(indexed, tmp_path / "artifacts").cached
+
+
 def test_force_recomputes_every_shard_to_the_same_values(indexed, tmp_path):
     first = _run(indexed, tmp_path / "artifacts")
     _run(indexed, tmp_path / "reference")

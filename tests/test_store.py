@@ -18,7 +18,7 @@ from pipeline.extract import ExtractConfig, extract
 from pipeline import layout
 from pipeline.index import load_index
 from pipeline.stages import hash_file, read_json, write_json_atomic
-from pipeline.store import load_store, read_shard, shard_attrs, write_shard
+from pipeline.store import load_store, read_shard, shard_attrs, shard_problem, write_shard
 
 CONFIG = ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=16)
 
@@ -177,8 +177,35 @@ def test_load_store_refuses_a_shard_changed_in_place(store):
         handle.seek(offset + 64)
         handle.write(b"\x00\x3c" * 8)  # eight float16 ones
     assert shard.stat().st_size == size
-    with pytest.raises(StaleInputError, match="changed"):
+    with pytest.raises(StaleInputError, match="changed since extraction \\(its content no "
+                       "longer matches the manifest's SHA-256\\): rerun 'ser extract'"):
         load_store(artifacts, clips=load_index(data_dir))
+
+
+def test_shard_problem_is_the_check_extract_and_train_share(store):
+    """Matching, grown, missing and changed in place with its size and mtime kept: the
+    phrase names what differs, and "" only for the shard as extracted."""
+    import os
+
+    _, artifacts = store
+    entries = read_json(layout.features_manifest(artifacts))["shards"]
+    folder = layout.features_dir(artifacts)
+    assert [shard_problem(folder / e["file"], e) for e in entries] == [""] * len(entries)
+    shard, entry = folder / entries[0]["file"], entries[0]
+    before = shard.stat()
+    with open(shard, "r+b") as handle:
+        handle.seek(before.st_size // 2)
+        byte = handle.read(1)
+        handle.seek(before.st_size // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(shard, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert shard_problem(shard, entry) == "its content no longer matches the manifest's SHA-256"
+    with open(shard, "ab") as handle:
+        handle.write(b"\x00")
+    assert shard_problem(shard, entry) == (f"{entry['bytes'] + 1} bytes where the manifest "
+                                           f"says {entry['bytes']}")
+    shard.unlink()
+    assert shard_problem(shard, entry) == "missing"
 
 
 def test_load_store_refuses_a_shard_from_another_extraction(store, tmp_path):
