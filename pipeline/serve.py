@@ -12,13 +12,16 @@ Uploads are read into memory, never written to disk nor logged; one larger than
 ``Limits.max_mb`` is refused while it streams in (413), one longer than
 ``Limits.max_seconds`` before it is decoded (413). Every bad upload gets a 4xx with the
 message the CLI gives: not audio (415), empty or no ``file`` field (400), no speech or
-silent (422). The scorer is loaded once per worker process, at start-up; requests are
-scored in a worker thread, never on the event loop. The service binds to 127.0.0.1
+silent (422); a body that is not well-formed multipart (no or an empty boundary, a part
+without a name, a broken header line, cut off before its end) 400, part headers past
+python-multipart's caps or a file name over 1 KB 431: never a 500. The scorer is loaded
+once per worker process, at start-up; requests are scored in a worker thread, never on
+the event loop. The service binds to 127.0.0.1
 unless told otherwise (browsers allow the microphone only on localhost or over HTTPS).
 """
 
-import dataclasses  # no "from __future__ import annotations": FastAPI reads the handlers'
-# annotations at run time, and Request is imported inside create_app
+# no "from __future__ import annotations": FastAPI reads the handlers' annotations at run
+# time, and Request is imported inside create_app
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +34,35 @@ BUNDLE_ENV = "SER_SERVE_BUNDLE"  # how the worker processes learn which bundle t
 LICENCE = ("The weights were trained on RAVDESS (CC BY-NC-SA 4.0): research and "
            "non-commercial use only.")
 INSTALL = "pip install 'ser-pipeline[serve]'"
+WAV_BYTES_PER_SECOND = 48_000 * 2 * 2  # 16-bit stereo at 48 kHz: the largest ordinary WAV
+HEADROOM_MB = 1.0  # the WAV header, metadata chunks and the form's own part headers
+HOW_TO_SEND = ("send the recording as multipart/form-data in the field 'file' "
+               "(curl -F file=@clip.wav http://HOST:PORT/predict)")
+MAX_PART_HEADER_BYTES = 4096 + 128  # one header line of a part (python-multipart's default)
+MAX_PART_HEADERS = 8  # header lines in one part
+MAX_NAME_BYTES = 1024  # an uploaded file's name
+
+
+def mb_for(seconds: float) -> float:
+    """The upload size (MB, 10**6 bytes) that ``seconds`` of 16-bit stereo 48 kHz WAV
+    takes, plus ``HEADROOM_MB``: 116.2 MB for 600 s."""
+    return seconds * WAV_BYTES_PER_SECOND / 1e6 + HEADROOM_MB
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_mb: float = 20.0  # upload size
+    """What one upload may be: ``max_seconds`` of recording (413 before it is decoded)
+    and ``max_mb`` MB (10**6 bytes; 413 while it streams in). The two agree: by default
+    ``max_mb = mb_for(max_seconds) = max_seconds * 0.192 + 1`` (116.2 MB for 600 s), so
+    no 16-bit stereo 48 kHz WAV under the seconds limit is refused for its size; a
+    ``max_mb`` given explicitly is kept as given."""
+
     max_seconds: float = 600.0  # recording length
+    max_mb: float | None = None  # upload size; None: mb_for(max_seconds)
+
+    def __post_init__(self):
+        if self.max_mb is None:
+            object.__setattr__(self, "max_mb", mb_for(self.max_seconds))
 
 
 class UploadRefused(PipelineError):
@@ -105,35 +131,96 @@ def create_app(bundle: Path, limits: Limits = Limits()):
 
 async def read_upload(request, limits: Limits) -> tuple[str, bytes]:
     """``(file name, bytes)`` of the multipart field ``file``, kept in memory while it
-    streams in. Raises ``UploadRefused``: 400 without a ``file`` field or for an empty
-    one, 413 past ``limits.max_mb``."""
-    from python_multipart import FormParser
+    streams in. Raises ``UploadRefused``: 400 for a body that is not well-formed
+    multipart/form-data (every python-multipart error, caught as its base class
+    ``FormParserError``), without a ``file`` field or for an empty one; 413 past
+    ``limits.max_mb``; 431 for part headers past ``MAX_PART_HEADER_BYTES`` per line or
+    ``MAX_PART_HEADERS`` lines, or a file name over ``MAX_NAME_BYTES``."""
+    from python_multipart.exceptions import FormParserError
+    from starlette.requests import ClientDisconnect
+
+    boundary = boundary_of(request.headers.get("content-type", ""))
+    limit = int(limits.max_mb * 1e6)
+    parts: list = []  # Field and File objects, in the order they end
+    ended: list = []  # the closing boundary was seen
+    try:
+        parser = _form_parser(boundary, parts, ended)
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit + 65536:  # the file, and room for the form's own headers
+                raise UploadRefused(f"the upload is larger than the {limits.max_mb:g} MB "
+                                    "limit", 413)
+            parser.write(chunk)
+        parser.finalize()
+    except FormParserError as error:
+        raise malformed(error) from None
+    except ClientDisconnect:
+        raise UploadRefused("the upload was cut off by the client: send it again", 400) from None
+    return file_of(parts, ended=bool(ended), limits=limits)
+
+
+def boundary_of(content_type: str) -> bytes:
+    """The multipart boundary of a request's Content-Type header; raises
+    ``UploadRefused`` (400) when it is not multipart/form-data or has no boundary."""
     from python_multipart.multipart import parse_options_header
 
-    content_type, options = parse_options_header(request.headers.get("content-type", ""))
-    if content_type != b"multipart/form-data" or b"boundary" not in options:
-        raise UploadRefused("send the recording as a multipart/form-data upload in the "
-                            "field 'file'", 400)
-    limit = int(limits.max_mb * 1e6)
-    files: list = []
-    parser = FormParser("multipart/form-data", None, files.append, boundary=options[b"boundary"],
-                        config={"MAX_MEMORY_FILE_SIZE": limit + 1})  # never spooled to disk
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit + 65536:  # the file, and room for the form's own headers
-            raise UploadRefused(f"the upload is larger than the {limits.max_mb:g} MB limit", 413)
-        parser.write(chunk)
-    parser.finalize()
-    upload = next((f for f in files if f.field_name == b"file"), None)
+    kind, options = parse_options_header(content_type)
+    if kind != b"multipart/form-data" or b"boundary" not in options:
+        raise UploadRefused(f"no multipart/form-data boundary in the Content-Type: "
+                            f"{HOW_TO_SEND}", 400)
+    if not options[b"boundary"]:
+        raise UploadRefused(f"the multipart boundary in the Content-Type is empty: "
+                            f"{HOW_TO_SEND}", 400)
+    return options[b"boundary"]
+
+
+def _form_parser(boundary: bytes, parts: list, ended: list):
+    from python_multipart import FormParser
+
+    return FormParser("multipart/form-data", parts.append, parts.append,
+                      on_end=lambda: ended.append(True), boundary=boundary,
+                      config={"MAX_MEMORY_FILE_SIZE": float("inf"),  # never spooled to disk:
+                              # the stream is capped in read_upload
+                              "MAX_HEADER_SIZE": MAX_PART_HEADER_BYTES,
+                              "MAX_HEADER_COUNT": MAX_PART_HEADERS,
+                              "UPLOAD_ERROR_ON_BAD_CTE": True})
+
+
+def malformed(error: Exception) -> UploadRefused:
+    """The refusal of a body python-multipart could not parse: 431 for its header
+    caps, 400 otherwise, its reason cut to one short line."""
+    reason = " ".join(str(error).split())[:200]
+    if "header size" in reason.lower() or "header count" in reason.lower():
+        return UploadRefused(f"the upload's part headers are too long ({reason}; at most "
+                             f"{MAX_PART_HEADERS} lines of {MAX_PART_HEADER_BYTES} bytes): "
+                             f"send a shorter file name", 431)
+    return UploadRefused(f"the upload is not well-formed multipart ({reason}): "
+                         f"{HOW_TO_SEND}", 400)
+
+
+def file_of(parts: list, *, ended: bool, limits: Limits) -> tuple[str, bytes]:
+    """``(file name, bytes)`` of the first part named ``file`` (a file, or a plain field
+    sent without a file name); raises ``UploadRefused`` as ``read_upload`` does."""
+    upload = next((part for part in parts if part.field_name == b"file"), None)
+    if upload is None and not ended:
+        raise UploadRefused("the upload stops before its closing boundary (cut off, or not "
+                            f"multipart): {HOW_TO_SEND}", 400)
     if upload is None:
         raise UploadRefused("no 'file' field in the upload: send the recording as 'file'", 400)
-    upload.file_object.seek(0)
-    data = upload.file_object.read()
-    name = (upload.file_name or b"upload").decode("utf-8", "replace")
-    if len(data) > limit:
+    raw_name = getattr(upload, "file_name", None) or b"upload"
+    if len(raw_name) > MAX_NAME_BYTES:
+        raise UploadRefused(f"the upload's file name is {len(raw_name)} bytes long, more than "
+                            f"{MAX_NAME_BYTES}: send it under a shorter name", 431)
+    name = "".join(c if c.isprintable() else "?"  # the name goes into one-line messages
+                   for c in os.path.basename(raw_name.decode("utf-8", "replace"))) or "upload"
+    if hasattr(upload, "file_object"):
+        data = upload.file_object.getvalue()  # the BytesIO's own buffer, not a copy
+    else:
+        data = upload.value or b""
+    if len(data) > int(limits.max_mb * 1e6):
         raise UploadRefused(f"{name}: larger than the {limits.max_mb:g} MB limit", 413)
-    return os.path.basename(name) or "upload", data
+    return name, data
 
 
 def score_upload(scorer, data: bytes, *, name: str, limits: Limits, tta: bool = True) -> dict:
@@ -183,7 +270,7 @@ def serve(bundle: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: i
 
     load(bundle)  # a bad bundle is one line here, not a traceback in each worker
     os.environ[BUNDLE_ENV] = str(Path(bundle).resolve())
-    os.environ[BUNDLE_ENV + "_LIMITS"] = f"{limits.max_mb},{limits.max_seconds}"
+    os.environ[BUNDLE_ENV + "_LIMITS"] = f"{limits.max_mb!r},{limits.max_seconds!r}"
     uvicorn.run("pipeline.serve:app_from_environment", factory=True, host=host, port=port,
                 workers=workers, log_level="warning")
 
@@ -191,6 +278,8 @@ def serve(bundle: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: i
 def app_from_environment():
     """The app a uvicorn worker process builds (``serve`` passes the bundle and limits
     through the environment, which worker processes inherit)."""
-    max_mb, max_seconds = os.environ.get(BUNDLE_ENV + "_LIMITS", "20,600").split(",")
-    limits = dataclasses.replace(Limits(), max_mb=float(max_mb), max_seconds=float(max_seconds))
+    limits = Limits()
+    if os.environ.get(BUNDLE_ENV + "_LIMITS"):
+        max_mb, max_seconds = os.environ[BUNDLE_ENV + "_LIMITS"].split(",")
+        limits = Limits(max_seconds=float(max_seconds), max_mb=float(max_mb))
     return create_app(Path(os.environ[BUNDLE_ENV]), limits)

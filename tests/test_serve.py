@@ -137,7 +137,7 @@ def test_concurrent_requests_are_all_answered_as_one_at_a_time_would_be(server, 
     ("empty", 400, "empty file (0 bytes)"),
     ("no speech", 422, "no speech detected"),
     ("silent", 422, "silent (peak below -80 dBFS"),
-    ("too long", 413, "lasts 30 s, more than the 20 s limit"),
+    ("too long", 413, "30 s, more than the 20 s limit"),
     ("too large", 413, "larger than the 2 MB limit"),
     ("no file field", 400, "no 'file' field"),
 ])
@@ -162,6 +162,45 @@ def test_a_request_without_multipart_is_refused_in_one_line(server):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request)
     assert caught.value.code == 400 and "multipart/form-data" in json.load(caught.value)["error"]
+
+
+def post_raw(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
+    """POST ``body`` as it is, with ``content_type``; ``(status, JSON body)``."""
+    request = urllib.request.Request(url + "/predict", data=body, method="POST",
+                                     headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def _part(disposition: str, *, boundary: str = "xyz") -> bytes:
+    return (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\nRIFF\r\n"
+            f"--{boundary}--\r\n").encode()
+
+
+@pytest.mark.parametrize("case, content_type, body, status, message", [
+    ("no boundary", "multipart/form-data", _part('form-data; name="file"'), 400,
+     "no multipart/form-data boundary"),
+    ("empty boundary", "multipart/form-data; boundary=", _part('form-data; name="file"',
+                                                                boundary=""), 400,
+     "boundary in the Content-Type is empty"),
+    ("nameless part", "multipart/form-data; boundary=xyz", _part('form-data; filename="a.wav"'),
+     400, "not well-formed multipart"),
+    ("malformed header line", "multipart/form-data; boundary=xyz",
+     b"--xyz\r\nContent-Disposition form-data\r\n\r\nRIFF\r\n--xyz--\r\n", 400,
+     "not well-formed multipart"),
+    ("100 KB file name", "multipart/form-data; boundary=xyz",
+     _part(f'form-data; name="file"; filename="{"a" * 100_000}.wav"'), 431,
+     "part headers are too long"),
+])
+def test_malformed_multipart_gets_a_4xx_and_one_line_never_a_500(server, case, content_type,
+                                                                 body, status, message):
+    got, answer = post_raw(server, body, content_type)
+    assert got == status, (case, answer)
+    assert list(answer) == ["error"] and message in answer["error"]
+    assert "\n" not in answer["error"]
 
 
 def test_the_service_binds_to_loopback_by_default():
