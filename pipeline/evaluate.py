@@ -43,7 +43,8 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     Raises ``StaleInputError`` when a fold was trained on other features, or with another
     recipe or code than the first fold (the summary would mix recipes). Report
     ``reports/cv.json`` (several folds) or ``reports/<run>.json``; the returned dict also
-    holds its path as ``report_path``."""
+    holds its path as ``report_path``. Raises ``PipelineError`` before scoring when the
+    report cannot be written (``layout.check_output_folder``)."""
     from pipeline.recipe import recipe_of
     from pipeline.scorer import from_run
 
@@ -51,6 +52,8 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     store = load_store(artifacts_dir, clips=clips)
     clip_folds = {clip.clip_id: clip.fold for clip in clips}
     failures = store.manifest.get("failures", {})
+    stem = layout.report_stem(artifacts_dir, "cv" if len(folds) > 1 else layout.run_name(folds[0]))
+    layout.check_output_folder(stem.parent, option="--artifacts-dir", given=artifacts_dir)
     per_fold, pooled = [], np.zeros((ravdess.N_CLASSES,) * 2, dtype=np.int64)
     first, scored = None, []  # (probabilities, labels) of each fold's test clips
     for fold in folds:
@@ -84,7 +87,6 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     report = _fold_report(per_fold, pooled, first, store.manifest, folds=folds, members=members,
                           views=views, failures=failures)
     report["calibration"] = _calibration(artifacts_dir, report["recipe"], scored)
-    stem = layout.report_stem(artifacts_dir, "cv" if len(folds) > 1 else layout.run_name(folds[0]))
     write_report(report, stem)
     return {**report, "report_path": str(stem.with_suffix(".json"))}
 
@@ -175,7 +177,8 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
     speech or unreadable, duplicates (``pipeline.duplicates``, counted once). RAVDESS
     actors that trained the bundle are warned about and listed (``trained_actors``).
     Report ``layout.bundle_report_stem`` (named after the bundle and the source); the
-    returned dict also holds its path as ``report_path``."""
+    returned dict also holds its path as ``report_path``. Raises ``PipelineError`` before
+    scoring when the report cannot be written (``layout.check_output_folder``)."""
     from pipeline import bundle as bundles
     from pipeline import corpora, duplicates
     from pipeline.predict import expand_inputs, predict_files
@@ -188,6 +191,8 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
         raise PipelineError(f"no {chosen.name}-named clips ({chosen.pattern}) under "
                             f"{Path(source).resolve()}: evaluation needs labels from the "
                             "file names")
+    stem = layout.bundle_report_stem(artifacts_dir, bundle_path, source)
+    layout.check_output_folder(stem.parent, option="--artifacts-dir", given=artifacts_dir)
     files, same_name = duplicates.by_name(labelled)
     results, same_audio = duplicates.by_audio(predict_files(files, loaded, jobs=jobs, tta=tta))
     scored = [r for r in results if not r.error]
@@ -214,7 +219,6 @@ def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, job
     report["key"] = hash_obj({"bundle": loaded.metadata["provenance"].get("key"),
                               "source": report["source"], "tta": tta, "corpus": chosen.name,
                               "code": code_hash(__name__)})
-    stem = layout.bundle_report_stem(artifacts_dir, bundle_path, source)
     write_report(report, stem)
     return {**report, "report_path": str(stem.with_suffix(".json"))}
 

@@ -155,3 +155,40 @@ def experiment_dir(artifacts_dir: Path, name: str) -> Path:
 def variant_dir(artifacts_dir: Path, name: str) -> Path:
     """The artifacts tree of feature variant ``name`` (features extracted with overrides)."""
     return Path(artifacts_dir) / "variants" / name
+
+
+# --- checks before work ----------------------------------------------------------------
+
+def check_output_folder(folder: Path, *, option: str, given: Path | None = None) -> None:
+    """Make sure files can be written in ``folder`` (created if missing) before a stage
+    starts, so that no work is lost at the end. ``given``: the folder the user named with
+    ``option`` when ``folder`` lies inside it (default: ``folder`` itself).
+
+    Raises ``PipelineError``, one line naming the folder and the fix, when ``folder`` or a
+    folder above it is a symbolic link to nothing, a file, or cannot be written in."""
+    import os
+    import tempfile
+
+    from pipeline.errors import PipelineError
+
+    folder = Path(folder)
+    given = Path(given) if given is not None else folder
+    for step in (folder, *folder.parents):  # up to the first that exists
+        where = f"{option} {given}" + (f": {step}" if step != given else "")
+        if step.is_symlink() and not step.exists():
+            raise PipelineError(f"{where} is a symbolic link to {os.readlink(step)}, which does "
+                                f"not exist: create the target or point {option} elsewhere")
+        if step.exists():
+            if not step.is_dir():
+                raise PipelineError(f"{where} is a file, not a folder: move it away or point "
+                                    f"{option} elsewhere")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PipelineError(f"{option} {given}: cannot write in {folder} "
+                            f"({exc.strerror or exc}): make it writable or point {option} "
+                            "elsewhere") from None

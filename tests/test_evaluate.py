@@ -372,3 +372,84 @@ def test_folds_of_different_recipes_are_not_summarised_together(fold_runs, tmp_p
                                               "or code than runs/fold-0"):
         evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=artifacts, folds=[0, 1],
                        views=CLEAN)
+
+
+# -- output folders checked before any work --------------------------------------------
+
+
+def _never(*_args, **_kwargs):
+    pytest.fail("clips were scored although the report could not be written")
+
+
+def test_a_report_folder_that_is_a_file_is_refused_before_any_clip_is_scored(
+        tmp_path, fold_runs, fold_bundle, monkeypatch):
+    import pipeline.evaluate
+    import pipeline.predict
+
+    source = tmp_path / "clips"
+    write_corpus(source, actors=(5,), emotions=(1, 5), takes=1)
+    artifacts_dir = tmp_path / "artifacts"
+    artifacts_dir.mkdir()
+    (artifacts_dir / "reports").write_text("not a folder")  # refused by root too
+    monkeypatch.setattr(pipeline.predict, "predict_files", _never)
+    with pytest.raises(PipelineError, match=rf"^--artifacts-dir {artifacts_dir}: "
+                                            rf"{artifacts_dir / 'reports'} is a file, not a folder: "
+                                            "move it away or point --artifacts-dir elsewhere$"):
+        evaluate_bundle(bundle_path=fold_bundle, source=source, artifacts_dir=artifacts_dir)
+
+    copied = tmp_path / "copied"
+    shutil.copytree(fold_runs.artifacts_dir, copied, ignore=shutil.ignore_patterns("reports"))
+    (copied / "reports").write_text("not a folder")
+    monkeypatch.setattr(pipeline.evaluate, "held_out_probabilities", _never)
+    with pytest.raises(PipelineError, match="reports is a file, not a folder"):
+        evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=copied, folds=FOLDS)
+
+
+def test_ser_evaluate_refuses_an_unwritable_artifacts_folder_in_one_line(tmp_path, runner,
+                                                                          monkeypatch):
+    import pipeline.predict
+    from cli import cli
+
+    source = tmp_path / "clips"
+    write_corpus(source, actors=(5,), emotions=(1,), takes=1)
+    monkeypatch.setattr(pipeline.predict, "predict_files", _never)
+    unwritable = Path("/proc/ser-test/artifacts")  # not even root can create folders in /proc
+    result = runner.invoke(cli, ["--artifacts-dir", str(unwritable), "evaluate", "--bundle",
+                                 "shipped", "--source", str(source), "-j", "1"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: --artifacts-dir {unwritable}: cannot write in "
+                                    f"{unwritable} (")
+    assert result.output.endswith("make it writable or point --artifacts-dir elsewhere\n")
+    assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("option, command", [
+    ("--artifacts-dir", ["extract", "-j", "1"]), ("--artifacts-dir", ["train"]),
+    ("--data-dir", ["download", "--source", "."]), ("--data-dir", ["index"])])
+def test_a_dangling_link_as_an_output_folder_is_one_line_naming_it(tmp_path, runner, option,
+                                                                    command):
+    from cli import cli
+
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "nowhere")
+    result = runner.invoke(cli, [option, str(link), *command])
+    assert result.exit_code == 1, result.output
+    assert result.output == (f"Error: {option} {link} is a symbolic link to {tmp_path / 'nowhere'}, "
+                             f"which does not exist: create the target or point {option} "
+                             "elsewhere\n")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_commands_that_write_no_folder_ignore_a_dangling_one(tmp_path, runner):
+    from cli import cli
+
+    link = tmp_path / "art"
+    link.symlink_to(tmp_path / "nowhere")
+    clip = tmp_path / "speech.wav"
+    soundfile.write(clip, synth_speech(emotion=3), 16000)
+    folders = ["--artifacts-dir", str(link), "--data-dir", str(link)]
+    assert runner.invoke(cli, [*folders, "extract", "--help"]).exit_code == 0
+    predicted = runner.invoke(cli, [*folders, "-q", "predict", str(clip), "-j", "1"],
+                              env={"SER_BUNDLE": None})
+    assert predicted.exit_code == 0, predicted.output
+    assert "symbolic link" not in predicted.output

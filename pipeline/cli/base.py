@@ -14,11 +14,27 @@ import click
 from pipeline import options
 from pipeline.errors import PipelineError
 
+# The folders each stage command writes in, checked before it starts (a dangling link, a
+# file, a read-only place: one line, not a traceback or lost work). predict and serve
+# write in neither; export only without --out.
+WRITES = {"download": ("data_dir",), "index": ("data_dir",), "extract": ("artifacts_dir",),
+          "train": ("artifacts_dir",), "evaluate": ("artifacts_dir",),
+          "export": ("artifacts_dir",)}
+
 
 @dataclasses.dataclass
 class Context:
     data_dir: Path
     artifacts_dir: Path
+
+    def check_writable(self, *names: str) -> None:
+        """Raise ``PipelineError`` naming the option and the fix unless files can be
+        written in each folder ``names`` (``"data_dir"``, ``"artifacts_dir"``) names
+        (``layout.check_output_folder``; a missing folder is created)."""
+        from pipeline.layout import check_output_folder
+
+        for name in names:
+            check_output_folder(getattr(self, name), option="--" + name.replace("_", "-"))
 
 
 def model_threads(jobs: int) -> None:
@@ -44,8 +60,17 @@ def friendly_errors(command):
 
 
 def stage(command):
-    """A stage command: gets the ``Context`` and reports the project's errors in one line."""
-    return click.pass_obj(friendly_errors(command))
+    """A stage command: gets the ``Context``, has the folders it writes in checked before
+    it starts (``WRITES``), and reports the project's errors in one line."""
+    writes = WRITES.get(command.__name__, ())
+
+    @functools.wraps(command)
+    def checked(obj: Context, *args, **kwargs):
+        if not (command.__name__ == "export" and kwargs.get("out")):
+            obj.check_writable(*writes)
+        return command(obj, *args, **kwargs)
+
+    return click.pass_obj(friendly_errors(checked))
 
 
 def print_version(ctx, _param, value) -> None:
