@@ -4,9 +4,11 @@ What happens next (channel mix, DC, level, speech detection) is ``pipeline.front
 
 from __future__ import annotations
 
-import os
+import contextlib
 import stat
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -19,6 +21,12 @@ from pipeline.errors import AudioError, TooLongError, UnreadableAudioError
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 384_000
 MAX_CHANNELS = 32
+# What one recording may take in memory decoded (float32, all channels), whatever its
+# codec: ten minutes of 48 kHz stereo (230 MB) fit, a few kilobytes of FLAC that unpack
+# to gigabytes of silence do not. Longer recordings are streamed (pipeline.stream).
+DECODE_BUDGET_BYTES = 256_000_000
+BYTES_PER_SAMPLE = 4  # float32
+_BLOCK_FRAMES = 1 << 16  # frames decoded at a time: the budget is checked between blocks
 
 def check_header(sample_rate: int, channels: int, *, name: str) -> None:
     """Raise ``AudioError`` naming ``name`` and the limit when a header's rate is outside
@@ -35,63 +43,185 @@ def check_header(sample_rate: int, channels: int, *, name: str) -> None:
                          "the header is wrong, or keep the channels that hold the speaker")
 
 
-def read(path: Path) -> tuple[np.ndarray, int]:
+def read(path: Path, *, budget: int = DECODE_BUDGET_BYTES) -> tuple[np.ndarray, int]:
     """Decode a file. Returns ``(samples, sample_rate)``, samples float32 of shape
-    ``(num_samples, channels)``. The header is checked (``check_header``) before decoding.
+    ``(num_samples, channels)``: the frames really in the file, whatever its header
+    claims (``decode``).
 
     Raises ``AudioError`` naming the file: missing, empty, undecodable, a header outside
-    the limits, no frames, NaN or infinite samples."""
+    the limits, no frames, NaN or infinite samples; ``TooLongError`` when it decodes to
+    more than ``budget`` bytes of float32."""
     path = Path(path)
     try:
         status = path.stat()
         if not stat.S_ISREG(status.st_mode):  # a pipe or device (/dev/stdin): read it once
-            return read_bytes(path.read_bytes(), name=str(path))
+            return read_bytes(path.read_bytes(), name=str(path), budget=budget)
         if status.st_size == 0:
             raise AudioError(f"{path}: empty file (0 bytes)")
+        handle = open(path, "rb")
     except OSError as exc:
         raise AudioError(f"{path}: cannot open ({exc.strerror or exc})") from exc
-    # bytes on POSIX: libsndfile gets the name's raw bytes, so a name that is not UTF-8
-    # (held by Python as surrogate escapes) opens like any other
-    return _decode(os.fsencode(path) if os.name == "posix" else str(path), name=str(path))
+    with handle:
+        return decode(handle, name=str(path), budget=budget)
 
 
-def read_bytes(data: bytes, *, name: str,
-               max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+def read_bytes(data: bytes, *, name: str, max_seconds: float | None = None,
+               budget: int = DECODE_BUDGET_BYTES) -> tuple[np.ndarray, int]:
     """``read`` for a file held in memory (an upload): decoded from ``data`` without
     writing it anywhere. Raises as ``read`` does, naming ``name``, and ``TooLongError``
-    before decoding a recording longer than ``max_seconds``."""
+    for a recording longer than ``max_seconds`` (before decoding when the header can be
+    trusted to say so, ``Opened.trusted``)."""
     import io
 
     if not data:
         raise AudioError(f"{name}: empty file (0 bytes)")
-    return _decode(io.BytesIO(data), name=name, max_seconds=max_seconds)
+    return decode(io.BytesIO(data), name=name, max_seconds=max_seconds, budget=budget)
 
 
-def _decode(source, *, name: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
-    import soundfile
-
-    try:
-        with soundfile.SoundFile(source) as handle:
-            check_header(handle.samplerate, handle.channels, name=name)
-            if max_seconds is not None and handle.frames > max_seconds * handle.samplerate:
-                raise TooLongError(f"{name}: lasts {handle.frames / handle.samplerate:.0f} s, "
-                                   f"more than the {max_seconds:g} s limit; split it")
-            samples = handle.read(dtype="float32", always_2d=True)
-            sample_rate = handle.samplerate
-    except AudioError:
-        raise
-    except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        reason = str(exc)
-        if not isinstance(source, (str, bytes)):  # in memory: drop libsndfile's "<BytesIO ...>: "
-            reason = reason.rsplit(": ", 1)[-1]
-        raise UnreadableAudioError(f"{name}: not readable audio ({reason})") from exc
-    except OSError as exc:
-        raise AudioError(f"{name}: cannot open ({exc.strerror or exc})") from exc
+def decode(raw, *, name: str, max_seconds: float | None = None,
+           budget: int = DECODE_BUDGET_BYTES) -> tuple[np.ndarray, int]:
+    """Decode the open binary file ``raw`` whole, block by block to the real end of its
+    audio, never holding more than ``budget`` bytes of float32 (``check_claim`` first,
+    then ``blocks``). Returns and raises as ``read`` does."""
+    with open_audio(raw, name=name) as opened:
+        check_claim(opened, name=name, max_seconds=max_seconds, budget=budget)
+        limit = budget // (BYTES_PER_SAMPLE * opened.channels)
+        if max_seconds is not None:
+            limit = min(limit, int(max_seconds * opened.sample_rate))
+        parts, frames = [], 0
+        for block in blocks(opened, name=name, blocksize=_BLOCK_FRAMES):
+            frames += len(block)
+            if frames > limit:
+                raise _too_long(opened, name=name, frames=frames, budget=budget,
+                                max_seconds=max_seconds)
+            parts.append(block)
+    samples = np.concatenate(parts) if parts else np.zeros((0, opened.channels), np.float32)
     if samples.shape[0] == 0:
         raise UnreadableAudioError(f"{name}: no audio frames (empty or truncated file)")
     if not np.all(np.isfinite(samples)):
         raise AudioError(f"{name}: contains NaN or infinite samples")
-    return samples, int(sample_rate)
+    return samples, opened.sample_rate
+
+
+@dataclass
+class Opened:
+    """An audio file open for decoding. ``frames``: the length its header claims;
+    ``trusted``: whether that claim bounds what decodes (False for MP3, whose length is
+    an optional VBR header's word or a guess from the first frame's bit rate:
+    ``pipeline.vbr_header``)."""
+
+    handle: object  # soundfile.SoundFile
+    sample_rate: int
+    channels: int
+    frames: int
+    trusted: bool
+    format: str
+
+    def claimed_bytes(self) -> int:
+        """The decoded size the header promises: channels x frames x 4 bytes (float32)."""
+        return self.channels * self.frames * BYTES_PER_SAMPLE
+
+
+@contextlib.contextmanager
+def open_audio(raw, *, name: str) -> Iterator[Opened]:
+    """Open the binary file ``raw`` with libsndfile for the block; its header checked
+    (``check_header``). An MP3's VBR frame count is lifted (``vbr_header``) so that
+    decoding reaches the real end of its frames. Raises ``UnreadableAudioError`` (not
+    audio, or an MP3 with no audio frames) and ``AudioError``, naming ``name``."""
+    import soundfile
+
+    from pipeline import vbr_header
+
+    with _libsndfile_errors(name):
+        try:
+            with soundfile.SoundFile(raw) as header:
+                rate, channels, frames, kind = (header.samplerate, header.channels,
+                                                header.frames, header.format)
+        except soundfile.LibsndfileError:
+            raw.seek(0)
+            if raw.read(3) in (b"ID3", b"TAG"):  # a tag, then no MPEG frame mpg123 finds
+                raise UnreadableAudioError(f"{name}: no audio frames (an MP3 tag without "
+                                           "audio after it)") from None
+            raise
+        check_header(rate, channels, name=name)
+        source = vbr_header.open_lifted(raw) if kind == "MP3" else raw
+        source.seek(0)
+        handle = soundfile.SoundFile(source)
+    try:  # the block's own errors are not libsndfile's: they pass through unchanged
+        yield Opened(handle, int(rate), int(channels), int(frames), kind != "MP3", kind)
+    finally:
+        handle.close()
+
+
+def blocks(opened: Opened, *, name: str, blocksize: int) -> Iterator[np.ndarray]:
+    """The file's audio as float32 blocks ``(num_frames <= blocksize, channels)``, read
+    until the decoder has no more (never on the header's word: a block shorter than
+    asked ends it). Raises ``UnreadableAudioError`` naming ``name`` for a decoding
+    error."""
+    while True:
+        with _libsndfile_errors(name):
+            block = opened.handle.read(blocksize, dtype="float32", always_2d=True)
+        if len(block):
+            yield block
+        if len(block) < blocksize:
+            return
+
+
+def check_claim(opened: Opened, *, name: str, max_seconds: float | None = None,
+                budget: int = DECODE_BUDGET_BYTES) -> None:
+    """Before decoding: raise ``TooLongError`` naming ``name`` when a trusted header
+    promises more than ``budget`` bytes of float32 or more than ``max_seconds``."""
+    if not opened.trusted:
+        return
+    if opened.claimed_bytes() > budget or (
+            max_seconds is not None and opened.frames > max_seconds * opened.sample_rate):
+        raise _too_long(opened, name=name, frames=opened.frames, budget=budget,
+                        max_seconds=max_seconds)
+
+
+def _too_long(opened: Opened, *, name: str, frames: int, budget: int,
+              max_seconds: float | None) -> TooLongError:
+    """The refusal of ``frames`` frames: promised by a trusted header (before decoding),
+    or reached while decoding (the header said less)."""
+    claimed = frames == opened.frames and opened.trusted
+    seconds = frames / opened.sample_rate
+    if max_seconds is not None and frames > max_seconds * opened.sample_rate:
+        length = f"lasts {_duration(seconds)}, more" if claimed else "decodes to more"
+        return TooLongError(f"{name}: {length} than the {max_seconds:g} s limit; split it")
+    size = (f"its header promises {_duration(seconds)}, "
+            f"{opened.channels * frames * BYTES_PER_SAMPLE / 1e6:.0f} MB decoded, more"
+            if claimed else "it decodes to more")
+    return TooLongError(
+        f"{name}: {size} than the {budget / 1e6:g} MB one recording may take in memory "
+        f"({opened.channels} channel{'s' * (opened.channels != 1)} at {opened.sample_rate} "
+        "Hz): split it, keep the "
+        "channel that holds the speaker, or resample it to 48 kHz or less")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
+@contextlib.contextmanager
+def _libsndfile_errors(name: str):
+    """libsndfile's failures as ``UnreadableAudioError`` / ``AudioError`` naming ``name``,
+    its reason as text (never a bytes repr of the file name)."""
+    import soundfile
+
+    try:
+        yield
+    except AudioError:
+        raise
+    except soundfile.LibsndfileError as exc:
+        reason = exc.error_string
+        if reason.startswith("File does not exist"):  # what mpg123 says of no frames
+            raise UnreadableAudioError(f"{name}: no audio frames (a header without any "
+                                       "audio after it)") from None
+        raise UnreadableAudioError(f"{name}: not readable audio ({reason})") from None
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise UnreadableAudioError(f"{name}: not readable audio ({exc})") from None
+    except OSError as exc:
+        raise AudioError(f"{name}: cannot open ({exc.strerror or exc})") from None
 
 
 def resample(y: np.ndarray, *, orig_sr: float, target_sr: float) -> np.ndarray:

@@ -32,12 +32,13 @@ from typing import Iterator
 import numpy as np
 
 from pipeline import conditioning
-from pipeline.audio import check_header
-from pipeline.errors import AudioError, NoSpeechError
+from pipeline.audio import BYTES_PER_SAMPLE, blocks, open_audio
+from pipeline.errors import AudioError, NoSpeechError, UnreadableAudioError
 
 STREAM_SECONDS = 300.0  # longer files are streamed
 BLOCK_SECONDS = 60.0
 MARGIN_SECONDS = 10.0  # more than a segment spans (VadConfig.max_segment_seconds) plus a gap
+BLOCK_BYTES = 64_000_000  # at most this much decoded float32 at a time, whatever the rate
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,18 @@ class StreamSegment:
 
 
 def is_long(path: Path) -> bool:
-    """Whether ``path`` lasts more than ``STREAM_SECONDS`` (False for an unreadable file:
-    the whole-file path reports it)."""
-    import soundfile
+    """Whether ``path`` is streamed: its header claims more than ``STREAM_SECONDS``, or
+    more decoded audio than ``audio.DECODE_BUDGET_BYTES`` holds (a short recording of
+    many channels at a high rate). False for an unreadable file: the whole-file path
+    reports it."""
+    from pipeline.audio import DECODE_BUDGET_BYTES, open_audio
 
     try:
-        info = soundfile.info(str(path))
-    except Exception:  # noqa: BLE001  (soundfile raises several types; read() names it)
+        with open(path, "rb") as raw, open_audio(raw, name=str(path)) as opened:
+            return (opened.frames > STREAM_SECONDS * opened.sample_rate
+                    or opened.claimed_bytes() > DECODE_BUDGET_BYTES)
+    except (OSError, AudioError):
         return False
-    return info.frames > STREAM_SECONDS * info.samplerate
 
 
 class Conditioner:
@@ -101,31 +105,40 @@ def segments(path: Path, features) -> Iterator[StreamSegment]:
     (see module docstring) with the front end of ``features`` (a ``FeatureConfig``).
     Raises ``AudioError`` for an unreadable file and ``NoSpeechError`` when no block
     holds a segment."""
-    import soundfile
-
     try:
-        info = soundfile.info(str(path))
-        blocks = soundfile.blocks(str(path), blocksize=int(BLOCK_SECONDS * info.samplerate),
-                                  dtype="float32", always_2d=True)
-    except Exception as exc:  # noqa: BLE001
-        raise AudioError(f"{path}: not readable audio ({type(exc).__name__})") from None
-    check_header(info.samplerate, info.channels, name=str(path))
+        raw = open(path, "rb")
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    with raw, open_audio(raw, name=str(path)) as opened:
+        yield from _stream(opened, features, name=str(path))
+
+
+def _stream(opened, features, *, name: str) -> Iterator[StreamSegment]:
+    """``segments`` of an open file (see module docstring): blocks of ``BLOCK_SECONDS``,
+    or fewer frames when that many would take more than ``BLOCK_BYTES`` decoded."""
     rate = features.sample_rate
-    conditioner = Conditioner(info.samplerate, rate, features.front_end)
-    buffer, offset, found = np.zeros(0, np.float32), 0, 0
-    for block in blocks:
+    conditioner = Conditioner(opened.sample_rate, rate, features.front_end)
+    blocksize = min(int(BLOCK_SECONDS * opened.sample_rate),
+                    BLOCK_BYTES // (BYTES_PER_SAMPLE * opened.channels))
+    buffer, offset, found, frames = np.zeros(0, np.float32), 0, 0, 0
+    for block in blocks(opened, name=name, blocksize=blocksize):
+        frames += len(block)
+        if not np.all(np.isfinite(block)):
+            raise AudioError(f"{name}: contains NaN or infinite samples")
         buffer = np.concatenate([buffer, conditioner.push(block)])
         if buffer.size >= (BLOCK_SECONDS + MARGIN_SECONDS) * rate:
             ready, cut = _cut(buffer, features, final=False)
             yield from (_at(s, offset, rate) for s in ready)
             found += len(ready)
             buffer, offset = buffer[cut:], offset + cut
-    buffer = np.concatenate([buffer, conditioner.push(np.zeros((0, info.channels),
+    if not frames:
+        raise UnreadableAudioError(f"{name}: no audio frames (empty or truncated file)")
+    buffer = np.concatenate([buffer, conditioner.push(np.zeros((0, opened.channels),
                                                                np.float32), last=True)])
     ready, _ = _cut(buffer, features, final=True)
     yield from (_at(s, offset, rate) for s in ready)
     if not found + len(ready):
-        raise NoSpeechError(f"{path}: no speech detected in {info.frames / info.samplerate:.0f} "
+        raise NoSpeechError(f"{name}: no speech detected in {frames / opened.sample_rate:.0f} "
                             "s of audio")
 
 

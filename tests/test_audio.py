@@ -3,6 +3,7 @@ an AudioError naming the file (through the front end, which every stage reads wi
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,68 @@ def test_the_channel_limit_itself_is_accepted(tmp_path):
     path = tmp_path / "array.wav"
     soundfile.write(path, np.zeros((16, MAX_CHANNELS), dtype=np.float32), 16000)
     assert read(path)[0].shape == (16, MAX_CHANNELS)
+
+
+def _silence_flac(path: Path, *, seconds: float, rate: int, channels: int) -> Path:
+    """Digital silence as FLAC: a few kilobytes that decode to ``seconds`` x ``channels``."""
+    with soundfile.SoundFile(path, "w", rate, channels, format="FLAC") as handle:
+        block = np.zeros((rate, channels), dtype=np.float32)
+        for _ in range(int(seconds)):
+            handle.write(block)
+    return path
+
+
+def test_a_header_promising_more_than_the_budget_is_refused_before_decoding(tmp_path,
+                                                                            monkeypatch):
+    """200 KB of FLAC that decodes to 737 MB (8 channels, 384 kHz, 60 s): refused from
+    the header alone, on disk and in memory (an upload), with the budget in the line."""
+    from pipeline.audio import DECODE_BUDGET_BYTES, read_bytes
+    from pipeline.errors import TooLongError
+
+    path = _silence_flac(tmp_path / "bomb.flac", seconds=60, rate=384_000, channels=8)
+    assert path.stat().st_size < 300_000
+    data = path.read_bytes()
+    with monkeypatch.context() as patch:
+        _header_only_read_budget(patch)
+        for call in (lambda: read(path), lambda: read_bytes(data, name="bomb.flac")):
+            with pytest.raises(TooLongError) as caught:
+                call()
+            assert "its header promises 60 s, 737 MB decoded, more than the " \
+                   f"{DECODE_BUDGET_BYTES / 1e6:g} MB one recording may take in memory " \
+                   "(8 channels at 384000 Hz)" in str(caught.value)
+
+
+def test_the_seconds_limit_of_an_upload_is_checked_before_decoding(monkeypatch):
+    from pipeline.audio import read_bytes
+    from pipeline.errors import TooLongError
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(3 * 16000, np.float32), 16000, format="WAV")
+    with monkeypatch.context() as patch:
+        _header_only_read_budget(patch)
+        with pytest.raises(TooLongError, match=r"^up.wav: lasts 3 s, more than the 2 s limit"):
+            read_bytes(buffer.getvalue(), name="up.wav", max_seconds=2)
+
+
+def test_a_file_over_the_budget_is_streamed_in_bounded_blocks(tmp_path, monkeypatch):
+    """The CLI does not refuse it: it goes the streamed way, whose blocks never hold more
+    than ``BLOCK_BYTES`` decoded, and ends with the one line a silent file gets."""
+    from pipeline import stream
+    from pipeline.errors import NoSpeechError
+
+    path = _silence_flac(tmp_path / "wide.flac", seconds=4, rate=96_000, channels=8)
+    monkeypatch.setattr("pipeline.audio.DECODE_BUDGET_BYTES", 1_000_000)
+    monkeypatch.setattr(stream, "BLOCK_BYTES", 400_000)
+    assert stream.is_long(path)
+    sizes = []
+    original = soundfile.SoundFile.read
+
+    def counted(self, frames=-1, *args, **kwargs):
+        block = original(self, frames, *args, **kwargs)
+        sizes.append(block.nbytes)
+        return block
+
+    monkeypatch.setattr(soundfile.SoundFile, "read", counted)
+    with pytest.raises(NoSpeechError, match=r"wide.flac: no speech detected in 4 s of audio"):
+        list(stream.segments(path, FeatureConfig()))
+    assert sizes and max(sizes) <= 400_000 and sum(sizes) == 4 * 96_000 * 8 * 4
