@@ -15,7 +15,21 @@ this project's code (``pipeline.frontend``, ``pipeline.features``), and the mode
 - ``labels``: the class order (JSON list);
 - ``feature_config``: sample rate, window, STFT, mel and front-end settings (JSON);
 - ``test_views``: the test-time views to average over (JSON; ``[{}]``: the window alone);
-- ``metadata``: everything the safetensors bundle holds (JSON), provenance included.
+- ``metadata``: everything the safetensors bundle holds (JSON), provenance included;
+- ``checksum``: SHA-256 (hex) of the whole file as written, with this value's 64
+  characters replaced by zeros.
+
+The checksum covers every byte: the weights (initializers), the graph's nodes and
+attributes, and the metadata (a damaged ``labels`` would mislabel every clip). It is
+computed over the bytes actually written, so verifying needs neither the ``onnx`` package
+nor a re-serialization: hashing a re-serialized graph would depend on protobuf's byte
+order, which is not guaranteed across versions and implementations, and could refuse an
+intact file after an upgrade; hashing only the initializers would miss the rest. The
+checksum's entry is located by its exact protobuf bytes (key ``checksum``, a 64-byte
+value), which must occur once. Any rewrite of the file (re-saving it with another tool)
+therefore invalidates it, as an edit does: like the safetensors bundle's, it is an
+integrity check, not a signature. Format 1 (no checksum) is refused with the fix:
+re-export, as ``pipeline.bundle`` refuses its older formats.
 
 Needs the ``onnx`` extra (``onnx``, ``onnxscript`` to export; ``onnxruntime`` to score).
 """
@@ -23,17 +37,23 @@ Needs the ``onnx`` extra (``onnx``, ``onnxscript`` to export; ``onnxruntime`` to
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
+from pipeline import __version__
 from pipeline.errors import BundleError
 from pipeline.scorer import Scorer
-from pipeline.stages import atomic_path, hash_file, strict_json
+from pipeline.stages import atomic_path, strict_json
 
 FORMAT = "ser-pipeline-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: no checksum (versions before it was added)
+CHECKSUM_KEY = "checksum"
+PLACEHOLDER = "0" * 64
+REEXPORT = ("re-export it with 'ser export --format onnx' (or 'ser export --bundle B "
+            "--format onnx' from its .safetensors bundle)")
 SUFFIX = ".onnx"
 OPSET = 18
 INSTALL = "pip install 'ser-pipeline[onnx]'"
@@ -76,14 +96,42 @@ def export_onnx(scorer: Scorer, path: Path, metadata: dict) -> Path:
              "labels": json.dumps(list(scorer.labels)),
              "feature_config": strict_json(metadata["feature_config"], sort_keys=True),
              "test_views": strict_json(metadata.get("test_views") or [{}]),
-             "metadata": strict_json(metadata, sort_keys=True)}
+             "metadata": strict_json(metadata, sort_keys=True), CHECKSUM_KEY: PLACEHOLDER}
     for key, value in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    at = _checksum_at(data)
+    if at is None:  # a weight holding the entry's exact bytes: never seen, but never guessed
+        raise BundleError(f"cannot place the checksum in {path}: export again")
+    data = data[:at] + _digest(data, at).encode() + data[at + len(PLACEHOLDER):]
     with atomic_path(Path(path)) as tmp:
-        onnx.save(proto, str(tmp))
+        tmp.write_bytes(data)
     return Path(path)
+
+
+# the protobuf bytes of a metadata_props entry up to its value: field 1 (the key:
+# tag 0x0a, length, bytes), then field 2's tag (0x12) and length (64)
+_CHECKSUM_PREFIX = (b"\x0a" + bytes([len(CHECKSUM_KEY)]) + CHECKSUM_KEY.encode()
+                    + b"\x12" + bytes([len(PLACEHOLDER)]))
+
+
+def _checksum_at(data: bytes) -> int | None:
+    """Offset in ``data`` of the checksum's 64 characters, or None unless its entry
+    occurs exactly once."""
+    if data.count(_CHECKSUM_PREFIX) != 1:
+        return None
+    at = data.find(_CHECKSUM_PREFIX) + len(_CHECKSUM_PREFIX)
+    return at if at + len(PLACEHOLDER) <= len(data) else None
+
+
+def _digest(data: bytes, at: int) -> str:
+    """SHA-256 (hex) of ``data`` with the 64 characters at ``at`` read as zeros."""
+    digest = hashlib.sha256(data[:at])
+    digest.update(PLACEHOLDER.encode())
+    digest.update(data[at + len(PLACEHOLDER):])
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -106,9 +154,10 @@ def _quiet_exporter():
 
 
 def load_onnx(path: Path) -> Scorer:
-    """A ``Scorer`` whose network runs in onnxruntime (CPU). Raises ``BundleError``
-    naming the file for one that is not this tool's ONNX model, and with the install
-    hint when onnxruntime is missing."""
+    """A ``Scorer`` whose network runs in onnxruntime (CPU), from a file whose checksum
+    holds. Raises ``BundleError`` naming the file and the fix for one that is not this
+    tool's ONNX model, is of format 1 (no checksum), or is damaged or edited (its
+    checksum does not match), and with the install hint when onnxruntime is missing."""
     from pipeline import views as test_views
     from pipeline.features import FeatureConfig
 
@@ -116,18 +165,41 @@ def load_onnx(path: Path) -> Scorer:
         import onnxruntime
     except ImportError:
         raise BundleError(f"scoring {path} needs onnxruntime: {INSTALL}") from None
+    data = Path(path).read_bytes()
+    at = _checksum_at(data)
+    intact = at is not None and data[at:at + len(PLACEHOLDER)] == _digest(data, at).encode()
+    corrupt = (f"{path} is corrupt: its weights, graph or metadata do not match the checksum "
+               f"written with them (damaged in transit, or edited); {REEXPORT}")
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own types)
+        if at is not None and not intact:
+            raise BundleError(corrupt) from None
         raise BundleError(f"{path} is not a readable ONNX model ({type(exc).__name__}): "
                           "export one with 'ser export --format onnx'") from None
     props = session.get_modelmeta().custom_metadata_map
     if props.get("ser_pipeline_format") != FORMAT:
         raise BundleError(f"{path} is an ONNX model but not one of this tool's: export one "
                           "with 'ser export --format onnx'")
+    if props.get("format_version") != str(FORMAT_VERSION):
+        written_by = _written_by(props.get("metadata"))
+        raise BundleError(f"{path} is a format-{props.get('format_version')} ONNX model "
+                          f"(written by version {written_by}, without a checksum of its "
+                          f"weights); this version ({__version__}) reads format "
+                          f"{FORMAT_VERSION}: {REEXPORT}")
+    if not intact:
+        raise BundleError(corrupt)
     metadata = json.loads(props["metadata"])
     return Scorer(OnnxNetwork(session), FeatureConfig.from_dict(metadata["feature_config"]),
                   tuple(json.loads(props["labels"])),
                   test_views.from_list(metadata.get("test_views")), metadata, Path(path),
-                  fingerprint=hash_file(Path(path)),
+                  fingerprint=hashlib.sha256(data).hexdigest(),
                   temperature=float(metadata.get("temperature", 1.0)))
+
+
+def _written_by(metadata_text: str | None) -> str:
+    """The code version in a model's metadata provenance, or ``?``."""
+    try:
+        return str(json.loads(metadata_text)["provenance"]["code_version"])
+    except (TypeError, ValueError, KeyError):
+        return "?"

@@ -94,3 +94,100 @@ def test_foreign_onnx_and_a_missing_runtime_are_one_line(tmp_path, exported, hid
     hide_module("onnxruntime")
     with pytest.raises(BundleError, match=r"needs onnxruntime: pip install 'ser-pipeline\[onnx\]'"):
         bundles.load(exported[1][1])
+
+
+# --- the checksum: a damaged or edited file is refused, an intact one scores ---------------
+
+
+def _props(path) -> dict:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def _refused(path) -> str:
+    with pytest.raises(BundleError) as refusal:
+        bundles.load(path)
+    message = str(refusal.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def _windows(scorer, frames: int = 40) -> np.ndarray:
+    shape = scorer.feature_config.shape
+    rng = np.random.default_rng(1)
+    return (20 * rng.standard_normal((4, 2, shape[0], shape[1], frames))).astype(np.float32)
+
+
+def test_a_weight_overwritten_inside_the_file_is_refused(exported, tmp_path):
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    intact = shutil.copyfile(exported[1][1], tmp_path / "intact.onnx")
+    data = intact.read_bytes()
+    weight = max(onnx.load(str(intact)).graph.initializer, key=lambda t: len(t.raw_data))
+    assert len(weight.raw_data) >= 256 and data.count(weight.raw_data) == 1
+    offset = data.find(weight.raw_data) + len(weight.raw_data) // 2  # inside the tensor
+    values = numpy_helper.to_array(weight).ravel()
+    middle = values.size // 2 - 4
+    stomped = (values[middle:middle + 8] + 3.0).astype(values.dtype).tobytes()
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(data[:offset] + stomped + data[offset + len(stomped):])
+    assert damaged.stat().st_size == intact.stat().st_size
+
+    def raw_scores(path):  # onnxruntime alone: the damage changes the outputs
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        windows = _windows(bundles.load(intact))[:, 0]
+        return session.run(None, {session.get_inputs()[0].name: windows})[0]
+    assert not np.allclose(raw_scores(damaged), raw_scores(intact), atol=1e-4)
+
+    message = _refused(damaged)
+    assert "is corrupt: its weights, graph or metadata do not match the checksum" in message
+    assert "re-export it with 'ser export --format onnx'" in message
+
+    scorer, original = bundles.load(intact), bundles.load(exported[1][1])
+    np.testing.assert_array_equal(scorer.probabilities(_windows(scorer)),
+                                  original.probabilities(_windows(scorer)))
+    assert scorer.fingerprint == original.fingerprint
+
+
+def test_the_checksum_covers_the_metadata_and_sits_where_the_loader_finds_it(exported, tmp_path):
+    import hashlib
+
+    from onnx import StringStringEntryProto
+    from pipeline import onnx_bundle
+
+    data = exported[1][1].read_bytes()
+    stored = _props(exported[1][1])["checksum"]
+    assert len(stored) == 64 and int(stored, 16) >= 0
+    entry = StringStringEntryProto(key="checksum", value=stored).SerializeToString()
+    assert data.count(entry) == 1 and entry.startswith(onnx_bundle._CHECKSUM_PREFIX)
+    zeroed = data.replace(entry, StringStringEntryProto(key="checksum",
+                                                        value="0" * 64).SerializeToString())
+    assert hashlib.sha256(zeroed).hexdigest() == stored
+    labels = json.dumps(list(ravdess.EMOTIONS)).encode()  # "labels", and in "metadata"
+    assert labels in data
+    relabelled = tmp_path / "relabelled.onnx"  # two classes swapped in place, same size
+    relabelled.write_bytes(data.replace(labels, labels.replace(b"neutral", b"NEUTRAL")))
+    assert _props(relabelled)["labels"] != _props(exported[1][1])["labels"]
+    assert "is corrupt" in _refused(relabelled)
+
+
+def test_an_onnx_model_without_a_checksum_is_refused_with_the_re_export_fix(exported, tmp_path):
+    import onnx
+
+    for version, name in (("1", "format1.onnx"), ("2", "stripped.onnx")):
+        proto = onnx.load(str(exported[1][1]))
+        kept = [p for p in proto.metadata_props if p.key != "checksum"]
+        del proto.metadata_props[:]
+        for prop in kept:
+            proto.metadata_props.add(key=prop.key,
+                                     value=version if prop.key == "format_version" else prop.value)
+        onnx.save(proto, str(tmp_path / name))
+    message = _refused(tmp_path / "format1.onnx")
+    assert "is a format-1 ONNX model (written by version" in message
+    assert "without a checksum" in message and "reads format 2" in message
+    assert "re-export it with 'ser export --format onnx'" in message
+    assert "is corrupt" in _refused(tmp_path / "stripped.onnx")  # version 2 lacks no checksum
