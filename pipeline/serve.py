@@ -218,6 +218,8 @@ def file_of(parts: list, *, ended: bool, limits: Limits) -> tuple[str, bytes]:
         data = upload.file_object.getvalue()  # the BytesIO's own buffer, not a copy
     else:
         data = upload.value or b""
+    for part in parts:  # the parser's closures form cycles: free the buffers now, not at
+        part.close()  # the next garbage collection
     if len(data) > int(limits.max_mb * 1e6):
         raise UploadRefused(f"{name}: larger than the {limits.max_mb:g} MB limit", 413)
     return name, data
