@@ -10,7 +10,8 @@ locks, no timeouts to guess.
 The lock is per job: in a ``torchrun`` job only rank 0 takes it (``RANK`` / ``LOCAL_RANK``
 unset or 0), and the other ranks of the same job work under it.
 
-Used by ``extract`` (the feature store) and ``train`` (each run folder).
+Used by ``extract`` (the feature store) and ``train`` (each run folder); ``output_lock``
+holds a file's own lock the same way (``predict --output``: ``pipeline.sink``).
 """
 
 from __future__ import annotations
@@ -48,30 +49,67 @@ def job_lock(folder: Path, job: str) -> Iterator[Path | None]:
     if _rank() != 0:
         yield None
         return
-    import fcntl
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
+    handle = _take(path, lambda holder: (
+        f"{path} is held by {holder}: another {job} is writing here; wait for it to finish "
+        "or stop it (a lock left by a dead process is taken over by itself)"))
     try:
-        handle = open(path, "a+")
-    except OSError as exc:
-        raise LockedError(f"cannot open the lock {path} ({exc.strerror or exc}): another user's "
-                          "job may own this folder; use your own --artifacts-dir") from None
+        yield path
+    finally:
+        handle.close()  # releases the flock
+
+
+@contextlib.contextmanager
+def output_lock(output: Path, option: str = "--output") -> Iterator[Path]:
+    """Hold ``.<name>.lock`` beside the file ``output`` for the block, so that one process
+    at a time writes it; the lock file is removed on the way out. Raises ``LockedError``
+    naming ``output``, the holder (pid, host, command, start) and the fix."""
+    output = Path(output)
+    path = output.with_name(f".{output.name}.lock")
+    handle = _take(path, lambda holder: (
+        f"{option} {output} is being written by {holder}: wait for that run to finish, stop "
+        f"it, or choose another {option}"))
     try:
+        yield path
+    finally:
+        try:
+            path.unlink()  # while still held: a waiting process retries on the new file
+        except OSError:
+            pass
+        handle.close()
+
+
+def _take(path: Path, refusal):
+    """The open lock file at ``path``, its ``flock`` taken and its holder written; raises
+    ``LockedError(refusal(holder))`` when another process holds it. A lock file removed by
+    its last holder between our open and our flock is opened again."""
+    import fcntl
+
+    while True:
+        try:
+            handle = open(path, "a+")
+        except OSError as exc:
+            raise LockedError(f"cannot open the lock {path} ({exc.strerror or exc}): another "
+                              "user's job may own this folder; use your own folder") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise LockedError(f"{path} is held by {holder}: another {job} is writing here; wait "
-                              "for it to finish or stop it (a lock left by a dead process is "
-                              "taken over by itself)") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()} on {socket.gethostname()} "
-                     f"('{' '.join(sys.argv)[:200]}', since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
-        handle.flush()
-        yield path
-    finally:
-        handle.close()  # releases the flock
+            handle.close()
+            raise LockedError(refusal(holder)) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()  # we locked a file its holder had just removed: take the new one
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()} "
+                 f"('{' '.join(sys.argv)[:200]}', since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+    handle.flush()
+    return handle

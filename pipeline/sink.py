@@ -5,8 +5,15 @@ interrupted run keeps what it scored.
 
 Rerun with the same output, ``resume`` reads it back and the files already in it are
 skipped, except the last one written: it may be incomplete (a long file stopped halfway,
-or a line cut by the kill), so its rows are removed and it is scored again. Rows are in
-input order, so that file's rows are the last ones.
+or a line cut by the kill), so its rows are removed and it is scored again (when it is
+among the inputs; otherwise its rows stay). Rows are in input order, so that file's rows
+are the last ones.
+
+One run at a time writes an output: the sink holds ``.<name>.lock`` beside it
+(``locks.output_lock``) from ``start`` to ``close``, and a second run is refused before it
+reads or writes anything. A write that cannot complete (disk full, ``ulimit -f``) is
+cut back to the last whole row. CSV follows RFC 4180 (CRLF, quoted cells) and
+neutralises cells a spreadsheet would run (``neutralise``); JSONL keeps every value raw.
 
 Formats (``pipeline.results`` holds the row contracts):
 
@@ -22,9 +29,11 @@ Every row and line names the model that scored it (``bundle``: ``Scorer.identity
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +56,7 @@ class ResultSink:
                         ["path", "emotion", "confidence", *labels, "notes", "error", "bundle"])
         self.key = "file" if windows and self.kind == ".csv" else "path"
         self.handle = None
+        self.lock = None  # the output's lock while the sink is open (start .. close)
         self.streamed: str | None = None  # the file whose timeline went out segment by segment
 
     def __enter__(self) -> "ResultSink":
@@ -55,17 +65,29 @@ class ResultSink:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def start(self, *, resume: bool) -> set[str]:
-        """Open for writing: afresh, or (``resume``) after the rows already there,
-        minus the last file's. Returns the paths already done. Raises
-        ``PipelineError`` when the existing file was written with other columns."""
+    def start(self, *, resume: bool, paths: set[str] | None = None) -> set[str]:
+        """Take the output's lock (``locks.output_lock``: one writer per file), then open
+        it for writing: afresh, or (``resume``) after the rows already there, minus the
+        last file's when it is among ``paths``, the files to score (None: any). Returns the paths already done. Raises ``LockedError`` when another
+        run writes it, ``PipelineError`` when the existing file was written with other
+        columns or cannot be rewritten (it is then left as it was)."""
+        from pipeline.locks import output_lock
+
+        self.lock = output_lock(self.out)
+        self.lock.__enter__()
         done, text = set(), ""
         if resume and self.out.exists():
-            done, text = self._kept(self.out.read_text(encoding="utf-8", errors="surrogateescape"))
+            with open(self.out, encoding="utf-8", errors="surrogateescape", newline="") as old:
+                done, text = self._kept(old.read(), paths)
         if not text and self.kind == ".csv":
             text = _csv_text([self.columns], None)
-        write_text_atomic(self.out, text)
-        self.handle = open(self.out, "a", encoding="utf-8", errors="surrogateescape", newline="")
+        try:
+            write_text_atomic(self.out, text)
+            self.handle = open(self.out, "ab", buffering=0)
+        except OSError as exc:
+            raise PipelineError(f"--output {self.out}: cannot write it ({exc.strerror or exc}); "
+                                "it is left as it was: free space or choose another "
+                                "--output") from None
         return done
 
     def segment(self, record: dict) -> None:
@@ -101,24 +123,40 @@ class ResultSink:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+        if self.lock is not None:
+            self.lock.__exit__(None, None, None)
+            self.lock = None
 
     def _write_records(self, records: list[dict]) -> None:
+        """Append ``records`` whole or not at all: a write that fails (disk full, file
+        size limit) is cut back to the last whole row, and ``PipelineError`` says why."""
         if self.kind == ".csv":
             text = _csv_text(records, self.columns)
         else:
             text = "".join(strict_json(record) + "\n" for record in records)
-        self.handle.write(text)
-        self.handle.flush()
+        data = memoryview(text.encode("utf-8", errors="surrogateescape"))
+        fd = self.handle.fileno()
+        before = os.fstat(fd).st_size
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, before)
+            raise PipelineError(f"--output {self.out}: writing failed ({exc.strerror or exc}); "
+                                "it ends at the last whole row: free space (or raise the file "
+                                "size limit) and rerun the same command to resume") from None
 
-    def _kept(self, text: str) -> tuple[set[str], str]:
-        """``(paths done, the text to keep)`` of an existing output (see module docstring)."""
+    def _kept(self, text: str, wanted: set[str] | None) -> tuple[set[str], str]:
+        """``(paths done, the text to keep)`` of an existing output (see module docstring);
+        the last file's rows stay when it is not in ``wanted``: it will not be scored again."""
         if self.kind == ".csv":
             rows = list(csv.reader(io.StringIO(text)))
             if rows and rows[0] != self.columns:
                 raise PipelineError(f"--output {self.out} holds other columns (written with "
                                     "other options or labels): choose another file, or pass "
                                     "--overwrite to replace it")
-            records = [dict(zip(self.columns, row)) for row in rows[1:]
+            records = [dict(zip(self.columns, map(restore, row))) for row in rows[1:]
                        if len(row) == len(self.columns)]
         else:
             records = [_json_or_none(line) for line in text.split("\n")]
@@ -131,20 +169,42 @@ class ResultSink:
         paths = [r.get("path") or r.get("file") for r in records]
         if not paths:
             return set(), ""
-        keep = [r for r, p in zip(records, paths) if p != paths[-1]]
+        last = paths[-1] if wanted is None or paths[-1] in wanted else None
+        keep = [r for r, p in zip(records, paths) if p != last]
         if self.kind == ".csv":
-            return set(paths) - {paths[-1]}, _csv_text([self.columns], None) + \
+            return set(paths) - {last}, _csv_text([self.columns], None) + \
                 _csv_text(keep, self.columns)
-        return set(paths) - {paths[-1]}, "".join(strict_json(r) + "\n" for r in keep)
+        return set(paths) - {last}, "".join(strict_json(r) + "\n" for r in keep)
+
+
+# A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV
+# Injection"): it is written with a leading apostrophe, which spreadsheets show as text.
+# The apostrophe itself is a trigger too, so that ``restore`` reads back every cell exactly.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def neutralise(cell):
+    """``cell`` as written into a CSV file: a string starting with one of
+    ``FORMULA_TRIGGERS`` gets a leading ``'``; anything else is unchanged."""
+    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_TRIGGERS) else cell
+
+
+def restore(cell: str) -> str:
+    """The value ``neutralise`` wrote ``cell`` for (what resume reads back)."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_TRIGGERS) else cell
 
 
 def _csv_text(rows: list, columns: list[str] | None) -> str:
-    """CSV text of ``rows``: dicts with ``columns``, or plain lists when it is None."""
+    """CSV text of ``rows`` (dicts with ``columns``, or plain lists when it is None), as
+    RFC 4180 has it: CRLF between rows, and every cell holding a comma, a quote, a line
+    feed or a carriage return quoted; cells a spreadsheet would run are neutralised."""
     buffer = io.StringIO()
     if columns is None:
-        csv.writer(buffer, lineterminator="\n").writerows(rows)
+        csv.writer(buffer, lineterminator="\r\n").writerows(
+            [[neutralise(cell) for cell in row] for row in rows])
     else:
-        csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n").writerows(rows)
+        csv.DictWriter(buffer, fieldnames=columns, lineterminator="\r\n").writerows(
+            [{key: neutralise(value) for key, value in row.items()} for row in rows])
     return buffer.getvalue()
 
 
@@ -174,7 +234,7 @@ def score_into(output: Path, inputs: list, scorer, *, windows: bool = False,
     paths = audio_files(inputs)
     scored = failed = 0
     with ResultSink(output, scorer.labels, windows=windows, bundle=scorer.identity) as sink:
-        done = sink.start(resume=resume)
+        done = sink.start(resume=resume, paths={str(path) for path in paths})
         todo = [path for path in paths if str(path) not in done]
         with bar(total=len(todo), desc="predict", unit="file") as progress:
             for result in iter_predictions(todo, scorer, progress=progress,

@@ -160,3 +160,84 @@ def test_the_cli_honours_windows_in_every_output(tmp_path, trained, runner, suff
 
 
 from test_predict import trained  # noqa: E402,F401  (the module's tiny model)
+
+
+# --- hostile names, concurrent runs, writes that cannot complete ---------------------------
+
+HOSTILE_NAMES = ['=HYPERLINK("http://x.example","click").wav', "@SUM(1+1).wav", "+1+2.wav",
+                 "-2+3.wav", "\tTAB.wav", "'quoted.wav", "line\rbreak.wav", "new\nline.wav",
+                 'a "quote", and a comma.wav', "plain.wav"]
+
+
+def test_cells_a_spreadsheet_would_run_are_neutralised_and_read_back_exactly(tmp_path):
+    out = tmp_path / "out.csv"
+    with ResultSink(out, LABELS) as sink:
+        sink.start(resume=False)
+        for name in HOSTILE_NAMES:
+            sink.file(_result(name))
+    with open(out, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 1 + len(HOSTILE_NAMES)  # one row per file, CR and LF included
+    cells = [row[0] for row in rows[1:]]
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)
+    assert cells[0] == "'" + HOSTILE_NAMES[0] and cells[-1] == "plain.wav"
+    with ResultSink(out, LABELS) as sink:  # resume reads back the names as they were
+        done = sink.start(resume=True, paths={"other.wav"})
+    assert done == set(HOSTILE_NAMES)
+
+
+def test_a_resume_keeps_the_last_file_when_it_is_not_among_the_inputs(tmp_path):
+    out = tmp_path / "out.jsonl"
+    with ResultSink(out, LABELS) as sink:
+        sink.start(resume=False)
+        sink.file(_result("a/1.wav"))
+        sink.file(_result("a/2.wav"))
+    with ResultSink(out, LABELS) as sink:
+        assert sink.start(resume=True, paths={"b/1.wav"}) == {"a/1.wav", "a/2.wav"}
+        sink.file(_result("b/1.wav"))
+    assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == \
+        ["a/1.wav", "a/2.wav", "b/1.wav"]
+
+
+def test_a_second_writer_is_refused_before_it_touches_the_output(tmp_path):
+    out = tmp_path / "out.csv"
+    with ResultSink(out, LABELS) as first:
+        first.start(resume=False)
+        first.file(_result("a.wav"))
+        before = out.read_bytes()
+        with pytest.raises(PipelineError, match=r"--output .*out.csv is being written by "
+                                                r"process \d+ on .*: wait for that run"):
+            with ResultSink(out, LABELS) as second:
+                second.start(resume=True)
+        assert out.read_bytes() == before
+        first.file(_result("b.wav"))
+    assert not (tmp_path / ".out.csv.lock").exists()  # removed by the writer on its way out
+    with ResultSink(out, LABELS) as third:  # free again
+        assert third.start(resume=True) == {"a.wav"}
+
+
+def test_a_write_that_fails_leaves_the_output_at_its_last_whole_row(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    out = tmp_path / "out.csv"
+    real_write, calls = os.write, []
+
+    def disk_fills(fd, data):
+        calls.append(len(data))
+        if len(calls) == 3:  # half of the third row goes out, then the disk is full
+            real_write(fd, bytes(data[:len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    with ResultSink(out, LABELS) as sink:
+        sink.start(resume=False)
+        monkeypatch.setattr("pipeline.sink.os.write", disk_fills)
+        sink.file(_result("a.wav"))
+        sink.file(_result("b.wav"))
+        with pytest.raises(PipelineError, match=r"out.csv: writing failed \(No space left on "
+                                                r"device\); it ends at the last whole row"):
+            sink.file(_result("c.wav"))
+    rows = list(csv.reader(out.open(newline="")))
+    assert [row[0] for row in rows[1:]] == ["a.wav", "b.wav"]
+    assert out.read_bytes().endswith(b"\r\n")
