@@ -2,22 +2,23 @@
 
 Sources:
 
-- default: the official Zenodo archive, streamed to ``<data>/downloads/*.part`` with
-  resume (HTTP Range), verified by size and MD5 before anything is unpacked;
+- default: the official Zenodo archive (or a URL), streamed to ``<data>/downloads/*.part``
+  with resume (HTTP Range, see ``fetch``), verified before anything is unpacked;
 - a local zip (a manual download or a Kaggle copy): unpacked safely;
-- a local folder holding ``Actor_XX/`` folders of ``.wav`` / ``.flac`` clips: used in place,
-  never copied.
+- a folder holding ``Actor_XX/`` folders of ``.wav`` / ``.flac`` clips: used in place.
 
-The stage writes ``<data>/download.json`` last; it names the corpus root the ``index``
-stage walks. A zip is unpacked to a temporary folder and renamed to ``<data>/ravdess``,
-so a half-unpacked corpus is never trusted.
+The stage writes ``<data>/download.json`` last, naming the corpus root (``corpus_root``)
+as given and absolute. A zip is unpacked to a temporary folder and renamed to
+``<data>/ravdess``, so a half-unpacked corpus is never trusted.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import http.client
 import os
+import re
 import shutil
 import time
 import urllib.error
@@ -37,6 +38,8 @@ OFFICIAL_MD5 = "bc696df654c87fed845eb13823edef8a"
 SOURCE_HINT = ("download the archive by hand from Zenodo record 1188976 (or use a local copy) "
                "and run 'ser download --source PATH' with the zip or a folder of Actor_XX/")
 _CHUNK = 1 << 20
+RETRY_ATTEMPTS = 3  # attempts per run at a transfer that breaks off (pip retries alike)
+RETRY_PAUSE_S = 2.0  # pause before attempt k+1: k times this
 # Written into every folder ``unpack`` creates, listing the files it unpacked: only such
 # a folder, unchanged, is ever replaced (a stage may only remove what it created itself).
 UNPACKED_MARK = ".ser-pipeline-unpacked"
@@ -59,31 +62,55 @@ class DownloadResult:
 
 
 def corpus_root(data_dir: Path) -> Path:
-    """The corpus folder recorded by the last successful download."""
+    """The corpus folder recorded by the last successful download (absolute). Raises
+    ``DownloadError``: "no corpus recorded" without a readable ``<data>/download.json``;
+    "the recorded corpus folder X no longer exists (...)" when that folder has gone."""
     record = read_json(layout.download_manifest(data_dir))
-    if not record or not Path(record.get("root", "")).is_dir():
+    root = _recorded_root(record, Path(data_dir)) if isinstance(record, dict) else None
+    if root is None:
         raise DownloadError(f"no corpus recorded in {layout.download_manifest(data_dir)}: "
                             "run 'ser download' (or 'ser download --source PATH') first")
-    return Path(record["root"])
+    if not root.is_dir():
+        when = str(record.get("written_at", "an unknown date"))[:16].replace("T", " ")
+        given = record.get("source_given") or record.get("source")
+        again = "'ser download'" if given == OFFICIAL_URL else "'ser download --source PATH'"
+        raise DownloadError(f"the recorded corpus folder {root} no longer exists (recorded by "
+                            f"'ser download' on {when} from {given}): restore it or run "
+                            f"{again} again")
+    return root
+
+
+def _recorded_root(record: dict, data_dir: Path) -> Path | None:
+    """The corpus by ``record``: under ``data_dir`` if unpacked there, else as given."""
+    if record.get("root_in_data"):
+        return _absolute(data_dir) / record["root_in_data"]
+    return Path(record["root"]) if record.get("root") else None
+
+
+def _absolute(path: Path | str) -> Path:
+    """``path`` made absolute against the current folder, links left as they are."""
+    return Path(os.path.abspath(path))
 
 
 def download(*, data_dir: Path, source: str | None = None, remote: Remote = Remote(),
              force: bool = False) -> DownloadResult:
-    """Make the corpus available under ``data_dir`` and record where it is."""
-    data_dir = Path(data_dir)
+    """Make the corpus available under ``data_dir`` and record where it is: ``source_given``
+    as typed, ``source`` absolute (the rerun key), ``root`` the absolute corpus folder (and
+    ``root_in_data`` when under ``data_dir``). Raises ``DownloadError`` naming the fix."""
+    data_dir = _absolute(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    source_text = str(Path(source).resolve()) if source and not _is_url(source) else (source or remote.url)
+    source_text = str(_absolute(source)) if source and not _is_url(source) else source or remote.url
     done = read_json(layout.download_manifest(data_dir))
-    if (not force and done and done.get("source") == source_text
-            and Path(done.get("root", "")).is_dir()):
+    recorded = _recorded_root(done, data_dir) if isinstance(done, dict) else None
+    if not force and recorded and done.get("source") == source_text and recorded.is_dir():
         log.info("corpus already in place at %s (from %s); nothing to do (--force redoes it)",
-                 done["root"], source_text)
-        return DownloadResult(Path(done["root"]), source_text, skipped=True)
+                 recorded, source_text)
+        return DownloadResult(recorded, source_text, skipped=True)
 
     if not (source and Path(source).is_dir()):  # a zip or URL unpacks to data_dir/ravdess
         check_replaceable(data_dir / "ravdess", force=force)  # before fetching anything
     if source and not _is_url(source):
-        path = Path(source)
+        path = _absolute(source)
         if path.is_dir():
             root = find_actor_root(path)
             kind = "folder"
@@ -98,11 +125,13 @@ def download(*, data_dir: Path, source: str | None = None, remote: Remote = Remo
         archive = fetch(remote, downloads=data_dir / "downloads", force=force)
         root = unpack(archive, data_dir=data_dir, force=force)
         kind = "url"
+    inside = {"root_in_data": root.relative_to(data_dir).as_posix()} if kind != "folder" else {}
     write_json_atomic(layout.download_manifest(data_dir),
                       manifest(stage="download", key=source_text, source=source_text,
-                               kind=kind, root=str(root.resolve())))
+                               source_given=source or remote.url, kind=kind, root=str(root),
+                               **inside))
     log.info("corpus ready at %s (%s source)", root, kind)
-    return DownloadResult(root.resolve(), source_text, skipped=False)
+    return DownloadResult(root, source_text, skipped=False)
 
 
 def _is_url(source: str) -> bool:
@@ -110,95 +139,181 @@ def _is_url(source: str) -> bool:
 
 
 def find_actor_root(folder: Path) -> Path:
-    """The folder that holds ``Actor_XX/`` folders: ``folder`` itself or one below it."""
+    """The folder (absolute) that holds ``Actor_XX/`` folders: ``folder`` or one below."""
     for candidate in (folder, *sorted(p for p in folder.iterdir() if p.is_dir())):
         if any(child.is_dir() and child.name.startswith("Actor_") for child in candidate.iterdir()):
-            return candidate.resolve()
+            return _absolute(candidate)
     raise DownloadError(f"{folder}: no Actor_XX/ folders in it or one level below; "
                         "point --source at the folder that holds Actor_01/, Actor_02/, ...")
 
 
+class _BrokeOff(Exception):
+    """One attempt ended before the archive was whole; the message says how."""
+
+
 def fetch(remote: Remote, *, downloads: Path, force: bool = False) -> Path:
-    """Stream ``remote`` to ``downloads/<name>``, resuming a ``.part`` file; verify it."""
+    """Stream ``remote`` to ``downloads/<name>`` through ``<name>.part``; the final path.
+    A transfer that breaks off (closed before its length, a chunked stream cut, a read
+    error, HTTP 5xx, no length told and no whole zip) is resumed by HTTP Range (started
+    over on a 200) up to ``RETRY_ATTEMPTS`` times, a warning each; then ``DownloadError``
+    says a rerun resumes the ``.part``. Only a ``verify``-ed ``.part`` is renamed; a final
+    file that is no zip of the right size (an older version's cut) is set aside, refetched."""
     downloads.mkdir(parents=True, exist_ok=True)
     name = PurePosixPath(remote.url.split("?")[0]).name or "corpus.zip"
     final, part = downloads / name, downloads / f"{name}.part"
     if force:
         final.unlink(missing_ok=True)
         part.unlink(missing_ok=True)
-    if final.exists():
+    if final.exists() and zipfile.is_zipfile(final) and remote.size in (None, _size(final)):
         return final
-    have = part.stat().st_size if part.exists() else 0
-    if remote.size is not None and have > remote.size:
+    if final.exists():
+        os.replace(final, downloads / f"{name}.bad")
+        log.warning("%s was no whole zip: moved it to %s.bad; fetching it again", final, name)
+    if remote.size is not None and _size(part) > remote.size:
         part.unlink()
-        have = 0
-    if remote.size is None or have < remote.size:
-        _stream(remote.url, part, have=have, expected=remote.size)
+    try:
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                _attempt(remote, part, first=attempt == 1)
+                break
+            except _BrokeOff as cut:
+                have = _size(part)
+                if attempt == RETRY_ATTEMPTS:
+                    kept = f"{have} bytes kept in {part}" if have else "nothing kept"
+                    raise DownloadError(f"transfer of {remote.url} broke off {attempt} times "
+                                        f"(last: {cut}; {kept}); rerun 'ser download' to "
+                                        "resume where it stopped") from None
+                log.warning("transfer of %s broke off after %d bytes (%s); %s (attempt %d of "
+                            "%d)", name, have, cut, "resuming" if have else "starting again",
+                            attempt + 1, RETRY_ATTEMPTS)
+                time.sleep(RETRY_PAUSE_S * attempt)
+    finally:  # an empty .part helps no rerun
+        if _size(part) == 0:
+            part.unlink(missing_ok=True)
     verify(part, remote)
     os.replace(part, final)
     return final
 
 
-def _stream(url: str, part: Path, *, have: int, expected: int | None) -> None:
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _attempt(remote: Remote, part: Path, *, first: bool) -> None:
+    """One request for what ``part`` lacks; ``_BrokeOff`` when it ends short."""
+    have = _size(part)
+    whole = remote.size is not None and have >= remote.size
+    response = None if whole else _open(remote.url, have, first=first)
+    if response is None:  # whole already, or 416 to a resume: verify decides
+        return
+    with response:
+        start, end = _resume_point(response, part, have)
+        if first and start:  # later attempts already said so in their one line
+            log.info("resuming %s at %d bytes", part.name, have)
+        received = _stream(response, part, start=start, end=end)
+    if end is not None and start + received < end:
+        raise _BrokeOff(f"the connection closed at byte {start + received} of {end}")
+    if end is None and not response.chunked and not zipfile.is_zipfile(part):
+        raise _BrokeOff("no length was announced and the connection closed before the "
+                        "archive was whole")
+
+
+def _open(url: str, have: int, *, first: bool):
+    """The response to a GET of ``url`` from byte ``have``; None for 416 to a resume."""
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        response = urllib.request.urlopen(request, timeout=60)
+        return urllib.request.urlopen(request, timeout=60)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # asked past the end: the part is already whole
-            return
+        if exc.code == 416 and have:
+            return None
+        if exc.code >= 500 or exc.code == 429:
+            raise _BrokeOff(f"the server answered HTTP {exc.code}") from None
         raise DownloadError(f"{url}: server answered HTTP {exc.code}; {SOURCE_HINT}") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
+        if not first:  # it answered a moment ago: worth another attempt
+            raise _BrokeOff(f"cannot reach the server: {reason}") from None
         raise DownloadError(f"cannot reach {url} ({reason}): no network? {SOURCE_HINT}") from exc
-    with response:
-        resumed = have and response.status == 206
-        if have and not resumed:
-            log.info("server ignored the resume request; starting %s again", part.name)
-            have = 0
-        if have:
-            log.info("resuming %s at %d bytes", part.name, have)
-        length = response.headers.get("Content-Length")
-        body_bytes = int(length) if length and length.isdigit() else None
-        total = expected or (have + (body_bytes or 0)) or None
-        received = 0
-        try:
-            with open(part, "ab" if resumed else "wb") as out, \
-                    bar(total=total, desc="download", unit="B", unit_scale=True) as progress:
-                progress.update(have)
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    received += len(chunk)
-                    progress.update(len(chunk))
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise DownloadError(f"disk full while writing {part}: free space and rerun "
-                                    "'ser download' (it resumes where it stopped)") from exc
-            raise DownloadError(f"transfer of {url} broke off ({exc}); rerun 'ser download' "
-                                "to resume") from exc
-    # http.client ends a body silently when the connection closes early; without a known
-    # size or MD5 nothing else would notice, and the short file would become the archive.
-    if body_bytes is not None and received < body_bytes:
-        raise DownloadError(f"transfer of {url} broke off after {have + received} bytes "
-                            f"(of {have + body_bytes}); rerun 'ser download' to resume")
+
+
+def _resume_point(response, part: Path, have: int) -> tuple[int, int | None]:
+    """(byte the body starts at, bytes the file has when the body is whole, if told)."""
+    length = response.headers.get("Content-Length", "")
+    if response.status == 206:
+        told = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)",
+                            response.headers.get("Content-Range", "").strip())
+        if not told or int(told[1]) != have:  # a range we did not ask for: start over
+            part.unlink(missing_ok=True)
+            raise _BrokeOff(f"asked from byte {have}, sent {response.headers['Content-Range']}")
+        return have, (int(told[2]) if told[2].isdigit()
+                      else have + int(length) if length.isdigit() else None)
+    if have:
+        log.info("server ignored the resume request; starting %s again", part.name)
+    return 0, int(length) if length.isdigit() else None
+
+
+def _stream(response, part: Path, *, start: int, end: int | None) -> int:
+    """Write the body to ``part`` after its first ``start`` bytes; the bytes written. A
+    failed read raises ``_BrokeOff`` once what did arrive (``read1``: even cut chunks) is in."""
+    received, cut = 0, None
+    try:
+        with open(part, "ab" if start else "wb") as out, \
+                bar(total=end, desc="download", unit="B", unit_scale=True) as progress:
+            progress.update(start)
+            while cut is None:
+                try:
+                    piece = response.read1(_CHUNK)
+                except http.client.IncompleteRead as exc:
+                    piece, cut = exc.partial, "the stream was cut mid-chunk"
+                except (http.client.HTTPException, OSError) as exc:
+                    piece, cut = b"", f"{type(exc).__name__}: {exc}"
+                if not piece and cut is None:
+                    break
+                out.write(piece)
+                received += len(piece)
+                progress.update(len(piece))
+    except OSError as exc:
+        problem = "disk full" if exc.errno == errno.ENOSPC else f"cannot write ({exc})"
+        raise DownloadError(f"{problem} while writing {part}: free space or fix it and rerun "
+                            "'ser download' (it resumes where it stopped)") from exc
+    if cut is not None:
+        raise _BrokeOff(cut)
+    return received
 
 
 def verify(part: Path, remote: Remote) -> None:
-    """Check size and MD5; a wrong file is moved aside so nothing trusts it."""
-    size = part.stat().st_size
+    """Check size and MD5 (when known) and that it is a readable zip; a file that fails
+    is moved aside to ``<name>.bad`` (``DownloadError`` names both) so nothing trusts it."""
+    size, bad = part.stat().st_size, part.with_suffix(".bad")
+    problem = None
     if remote.size is not None and size != remote.size:
-        raise DownloadError(f"{part}: {size} bytes, expected {remote.size}: the transfer was "
-                            "cut off; rerun 'ser download' to resume")
-    if remote.md5 is None:
+        problem = f"{size} bytes, expected {remote.size}"
+    elif remote.md5 is not None and (digest := _md5(part)) != remote.md5:
+        problem = f"MD5 {digest} does not match {remote.md5}"
+    elif not _readable_zip(part):
+        problem = "not a zip archive (truncated, damaged or another format)"
+    if problem is None:
         return
+    part.replace(bad)
+    raise DownloadError(f"{part}: {problem}; moved it to {bad.name}. Rerun 'ser download' "
+                        f"to fetch it again, or {SOURCE_HINT}")
+
+
+def _md5(path: Path) -> str:
     digest = hashlib.md5()
-    with open(part, "rb") as handle:
+    with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-    if digest.hexdigest() != remote.md5:
-        part.replace(part.with_suffix(".bad"))
-        raise DownloadError(f"{part}: MD5 {digest.hexdigest()} does not match {remote.md5}; "
-                            f"moved it to {part.with_suffix('.bad').name}. Rerun "
-                            f"'ser download' to fetch it again, or {SOURCE_HINT}")
+    return digest.hexdigest()
+
+
+def _readable_zip(path: Path) -> bool:
+    """A zip (what ``zipfile.is_zipfile`` checks) whose every member's CRC holds."""
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            return bundle.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
 
 
 def unpack(archive: Path, *, data_dir: Path, force: bool = False) -> Path:
@@ -230,19 +345,15 @@ def unpack(archive: Path, *, data_dir: Path, force: bool = False) -> Path:
                 for member in members:
                     bundle.extract(member, staging)
                     progress.update(1)
-    except zipfile.BadZipFile as exc:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise DownloadError(f"{archive}: damaged zip ({exc}); {SOURCE_HINT}") from exc
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if exc.errno == errno.ENOSPC:
+        if isinstance(exc, zipfile.BadZipFile):
+            raise DownloadError(f"{archive}: damaged zip ({exc}); {SOURCE_HINT}") from exc
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise DownloadError(f"disk full while unpacking {archive} into {data_dir}: free "
                                 "space and rerun 'ser download'") from exc
         raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    root_inside = find_actor_root(staging).relative_to(staging.resolve())
+    root_inside = find_actor_root(staging).relative_to(_absolute(staging))
     write_text_atomic(staging / UNPACKED_MARK, stable_json(
         {"archive": str(archive), "files": _listing(staging)}))
     if is_ours(target):
@@ -252,7 +363,7 @@ def unpack(archive: Path, *, data_dir: Path, force: bool = False) -> Path:
         os.replace(target, aside)
         log.warning("moved the previous %s aside to %s (nothing was deleted)", target, aside)
     os.replace(staging, target)
-    return (target / root_inside).resolve()
+    return _absolute(target / root_inside)
 
 
 def _listing(folder: Path) -> dict[str, int]:

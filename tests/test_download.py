@@ -10,6 +10,7 @@ import hashlib
 import http.server
 import io
 import json
+import shutil
 import threading
 import zipfile
 from pathlib import Path
@@ -70,20 +71,27 @@ class ArchiveServer:
     ``Range`` header.
 
     ``honour_range=False`` answers 200 with the whole file even when asked to resume;
-    ``cut_first_after=N`` sends the full Content-Length on the first request but closes
-    the connection after ``N`` bytes of the body (a transfer that breaks off).
+    ``cuts=(N1, N2, ...)`` closes the connection after ``Nk`` bytes of the k-th answer's
+    body (``None``: the whole body; answers past the list are whole): a transfer that
+    breaks off. ``cut_first_after=N`` is ``cuts=(N,)``. ``framing`` says how the body's
+    end is told: ``"length"`` (Content-Length), ``"chunked"`` (HTTP/1.1
+    Transfer-Encoding: chunked) or ``"eof"`` (HTTP/1.0 with no length: the connection's
+    close ends the body, so a cut looks like the end).
     """
 
     def __init__(self, payload: bytes, *, honour_range: bool = True,
-                 cut_first_after: int | None = None):
+                 cut_first_after: int | None = None, cuts: tuple[int | None, ...] = (),
+                 framing: str = "length"):
         self.payload = payload
         self.honour_range = honour_range
-        self.cut_first_after = cut_first_after
+        self.cuts = (cut_first_after,) if cut_first_after is not None else tuple(cuts)
+        self.framing = framing
         self.ranges: list[str | None] = []
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"  # one request per connection; EOF ends a body
+            # HTTP/1.0: one request per connection; EOF ends a body without a length
+            protocol_version = "HTTP/1.1" if framing == "chunked" else "HTTP/1.0"
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 owner._serve(self)
@@ -105,7 +113,7 @@ class ArchiveServer:
             handler.send_error(404)
             return
         requested = handler.headers.get("Range")
-        first = not self.ranges
+        number = len(self.ranges)
         self.ranges.append(requested)
         total = len(self.payload)
         start = int(requested.removeprefix("bytes=").split("-")[0]) if requested else 0
@@ -121,12 +129,25 @@ class ArchiveServer:
         else:
             body = self.payload
             handler.send_response(200)
-        handler.send_header("Content-Length", str(len(body)))
+        if self.framing == "length":
+            handler.send_header("Content-Length", str(len(body)))
+        elif self.framing == "chunked":
+            handler.send_header("Transfer-Encoding", "chunked")
         handler.send_header("Content-Type", "application/zip")
+        handler.send_header("Connection", "close")
         handler.end_headers()
-        if first and self.cut_first_after is not None:
-            body = body[:self.cut_first_after]
-        handler.wfile.write(body)
+        handler.close_connection = True
+        cut = self.cuts[number] if number < len(self.cuts) else None
+        if self.framing == "chunked":  # chunks of 1000 bytes; a cut may fall inside one
+            framed = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 1000]), body[i:i + 1000])
+                              for i in range(0, len(body), 1000))
+            if cut is not None:  # the framed offset of body byte ``cut``
+                chunks, rest = divmod(cut, 1000)
+                head = len(b"%x\r\n" % 1000) + 1000 + 2
+                framed = framed[:chunks * head + (len(b"%x\r\n" % 1000) + rest if rest else 0)]
+            handler.wfile.write(framed + (b"0\r\n\r\n" if cut is None else b""))
+        else:
+            handler.wfile.write(body if cut is None else body[:cut])
         handler.wfile.flush()
 
     def __enter__(self) -> "ArchiveServer":
@@ -167,19 +188,23 @@ def test_full_download_is_verified_and_unpacked(tmp_path, archive, small_corpus)
 
 
 def test_cut_off_transfer_resumes_with_range(tmp_path, archive, small_corpus) -> None:
+    """Each attempt resumes where the last stopped; after three the run gives up and the
+    rerun resumes from the bytes kept."""
     data_dir = tmp_path / "data"
     half = len(archive) // 2
-    with ArchiveServer(archive, cut_first_after=half) as server:
+    with ArchiveServer(archive, cuts=(half, 100, 100)) as server:
         remote = remote_for(server, archive)
-        with pytest.raises(DownloadError, match="rerun"):
+        with pytest.raises(DownloadError, match="broke off 3 times.*rerun 'ser download' to "
+                                                "resume"):
             download(data_dir=data_dir, remote=remote)
         part = data_dir / "downloads" / f"{ARCHIVE}.part"
-        assert part.read_bytes() == archive[:half]
+        assert part.read_bytes() == archive[:half + 200]
         assert not manifest_path(data_dir).exists()
         assert not (data_dir / "ravdess").exists()
 
         result = download(data_dir=data_dir, remote=remote)
-    assert server.ranges == [None, f"bytes={half}-"]
+    assert server.ranges == [None, f"bytes={half}-", f"bytes={half + 100}-",
+                             f"bytes={half + 200}-"]
     assert (data_dir / "downloads" / ARCHIVE).read_bytes() == archive
     assert tree(result.root) == tree(small_corpus)
 
@@ -190,13 +215,13 @@ def test_cut_off_transfer_of_unknown_size_is_not_trusted(tmp_path, archive,
     become the final archive; the rerun resumes it."""
     data_dir = tmp_path / "data"
     half = len(archive) // 2
-    with ArchiveServer(archive, cut_first_after=half) as server:
+    with ArchiveServer(archive, cuts=(half, 0, 0)) as server:
         with pytest.raises(DownloadError, match="rerun"):
             download(data_dir=data_dir, source=server.url)
         assert not (data_dir / "downloads" / ARCHIVE).exists()
         assert not manifest_path(data_dir).exists()
         result = download(data_dir=data_dir, source=server.url)
-    assert server.ranges == [None, f"bytes={half}-"]
+    assert server.ranges == [None] + [f"bytes={half}-"] * 3
     assert (data_dir / "downloads" / ARCHIVE).read_bytes() == archive
     assert tree(result.root) == tree(small_corpus)
 
@@ -544,3 +569,166 @@ def test_cli_download_error_is_one_clean_line(tmp_path, runner, make_source, mes
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(error_lines) == 1 and message in error_lines[0]
     assert str(source) in error_lines[0]
+
+
+# --- hostile servers: a cut transfer is resumed within the run, never kept as finished ---
+
+@pytest.fixture(autouse=True)
+def no_retry_pause(monkeypatch) -> None:
+    """The pause between attempts is for real servers; tests need not wait."""
+    monkeypatch.setattr("pipeline.download.RETRY_PAUSE_S", 0.0, raising=False)
+
+
+def _cli_download(runner, data_dir: Path, source: str):
+    from cli import cli
+
+    return runner.invoke(cli, ["--data-dir", str(data_dir), "download", "--source", source])
+
+
+def _error_line(result) -> str:
+    """The one ``Error:`` line of a CLI run that failed cleanly (exit 1, no traceback)."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    return line
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "eof"])
+def test_a_cut_transfer_is_resumed_within_the_run(tmp_path, runner, archive, small_corpus,
+                                                  framing: str) -> None:
+    """Content-Length, chunked or no length at all (HTTP/1.0, the close ends the body):
+    the cut is noticed, one line says so, and the same run resumes with a Range request."""
+    data_dir, half = tmp_path / "data", len(archive) // 2
+    with ArchiveServer(archive, cuts=(half,), framing=framing) as server:
+        result = _cli_download(runner, data_dir, server.url)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert len(server.ranges) == 2 and server.ranges[1].startswith("bytes=")
+    assert 0 < int(server.ranges[1][len("bytes="):-1]) <= half  # resumed, not started over
+    [line] = [line for line in result.output.splitlines() if "broke off" in line]
+    assert line.startswith(f"transfer of {ARCHIVE} broke off after ")
+    assert line.endswith("; resuming (attempt 2 of 3)")
+    assert (data_dir / "downloads" / ARCHIVE).read_bytes() == archive
+    assert not (data_dir / "downloads" / f"{ARCHIVE}.part").exists()
+    assert tree(data_dir / "ravdess") == tree(small_corpus)
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "eof"])
+def test_a_transfer_cut_on_every_attempt_is_one_error_and_the_rerun_resumes(
+        tmp_path, runner, archive, small_corpus, framing: str) -> None:
+    data_dir, third = tmp_path / "data", len(archive) // 3
+    downloads = data_dir / "downloads"
+    with ArchiveServer(archive, cuts=(third,) * 3, framing=framing,
+                       honour_range=False) as server:
+        failed = _cli_download(runner, data_dir, server.url)
+    assert len(server.ranges) == 3  # a bounded number of attempts
+    error = _error_line(failed)
+    assert f"transfer of {server.url} broke off" in error
+    assert "rerun 'ser download' to resume" in error
+    assert not (downloads / ARCHIVE).exists()  # the cut archive is never kept as finished
+    assert not manifest_path(data_dir).exists() and not (data_dir / "ravdess").exists()
+    kept = (downloads / f"{ARCHIVE}.part").read_bytes()
+    assert 0 < len(kept) <= third and kept == archive[:len(kept)]
+
+    with ArchiveServer(archive, framing=framing) as server:
+        again = _cli_download(runner, data_dir, server.url)
+    assert again.exit_code == 0, again.output
+    assert server.ranges == [f"bytes={len(kept)}-"]
+    assert (downloads / ARCHIVE).read_bytes() == archive
+    assert tree(data_dir / "ravdess") == tree(small_corpus)
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "eof"])
+def test_a_transfer_cut_before_any_byte_leaves_no_empty_part(tmp_path, archive,
+                                                              framing: str) -> None:
+    data_dir = tmp_path / "data"
+    with ArchiveServer(archive, cuts=(0, 0, 0), framing=framing) as server:
+        with pytest.raises(DownloadError, match="rerun 'ser download' to resume"):
+            download(data_dir=data_dir, source=server.url)
+    assert list((data_dir / "downloads").iterdir()) == []
+
+
+@pytest.mark.parametrize("framing", ["length", "eof"])
+def test_a_whole_answer_that_is_not_a_zip_is_moved_aside(tmp_path, framing: str) -> None:
+    page = b"<html>Too many requests; try again later</html>\n" * 20
+    downloads = tmp_path / "data" / "downloads"
+    with ArchiveServer(page, framing=framing) as server:
+        with pytest.raises(DownloadError, match="not a zip archive.*moved it to corpus.zip.bad"):
+            download(data_dir=tmp_path / "data", source=server.url)
+    assert sorted(p.name for p in downloads.iterdir()) == [f"{ARCHIVE}.bad"]
+    assert (downloads / f"{ARCHIVE}.bad").read_bytes() == page
+
+
+def test_a_truncated_archive_kept_as_finished_is_fetched_again(tmp_path, archive,
+                                                                small_corpus) -> None:
+    """What an earlier version left after an HTTP/1.0 cut: half an archive under the final
+    name. It is not trusted: moved aside, and the archive fetched again."""
+    downloads = tmp_path / "data" / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / ARCHIVE).write_bytes(archive[:len(archive) // 2])
+    with ArchiveServer(archive) as server:
+        result = download(data_dir=tmp_path / "data", source=server.url)
+    assert server.ranges == [None]
+    assert (downloads / ARCHIVE).read_bytes() == archive
+    assert (downloads / f"{ARCHIVE}.bad").read_bytes() == archive[:len(archive) // 2]
+    assert tree(result.root) == tree(small_corpus)
+
+
+# --- the record: the corpus as the user gave it ---------------------------------------------
+
+def test_a_relative_source_is_recorded_as_given_and_found_from_anywhere(
+        tmp_path, runner, monkeypatch, small_corpus) -> None:
+    from cli import cli
+    from pipeline.download import corpus_root
+
+    work, data_dir = tmp_path / "work", tmp_path / "data"
+    shutil.copytree(small_corpus, work / "mine")
+    monkeypatch.chdir(work)
+    assert _cli_download(runner, data_dir, "mine").exit_code == 0
+    record = json.loads(manifest_path(data_dir).read_text())
+    assert record["source_given"] == "mine"
+    assert record["root"] == str(work / "mine")
+    monkeypatch.chdir(tmp_path)
+    assert corpus_root(data_dir) == work / "mine"
+
+    (work / "mine").rename(work / "moved")
+    error = _error_line(runner.invoke(cli, ["--data-dir", str(data_dir), "index"]))
+    date = record["written_at"][:10]
+    assert error.startswith(f"Error: the recorded corpus folder {work / 'mine'} no longer "
+                            f"exists (recorded by 'ser download' on {date}")
+    assert "from mine" in error
+    assert error.endswith("restore it or run 'ser download --source PATH' again")
+    assert "no corpus recorded" not in error
+
+
+def test_no_record_at_all_still_says_so(tmp_path) -> None:
+    from pipeline.download import corpus_root
+
+    with pytest.raises(DownloadError, match="no corpus recorded in"):
+        corpus_root(tmp_path / "data")
+
+
+def test_a_source_through_a_link_follows_the_link(tmp_path, small_corpus) -> None:
+    """The record keeps the path given, not where it pointed then: a link moved to a new
+    copy (a corpus moved to another disk) is followed."""
+    from pipeline.download import corpus_root
+
+    shutil.copytree(small_corpus, tmp_path / "disk1" / "ravdess")
+    link = tmp_path / "current"
+    link.symlink_to(tmp_path / "disk1" / "ravdess")
+    download(data_dir=tmp_path / "data", source=str(link))
+    shutil.move(tmp_path / "disk1" / "ravdess", tmp_path / "disk2")
+    link.unlink()
+    link.symlink_to(tmp_path / "disk2")
+    assert corpus_root(tmp_path / "data") == link
+    assert tree(corpus_root(tmp_path / "data")) == tree(small_corpus)
+
+
+def test_an_unpacked_corpus_moves_with_its_data_folder(tmp_path, archive) -> None:
+    from pipeline.download import corpus_root
+
+    zip_path = tmp_path / "corpus.zip"
+    zip_path.write_bytes(archive)
+    download(data_dir=tmp_path / "data", source=str(zip_path))
+    (tmp_path / "data").rename(tmp_path / "moved")
+    assert corpus_root(tmp_path / "moved") == tmp_path / "moved" / "ravdess"
