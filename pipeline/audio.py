@@ -88,14 +88,22 @@ def decode(raw, *, name: str, max_seconds: float | None = None,
         limit = budget // (BYTES_PER_SAMPLE * opened.channels)
         if max_seconds is not None:
             limit = min(limit, int(max_seconds * opened.sample_rate))
-        parts, frames = [], 0
+        # the header's length when it can be trusted, so the samples are held once
+        samples = np.empty((min(opened.frames, limit) if opened.trusted else _BLOCK_FRAMES,
+                            opened.channels), dtype=np.float32)
+        frames = 0
         for block in blocks(opened, name=name, blocksize=_BLOCK_FRAMES):
-            frames += len(block)
-            if frames > limit:
-                raise _too_long(opened, name=name, frames=frames, budget=budget,
+            if frames + len(block) > limit:
+                raise _too_long(opened, name=name, frames=frames + len(block), budget=budget,
                                 max_seconds=max_seconds)
-            parts.append(block)
-    samples = np.concatenate(parts) if parts else np.zeros((0, opened.channels), np.float32)
+            if frames + len(block) > len(samples):  # more than claimed: grow
+                grown = np.empty((min(limit, 2 * (frames + len(block))), opened.channels),
+                                 dtype=np.float32)
+                grown[:frames] = samples[:frames]
+                samples = grown
+            samples[frames:frames + len(block)] = block
+            frames += len(block)
+    samples = samples[:frames]
     if samples.shape[0] == 0:
         raise UnreadableAudioError(f"{name}: no audio frames (empty or truncated file)")
     if not np.all(np.isfinite(samples)):

@@ -48,11 +48,20 @@ def mix_channels(samples: np.ndarray) -> np.ndarray:
         return samples
     if samples.shape[1] == 1:
         return samples[:, 0]
-    as64 = samples.astype(np.float64)
-    centred = as64 - as64.mean(axis=0)  # decide on the signal, not on a DC offset
-    reference = centred[:, int(np.argmax(np.sum(np.square(centred), axis=0)))]
-    signs = np.where(reference @ centred < 0, -1.0, 1.0)
-    return (as64 @ signs / samples.shape[1]).astype(np.float32)
+    # in float64 but a block at a time: a whole copy of a long multichannel recording
+    # in float64 would take twice its decoded size, three times over
+    spans = [slice(start, start + _MIX_BLOCK) for start in range(0, len(samples), _MIX_BLOCK)]
+    mean = sum(samples[span].astype(np.float64).sum(axis=0) for span in spans) / len(samples)
+    products = np.zeros((samples.shape[1], samples.shape[1]))
+    for span in spans:
+        centred = samples[span].astype(np.float64) - mean  # the signal, not a DC offset
+        products += centred.T @ centred
+    reference = int(np.argmax(np.diag(products)))  # the loudest channel
+    signs = np.where(products[reference] < 0, -1.0, 1.0)
+    mixed = np.empty(len(samples), dtype=np.float32)
+    for span in spans:
+        mixed[span] = samples[span].astype(np.float64) @ signs / samples.shape[1]
+    return mixed
 
 
 @functools.lru_cache(maxsize=16)
@@ -92,6 +101,7 @@ def _meter(sample_rate: int):
 
 
 MIN_LOUDNESS_SECONDS = 0.4  # one BS.1770 gating block
+_MIX_BLOCK = 1 << 20  # frames mixed at a time (mix_channels)
 
 
 def loudness(y: np.ndarray, *, sample_rate: int) -> float:
