@@ -76,13 +76,16 @@ class ArchiveServer:
     breaks off. ``cut_first_after=N`` is ``cuts=(N,)``. ``framing`` says how the body's
     end is told: ``"length"`` (Content-Length), ``"chunked"`` (HTTP/1.1
     Transfer-Encoding: chunked) or ``"eof"`` (HTTP/1.0 with no length: the connection's
-    close ends the body, so a cut looks like the end).
+    close ends the body, so a cut looks like the end). ``statuses=(503, ...)`` answers
+    the first requests with those errors; ``honour_range="wrongly"`` answers a resume
+    with 206 and the whole file (``Content-Range: bytes 0-...``).
     """
 
     def __init__(self, payload: bytes, *, honour_range: bool = True,
                  cut_first_after: int | None = None, cuts: tuple[int | None, ...] = (),
-                 framing: str = "length"):
+                 framing: str = "length", statuses: tuple[int, ...] = ()):
         self.payload = payload
+        self.statuses = statuses
         self.honour_range = honour_range
         self.cuts = (cut_first_after,) if cut_first_after is not None else tuple(cuts)
         self.framing = framing
@@ -116,7 +119,12 @@ class ArchiveServer:
         number = len(self.ranges)
         self.ranges.append(requested)
         total = len(self.payload)
+        if number < len(self.statuses):
+            handler.send_error(self.statuses[number])
+            return
         start = int(requested.removeprefix("bytes=").split("-")[0]) if requested else 0
+        if requested and self.honour_range == "wrongly":
+            start = 0
         if requested and self.honour_range:
             if start >= total:
                 handler.send_response(416)
@@ -732,3 +740,27 @@ def test_an_unpacked_corpus_moves_with_its_data_folder(tmp_path, archive) -> Non
     download(data_dir=tmp_path / "data", source=str(zip_path))
     (tmp_path / "data").rename(tmp_path / "moved")
     assert corpus_root(tmp_path / "moved") == tmp_path / "moved" / "ravdess"
+
+
+def test_a_server_error_is_retried_within_the_run(tmp_path, runner, archive) -> None:
+    data_dir = tmp_path / "data"
+    with ArchiveServer(archive, statuses=(503,)) as server:
+        result = _cli_download(runner, data_dir, server.url)
+    assert result.exit_code == 0, result.output
+    assert server.ranges == [None, None]
+    [line] = [line for line in result.output.splitlines() if "HTTP 503" in line]
+    assert line.endswith("starting again (attempt 2 of 3)")
+    assert (data_dir / "downloads" / ARCHIVE).read_bytes() == archive
+
+
+def test_a_resume_answered_with_another_range_starts_over(tmp_path, archive) -> None:
+    """A 206 whose Content-Range does not start where the .part ends must not be appended:
+    the .part is dropped and the archive fetched from the start."""
+    downloads = tmp_path / "data" / "downloads"
+    downloads.mkdir(parents=True)
+    half = len(archive) // 2
+    (downloads / f"{ARCHIVE}.part").write_bytes(archive[:half])
+    with ArchiveServer(archive, honour_range="wrongly") as server:
+        download(data_dir=tmp_path / "data", source=server.url)
+    assert server.ranges == [f"bytes={half}-", None]
+    assert (downloads / ARCHIVE).read_bytes() == archive
