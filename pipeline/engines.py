@@ -15,6 +15,16 @@ this package installed at the same version. Each ``extract`` task writes its own
 file (one writer per HDF5 file); the manifest is written here, after every shard. Run
 workers with one thread each (``dask worker ADDRESS --nthreads 1``): each task already
 uses its core fully.
+
+Stopping: inside ``raise_on_sigterm`` (the CLI wraps every stage in it), SIGTERM raises
+``Interrupted`` in the main thread as Ctrl-C raises ``KeyboardInterrupt``, so that
+``finally`` blocks and context managers run (an output file is closed where it stands);
+``stop_workers`` then kills the joblib workers of any run left open. The exception may
+surface in the caller while a run's generator waits, suspended, for its next ``next()``:
+joblib only stops its workers when the exception passes through it or the generator is
+closed, which ``stop_workers`` does at once rather than at garbage collection (until
+then the workers, and loky's resource tracker they keep alive, would run on as orphans
+once this process exits).
 """
 
 from __future__ import annotations
@@ -22,12 +32,71 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
+import threading
+import weakref
 from pathlib import Path
 from typing import Callable, Iterator
 
 from pipeline.errors import PipelineError
 
 SCHEDULER_ENV = "SER_DASK_SCHEDULER"
+
+# joblib output generators of the runs not yet finished (``stop_workers`` closes them)
+_OPEN_RUNS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) arrived (``raise_on_sigterm``). ``signum``: the signal;
+    ``exit_status``: 128 + signum, as a shell reports a process that signal ended."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def raise_on_sigterm() -> Iterator[None]:
+    """For the block, SIGTERM raises ``Interrupted`` in the main thread (SIGINT already
+    raises ``KeyboardInterrupt``); a second SIGTERM acts as before the block (by default
+    it kills at once). Does nothing outside the main thread, or when SIGTERM is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_IGN:
+        yield
+        return
+    restore = signal.SIG_DFL if previous is None else previous
+
+    def interrupt(signum, _frame):
+        signal.signal(signal.SIGTERM, restore)
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, restore)
+
+
+def stop_workers() -> None:
+    """Kill the worker processes of every joblib run of this process still open, and
+    wait for them to end: call it after an interruption (see module docstring). joblib's
+    "tasks cancelled" warning is left out: the caller says what was interrupted."""
+    import warnings
+
+    for outputs in list(_OPEN_RUNS):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                outputs.close()  # joblib aborts: its loky workers are killed
+            except ValueError:  # "generator already executing": it is unwinding itself
+                pass
 
 
 class WorkerKilled(PipelineError):
@@ -67,7 +136,9 @@ def _on_joblib(function: Callable, items: list, jobs: int, *, ordered: bool,
         with parallel_config(backend="loky", inner_max_num_threads=1):
             runner = Parallel(n_jobs=jobs, batch_size=batch_size,
                               return_as="generator" if ordered else "generator_unordered")
-            for result in runner(delayed(function)(item) for item in items):
+            outputs = runner(delayed(function)(item) for item in items)
+            _OPEN_RUNS.add(outputs)
+            for result in outputs:
                 done += 1
                 yield result
     except TerminatedWorkerError:

@@ -393,8 +393,9 @@ def test_a_report_folder_that_is_a_file_is_refused_before_any_clip_is_scored(
     (artifacts_dir / "reports").write_text("not a folder")  # refused by root too
     monkeypatch.setattr(pipeline.predict, "predict_files", _never)
     with pytest.raises(PipelineError, match=rf"^--artifacts-dir {artifacts_dir}: "
-                                            rf"{artifacts_dir / 'reports'} is a file, not a folder: "
-                                            "move it away or point --artifacts-dir elsewhere$"):
+                                            rf"{artifacts_dir / 'reports'} is a file, not a "
+                                            "folder: move it away or point --artifacts-dir "
+                                            "elsewhere$"):
         evaluate_bundle(bundle_path=fold_bundle, source=source, artifacts_dir=artifacts_dir)
 
     copied = tmp_path / "copied"
@@ -434,9 +435,9 @@ def test_a_dangling_link_as_an_output_folder_is_one_line_naming_it(tmp_path, run
     link.symlink_to(tmp_path / "nowhere")
     result = runner.invoke(cli, [option, str(link), *command])
     assert result.exit_code == 1, result.output
-    assert result.output == (f"Error: {option} {link} is a symbolic link to {tmp_path / 'nowhere'}, "
-                             f"which does not exist: create the target or point {option} "
-                             "elsewhere\n")
+    assert result.output == (f"Error: {option} {link} is a symbolic link to "
+                             f"{tmp_path / 'nowhere'}, which does not exist: create the target "
+                             f"or point {option} elsewhere\n")
     assert not (tmp_path / "nowhere").exists()
 
 

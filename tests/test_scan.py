@@ -94,7 +94,8 @@ def test_predict_gives_a_too_long_path_its_error_row_and_scores_the_rest(tmp_pat
     assert result.exit_code == 1 and "1 of 2 file(s) could not be scored" in result.output
     rows = {row["path"]: row for row in csv.DictReader(out.open())}
     assert rows[deep]["error"] == "cannot open (File name too long)"
-    assert rows[str(folder / "speech.wav")]["emotion"] and not rows[str(folder / "speech.wav")]["error"]
+    speech = rows[str(folder / "speech.wav")]
+    assert speech["emotion"] and not speech["error"]
 
 
 def test_an_unreadable_folder_is_named_and_the_walk_goes_on(tmp_path, monkeypatch):
@@ -138,6 +139,7 @@ def test_links_to_folders_are_not_followed_and_broken_links_are_kept(tmp_path):
     (tmp_path / "in" / "loop").symlink_to(tmp_path / "in")  # followed, it would never end
     (tmp_path / "in" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
     (tmp_path / "linked").symlink_to(tmp_path / "in")  # a folder given as a link is walked
-    assert scan([tmp_path / "in"]).files == [tmp_path / "in" / "a.wav", tmp_path / "in" / "gone.wav"]
+    assert scan([tmp_path / "in"]).files == [tmp_path / "in" / "a.wav",
+                                             tmp_path / "in" / "gone.wav"]
     assert scan([tmp_path / "linked"]).files == [tmp_path / "linked" / "a.wav",
                                                  tmp_path / "linked" / "gone.wav"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -47,14 +48,27 @@ def model_threads(jobs: int) -> None:
 
 
 def friendly_errors(command):
-    """Turn the project's exceptions into one clean line and exit status 1."""
+    """Turn the project's exceptions into one clean line and exit status 1; SIGTERM and
+    SIGINT (Ctrl-C) into one line, ``interrupted: ...`` with what was kept when the stage
+    says (an interruption's ``saved``), and exit status 128 + the signal (143, 130), the
+    worker processes stopped first (``engines.stop_workers``)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from pipeline.engines import raise_on_sigterm, stop_workers
+
         try:
-            return command(*args, **kwargs)
+            with raise_on_sigterm():
+                return command(*args, **kwargs)
         except PipelineError as exc:
             raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt as exc:
+            stop_workers()
+            signum = getattr(exc, "signum", signal.SIGINT)
+            saved = getattr(exc, "saved", "")
+            click.echo(f"interrupted: {saved}" if saved else
+                       f"interrupted ({signal.Signals(signum).name})", err=True)
+            raise click.exceptions.Exit(128 + signum) from None
 
     return wrapper
 
