@@ -237,8 +237,13 @@ def score_into(output: Path, inputs: list, scorer, *, windows: bool = False,
         done = sink.start(resume=resume, paths={str(path) for path in paths})
         todo = [path for path in paths if str(path) not in done]
         with bar(total=len(todo), desc="predict", unit="file") as progress:
-            for result in iter_predictions(todo, scorer, progress=progress,
-                                           on_segment=sink.segment, **options):
-                sink.file(result)
-                scored, failed = scored + 1, failed + bool(result.error)
+            try:
+                for result in iter_predictions(todo, scorer, progress=progress,
+                                               on_segment=sink.segment, **options):
+                    sink.file(result)
+                    scored, failed = scored + 1, failed + bool(result.error)
+            except KeyboardInterrupt as exc:  # SIGTERM too (engines.Interrupted): what is kept
+                exc.saved = (f"{len(paths) - len(todo) + scored} file(s) scored into {output}; "
+                             "rerun to resume")
+                raise
     return Counts(scored, failed, len(paths) - len(todo))
