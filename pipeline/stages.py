@@ -160,19 +160,11 @@ def remove_stale_temporaries(final: Path) -> None:
 
 def check_writable(path: Path, *, option: str = "--output") -> None:
     """Raise ``PipelineError`` naming ``path`` and ``option`` unless a file can be written
-    beside it (its folder is created if missing): checked before long work, so the work
-    is not lost when the result cannot be saved."""
-    from pipeline.errors import PipelineError
+    beside it (its folder is created if missing; ``layout.check_output_folder``): checked
+    before long work, so the work is not lost when the result cannot be saved."""
+    from pipeline.layout import check_output_folder
 
-    folder = Path(path).parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise PipelineError(f"{option} {path}: cannot write in {folder} "
-                            f"({exc.strerror or exc}); choose a writable location") from None
+    check_output_folder(Path(path).parent, option=option, given=Path(path))
 
 
 def write_text_atomic(path: Path, text: str) -> None:

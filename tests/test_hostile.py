@@ -121,7 +121,7 @@ def test_an_unwritable_output_is_refused_before_any_work(hostile, monkeypatch):
     assert done.exit_code == 1, done.output
     assert done.output.strip().splitlines() == [
         "Error: --output /proc/forbidden.csv: cannot write in /proc (No such file or "
-        "directory); choose a writable location"]
+        "directory): make it writable or point --output elsewhere"]
 
 
 def test_evaluating_a_folder_where_every_clip_fails_is_one_line_and_exit_1(tmp_path):

@@ -368,7 +368,8 @@ def test_an_unwritable_output_fails_before_any_scoring(tmp_path, trained, monkey
                                       str(corpus_clip(trained, emotion=1, actor=1)),
                                       "--output", str(blocker / "out.csv")])
     assert result.exit_code == 1
-    assert f"--output {blocker / 'out.csv'}: cannot write in {blocker}" in result.output
+    assert f"--output {blocker / 'out.csv'}: {blocker} is a file, not a folder: move it away " \
+           "or point --output elsewhere" in result.output
     assert "Traceback" not in result.output
 
 
