@@ -145,6 +145,9 @@ def _walk(root: Path, result: Scan) -> list[Path]:
                 os.close(stack.pop()[0])
             elif kind == "file":
                 found.append(folder / name)
+            elif kind == "special":  # reading a pipe found in a folder would wait forever
+                result.skipped["not a regular file (a pipe, device or socket)"].append(
+                    folder / name)
             elif kind == "folder":
                 enter(name, folder / name, fd)
     finally:
@@ -154,11 +157,16 @@ def _walk(root: Path, result: Scan) -> list[Path]:
 
 
 def _kind(entry: os.DirEntry) -> str:
-    """``"folder"`` (walked), ``"link to a folder"`` (left alone) or ``"file"`` (anything
-    else: a file, a broken link, a pipe, an entry that vanished)."""
+    """``"folder"`` (walked), ``"link to a folder"`` (left alone), ``"special"`` (a pipe,
+    device or socket: skipped) or ``"file"`` (anything else: a file, a broken link, an
+    entry that vanished)."""
+    import stat
+
     try:
         if entry.is_dir(follow_symlinks=False):
             return "folder"
-        return "link to a folder" if entry.is_dir() else "file"
+        if entry.is_dir():
+            return "link to a folder"
+        return "file" if stat.S_ISREG(entry.stat().st_mode) else "special"
     except OSError:
         return "file"

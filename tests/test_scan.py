@@ -143,3 +143,14 @@ def test_links_to_folders_are_not_followed_and_broken_links_are_kept(tmp_path):
                                              tmp_path / "in" / "gone.wav"]
     assert scan([tmp_path / "linked"]).files == [tmp_path / "linked" / "a.wav",
                                                  tmp_path / "linked" / "gone.wav"]
+
+
+def test_a_pipe_found_in_a_folder_is_skipped_not_waited_on(tmp_path):
+    """Reading a named pipe blocks until something writes to it: in a folder scan it is
+    skipped and counted, never opened."""
+    (tmp_path / "clip.wav").write_bytes(b"RIFF")
+    os.mkfifo(tmp_path / "pipe.wav")
+    found = scan([tmp_path])
+    assert found.files == [tmp_path / "clip.wav"]
+    assert found.skipped["not a regular file (a pipe, device or socket)"] == [tmp_path / "pipe.wav"]
+    assert "1 not a regular file (a pipe, device or socket)" in found.summary()
