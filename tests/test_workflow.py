@@ -97,3 +97,12 @@ def test_options_the_profile_leaves_open_come_from_the_environment(tmp_path, cor
     artifacts = tmp_path / "artifacts" / "quick"
     assert json.loads(layout.run_manifest(artifacts, "fold-0").read_text())["seed"] == 7
     assert json.loads(layout.index_manifest(tmp_path / "data").read_text())["config"]["seed"] == 3
+
+
+def test_run_checks_both_folders_before_the_first_step(tmp_path, corpus):
+    (tmp_path / "art").symlink_to(tmp_path / "nowhere")
+    done = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), "--artifacts-dir",
+                                    str(tmp_path / "art"), "run", "--source", str(corpus)])
+    assert done.exit_code == 1
+    assert "is a symbolic link to" in done.output and "which does not exist" in done.output
+    assert not (tmp_path / "data" / "download.json").exists()  # download never ran

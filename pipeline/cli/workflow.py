@@ -12,6 +12,7 @@ import click
 from pipeline import options
 from pipeline.cli import prepare, score
 from pipeline.cli.base import Context, cli
+from pipeline.errors import PipelineError
 
 
 @cli.command("run")
@@ -35,6 +36,10 @@ def run(ctx, profile, source, epochs, jobs):
     started = time.perf_counter()
     click.echo(f"ser run: {chosen.says}.", err=True)
     ctx.obj = Context(root.data_dir, chosen.artifacts_dir(root.artifacts_dir))
+    try:  # both folders before the first step, so no step's work is lost to the last
+        ctx.obj.check_writable("data_dir", "artifacts_dir")
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from None
     step = _stepper(ctx)
     step(prepare.download, source=source)
     step(prepare.index)
