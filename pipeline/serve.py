@@ -23,6 +23,7 @@ unless told otherwise (browsers allow the microphone only on localhost or over H
 # no "from __future__ import annotations": FastAPI reads the handlers' annotations at run
 # time, and Request is imported inside create_app
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,7 +191,8 @@ def _form_parser(boundary: bytes, parts: list, ended: list):
 def malformed(error: Exception) -> UploadRefused:
     """The refusal of a body python-multipart could not parse: 431 for its header
     caps, 400 otherwise, its reason cut to one short line."""
-    reason = " ".join(str(error).split())[:200]
+    # python-multipart quotes header values as bytes reprs (b'...'): show them as text
+    reason = re.sub(r"""\bb(['"])(.*?)\1""", r"\1\2\1", " ".join(str(error).split()))[:200]
     if "header size" in reason.lower() or "header count" in reason.lower():
         return UploadRefused(f"the upload's part headers are too long ({reason}; at most "
                              f"{MAX_PART_HEADERS} lines of {MAX_PART_HEADER_BYTES} bytes): "
