@@ -73,6 +73,7 @@ class ResultSink:
         columns or cannot be rewritten (it is then left as it was)."""
         from pipeline.locks import output_lock
 
+        self.out.parent.mkdir(parents=True, exist_ok=True)
         self.lock = output_lock(self.out)
         self.lock.__enter__()
         done, text = set(), ""
