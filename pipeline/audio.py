@@ -123,7 +123,6 @@ class Opened:
     channels: int
     frames: int
     trusted: bool
-    format: str
 
     def claimed_bytes(self) -> int:
         """The decoded size the header promises: channels x frames x 4 bytes (float32)."""
@@ -142,21 +141,27 @@ def open_audio(raw, *, name: str) -> Iterator[Opened]:
 
     with _libsndfile_errors(name):
         try:
-            with soundfile.SoundFile(raw) as header:
-                rate, channels, frames, kind = (header.samplerate, header.channels,
-                                                header.frames, header.format)
+            handle = soundfile.SoundFile(raw)
         except soundfile.LibsndfileError:
             raw.seek(0)
             if raw.read(3) in (b"ID3", b"TAG"):  # a tag, then no MPEG frame mpg123 finds
                 raise UnreadableAudioError(f"{name}: no audio frames (an MP3 tag without "
                                            "audio after it)") from None
             raise
-        check_header(rate, channels, name=name)
-        source = vbr_header.open_lifted(raw) if kind == "MP3" else raw
-        source.seek(0)
-        handle = soundfile.SoundFile(source)
+        rate, channels, frames = handle.samplerate, handle.channels, handle.frames
+        trusted = handle.format != "MP3"
+        try:
+            check_header(rate, channels, name=name)
+            if not trusted:  # reopened with its frame count lifted; the claim kept above
+                handle.close()
+                lifted = vbr_header.open_lifted(raw)
+                lifted.seek(0)
+                handle = soundfile.SoundFile(lifted)
+        except BaseException:
+            handle.close()
+            raise
     try:  # the block's own errors are not libsndfile's: they pass through unchanged
-        yield Opened(handle, int(rate), int(channels), int(frames), kind != "MP3", kind)
+        yield Opened(handle, int(rate), int(channels), int(frames), trusted)
     finally:
         handle.close()
 
