@@ -56,7 +56,7 @@ class ResultSink:
                         ["path", "emotion", "confidence", *labels, "notes", "error", "bundle"])
         self.key = "file" if windows and self.kind == ".csv" else "path"
         self.handle = None
-        self.lock = None  # the output's lock while the sink is open (start .. close)
+        self.held = contextlib.ExitStack()  # the output's lock, from start to close
         self.streamed: str | None = None  # the file whose timeline went out segment by segment
 
     def __enter__(self) -> "ResultSink":
@@ -68,14 +68,14 @@ class ResultSink:
     def start(self, *, resume: bool, paths: set[str] | None = None) -> set[str]:
         """Take the output's lock (``locks.output_lock``: one writer per file), then open
         it for writing: afresh, or (``resume``) after the rows already there, minus the
-        last file's when it is among ``paths``, the files to score (None: any). Returns the paths already done. Raises ``LockedError`` when another
-        run writes it, ``PipelineError`` when the existing file was written with other
-        columns or cannot be rewritten (it is then left as it was)."""
+        last file's when it is among ``paths``, the files to score (None: any). Returns
+        the paths already done. Raises ``LockedError`` when another run writes it,
+        ``PipelineError`` when the existing file was written with other columns or cannot
+        be rewritten (it is then left as it was)."""
         from pipeline.locks import output_lock
 
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.lock = output_lock(self.out)
-        self.lock.__enter__()
+        self.held.enter_context(output_lock(self.out))
         done, text = set(), ""
         if resume and self.out.exists():
             with open(self.out, encoding="utf-8", errors="surrogateescape", newline="") as old:
@@ -124,9 +124,7 @@ class ResultSink:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
-        if self.lock is not None:
-            self.lock.__exit__(None, None, None)
-            self.lock = None
+        self.held.close()
 
     def _write_records(self, records: list[dict]) -> None:
         """Append ``records`` whole or not at all: a write that fails (disk full, file
