@@ -15,7 +15,6 @@ as given and absolute. A zip is unpacked to a temporary folder and renamed to
 from __future__ import annotations
 
 import errno
-import hashlib
 import http.client
 import os
 import re
@@ -30,7 +29,8 @@ from pathlib import Path, PurePosixPath
 from pipeline import layout
 from pipeline.errors import DownloadError
 from pipeline.progress import bar, log
-from pipeline.stages import manifest, read_json, stable_json, write_json_atomic, write_text_atomic
+from pipeline.stages import (hash_file, manifest, read_json, stable_json, write_json_atomic,
+                             write_text_atomic)
 
 OFFICIAL_URL = "https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip"
 OFFICIAL_SIZE = 208_468_073
@@ -288,7 +288,7 @@ def verify(part: Path, remote: Remote) -> None:
     problem = None
     if remote.size is not None and size != remote.size:
         problem = f"{size} bytes, expected {remote.size}"
-    elif remote.md5 is not None and (digest := _md5(part)) != remote.md5:
+    elif remote.md5 is not None and (digest := hash_file(part, algorithm="md5")) != remote.md5:
         problem = f"MD5 {digest} does not match {remote.md5}"
     elif not _readable_zip(part):
         problem = "not a zip archive (truncated, damaged or another format)"
@@ -297,14 +297,6 @@ def verify(part: Path, remote: Remote) -> None:
     part.replace(bad)
     raise DownloadError(f"{part}: {problem}; moved it to {bad.name}. Rerun 'ser download' "
                         f"to fetch it again, or {SOURCE_HINT}")
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _readable_zip(path: Path) -> bool:
