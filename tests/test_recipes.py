@@ -236,3 +236,23 @@ def test_every_recipe_maps_onto_the_model_emotions():
     for recipe in recipes.RECIPES.values():
         assert recipe.language and recipe.reference and recipe.layout
         assert set(recipe.labels.values()) - {None} <= set(labels.EMOTIONS)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name, per_speaker", [("ravdess", 60), ("emovo", 98), ("urdu", None)])
+def test_real_copies_in_shared(name, per_speaker):
+    from collections import Counter
+
+    from conftest import SHARED_RAVDESS, need
+
+    root = SHARED_RAVDESS.parent / name
+    need(root.is_dir(), f"{name} copy not found at {root}")
+    assert recipes.detect(root).name == name
+    found = recipes.find_rows(name, root)
+    assert found.left_out == {} and all(r.gender in ("female", "male") for r in found.rows)
+    assert len({row.clip_id for row in found.rows}) == len(found.rows)
+    speakers = Counter(row.speaker for row in found.rows)
+    if per_speaker:
+        assert set(speakers.values()) == {per_speaker}
+    else:  # URDU: 400 utterances of 29 speaker codes (its README)
+        assert (len(found.rows), len(speakers)) == (400, 29)
