@@ -35,7 +35,7 @@ import json
 import time
 from pathlib import Path
 
-from pipeline import __version__, layout, ravdess
+from pipeline import __version__, layout
 from pipeline import views as test_views
 from pipeline.calibration import bundle_fields
 from pipeline.errors import BundleError
@@ -242,6 +242,15 @@ def resolve(bundle: str | Path | None, *, artifacts_dir: Path = Path("artifacts"
     return Path(bundle)
 
 
+def _check_labels(label_map, n_classes: int, path: Path) -> None:
+    """A bundle's own label set: one distinct name per output of its network."""
+    if (not isinstance(label_map, list) or len(label_map) != n_classes
+            or len(set(label_map)) != n_classes
+            or not all(isinstance(name, str) and name for name in label_map)):
+        raise ValueError(f"its label set {label_map!r} is not {n_classes} distinct names, one "
+                         "per output of its network")
+
+
 def _first_line(exc: Exception) -> str:
     """The first line of an exception's message, whole (a library's wording, quoted)."""
     return (str(exc).splitlines() or [type(exc).__name__])[0]
@@ -365,9 +374,9 @@ def _build(path: Path, text: str, tensors: dict, checksum: str) -> Scorer:
             raise BundleError(f"{path} was trained on features version "
                               f"{metadata.get('features_version')}; this code computes version "
                               f"{FEATURES_VERSION}: retrain and export with this version")
-        if tuple(metadata["label_map"]) != ravdess.EMOTIONS:
-            raise BundleError(f"{path} has labels {metadata['label_map']}, expected {ravdess.EMOTIONS}")
-        model = build(ModelConfig.from_dict(metadata["model_config"]), metadata.get("members", 1))
+        model_config = ModelConfig.from_dict(metadata["model_config"])
+        _check_labels(metadata["label_map"], model_config.n_classes, path)
+        model = build(model_config, metadata.get("members", 1))
         model.load_state_dict(tensors)
         feature_config = FeatureConfig.from_dict(metadata["feature_config"])
         views = test_views.from_list(metadata.get("test_views"))

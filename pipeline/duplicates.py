@@ -2,10 +2,11 @@
 
 Two kinds of duplicate are recognised, and in each group the first is kept:
 
-- **by name**: files with the same name but for the suffix, in any folders (``x.wav``,
-  ``x.flac``, ``backup/x.mp3``: the corpora evaluated here name every clip uniquely, a
-  RAVDESS name even carries its actor). They are dropped before scoring; the kept file
-  is the one in the most faithful format (lossless before lossy, then path order);
+- **by clip id**: manifest rows (``pipeline.manifest.Row``) with the same clip id, which a
+  recipe gives the same clip in several formats or folders (``x.wav``, ``x.flac``,
+  ``backup/x.mp3`` of a RAVDESS clip: its name carries every field, the actor included).
+  They are dropped before scoring; the kept file is the one in the most faithful format
+  (lossless before lossy, then path order);
 - **by audio**: files whose decoded samples and rate are identical (a copy under another
   name or in another folder), recognised from the hash the scoring worker computes
   (``FileResult.audio_sha256``), so no file is decoded twice.
@@ -32,18 +33,18 @@ def audio_sha256(samples: np.ndarray, sample_rate: int) -> str:
     return digest.hexdigest()
 
 
-def by_name(files: list[Path]) -> tuple[list[Path], dict[str, str]]:
-    """``(kept files in their original order, {dropped path: kept path})`` for files whose
-    name without suffix is the same, wherever they are (compared case-insensitively)."""
-    groups: dict[str, list[Path]] = {}
-    for path in files:
-        groups.setdefault(path.stem.lower(), []).append(path)
+def by_clip_id(rows: list) -> tuple[list, dict[str, str]]:
+    """``(kept rows in their original order, {dropped path: kept path})`` for manifest
+    rows whose ``clip_id`` is the same, wherever their files are."""
+    groups: dict[str, list] = {}
+    for row in rows:
+        groups.setdefault(row.clip_id, []).append(row)
     keep, dropped = set(), {}
     for group in groups.values():
-        best = min(group, key=lambda p: (p.suffix.lower() in _LOSSY, str(p)))
-        keep.add(best)
-        dropped.update({str(p): str(best) for p in group if p != best})
-    return [p for p in files if p in keep], dropped
+        best = min(group, key=lambda r: (Path(r.path).suffix.lower() in _LOSSY, r.path))
+        keep.add(best.path)
+        dropped.update({r.path: best.path for r in group if r is not best})
+    return [r for r in rows if r.path in keep], dropped
 
 
 def by_audio(results: list) -> tuple[list, dict[str, str]]:

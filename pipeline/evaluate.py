@@ -7,10 +7,9 @@
   through exactly ``predict``'s path (``pipeline.scorer``), in the test-time views
   (``pipeline.views``) or, with ``--no-tta``, the clean window alone: one scoring input
   either way.
-- ``evaluate_bundle``: a bundle on a folder of labelled clips (RAVDESS or URDU names,
-  ``pipeline.corpora``), through exactly the ``predict`` path; for a corpus with fewer
-  emotions, also the restricted figures (``cross_corpus``). Report
-  ``reports/bundle-<bundle>-<source folder>.json``.
+  The report has every figure per corpus too (``by_corpus``: for a corpus without some
+  of the model's emotions also the figures restricted to its own, ``metrics.cross_corpus``).
+- a bundle on any labelled folder or manifest: ``pipeline.bundle_eval``.
 
 Every report states which model(s), folds, actors and config produced it, carries the
 stage's ``key`` (the runs' keys, views and code) and is written last, after its plot.
@@ -23,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import layout, ravdess
+from pipeline import layout
 from pipeline import views as test_views
 from pipeline.errors import PipelineError, StaleInputError
 from pipeline.index import load_index
-from pipeline.metrics import confusion, summarise
+from pipeline.metrics import confusion, cross_corpus, summarise
 from pipeline.progress import log
 from pipeline.splits import split_for
 from pipeline.stages import code_hash, hash_obj, read_json, write_json_atomic
@@ -54,7 +53,8 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     failures = store.manifest.get("failures", {})
     stem = layout.report_stem(artifacts_dir, "cv" if len(folds) > 1 else layout.run_name(folds[0]))
     layout.check_output_folder(stem.parent, option="--artifacts-dir", given=artifacts_dir)
-    per_fold, pooled = [], np.zeros((ravdess.N_CLASSES,) * 2, dtype=np.int64)
+    labels = store.label_map
+    per_fold, pooled = [], np.zeros((len(labels),) * 2, dtype=np.int64)
     first, scored = None, []  # (probabilities, labels) of each fold's test clips
     for fold in folds:
         run = layout.run_name(fold)
@@ -73,8 +73,8 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
                           seed=info["split_seed"])
         probabilities = held_out_probabilities(scorer, store, split.test, clips=clips,
                                                data_dir=data_dir, jobs=jobs)
-        matrix = confusion(store.label[split.test], probabilities.argmax(1), ravdess.N_CLASSES)
-        scored.append((probabilities, store.label[split.test]))
+        matrix = confusion(store.label[split.test], probabilities.argmax(1), len(labels))
+        scored.append((probabilities, store.label[split.test], store.corpus[split.test]))
         pooled += matrix
         per_fold.append({"run": run, "member_runs": layout.member_runs(run, members),
                          "run_keys": [(read_json(layout.run_manifest(artifacts_dir, r)) or {})
@@ -83,16 +83,18 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
                          "best_epoch": info["best_epoch"], "validation": _pick(info.get("val")),
                          # clips extract could not use (no speech detected): not scored
                          "unscored": sorted(c for c in failures if clip_folds.get(c) == fold),
-                         "metrics": summarise(matrix, ravdess.EMOTIONS)})
+                         "metrics": summarise(matrix, labels)})
     report = _fold_report(per_fold, pooled, first, store.manifest, folds=folds, members=members,
-                          views=views, failures=failures)
+                          views=views, failures=failures, labels=labels)
+    report["by_corpus"] = by_corpus(scored, clips, labels)
     report["calibration"] = _calibration(artifacts_dir, report["recipe"], scored)
     write_report(report, stem)
     return {**report, "report_path": str(stem.with_suffix(".json"))}
 
 
 def _fold_report(per_fold: list[dict], pooled: np.ndarray, saved: dict, store_manifest: dict,
-                 *, folds: list, members: int, views: tuple, failures: dict) -> dict:
+                 *, folds: list, members: int, views: tuple, failures: dict,
+                 labels: tuple[str, ...]) -> dict:
     """The cross-validation report, with what ``export`` checks it against
     (``bundle.report_mismatch``): recipe, training code, index, features, members, views."""
     from pipeline.recipe import recipe_of
@@ -106,9 +108,9 @@ def _fold_report(per_fold: list[dict], pooled: np.ndarray, saved: dict, store_ma
         "index_hash": saved["info"]["index_hash"], "train_code": saved["info"].get("train_code"),
         "recipe": recipe_of(saved["train_config"]),
         "train_config": saved["train_config"], "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "summary": _mean_std([f["metrics"] for f in per_fold]),
+        "summary": _mean_std([f["metrics"] for f in per_fold], labels),
         "unscored": sorted(failures),
-        "pooled": summarise(pooled, ravdess.EMOTIONS),
+        "pooled": summarise(pooled, labels),
     }
     report["key"] = hash_obj({"runs": [f["run_keys"] for f in per_fold],
                               "views": report["test_views"], "code": code_hash(__name__)})
@@ -121,8 +123,8 @@ def _calibration(artifacts_dir: Path, recipe: dict, scored: list) -> dict:
     from pipeline import calibration
 
     fitted = calibration.matching(artifacts_dir, recipe)
-    return calibration.figures(np.concatenate([p for p, _ in scored]),
-                               np.concatenate([y for _, y in scored]).astype(int),
+    return calibration.figures(np.concatenate([p for p, _, _ in scored]),
+                               np.concatenate([y for _, y, _ in scored]).astype(int),
                                fitted["temperature"] if fitted else None)
 
 
@@ -132,11 +134,9 @@ def held_out_probabilities(scorer, store, rows: np.ndarray, *, clips: list,
     for store ``rows``: their clips' audio read from the corpus and scored through
     ``predict_files``, in the scorer's views. Raises ``PipelineError`` naming a clip that
     can no longer be read."""
-    from pipeline.download import corpus_root
     from pipeline.predict import predict_files
 
-    root = corpus_root(data_dir)
-    paths = {clip.clip_id: root / clip.path for clip in clips}
+    paths = {clip.clip_id: Path(clip.path) for clip in clips}
     files = [paths[_text(clip_id)] for clip_id in store.clip_id[rows]]
     results = predict_files(files, scorer, jobs=jobs)
     failed = next((r for r in results if r.error), None)
@@ -144,7 +144,7 @@ def held_out_probabilities(scorer, store, rows: np.ndarray, *, clips: list,
         raise PipelineError(f"{failed.path}: {failed.error}; it was readable when 'ser "
                             "extract' ran: restore the file, or rerun 'ser index' and "
                             "'ser extract' without it")
-    return np.array([[r.probabilities[label] for label in ravdess.EMOTIONS] for r in results])
+    return np.array([[r.probabilities[label] for label in scorer.labels] for r in results])
 
 
 def _text(value) -> str:
@@ -155,130 +155,32 @@ def _pick(metrics: dict | None) -> dict | None:
     return {k: metrics[k] for k in SUMMARY_KEYS} if metrics else None
 
 
-def _mean_std(metrics: list[dict]) -> dict:
+def _mean_std(metrics: list[dict], labels: tuple[str, ...]) -> dict:
     summary = {}
     for key in SUMMARY_KEYS:
         values = np.array([m[key] for m in metrics])
         summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
     summary["per_class_recall"] = {
         label: {"mean": float(np.nanmean([m["per_class"][label]["recall"] for m in metrics]))}
-        for label in ravdess.EMOTIONS}
+        for label in labels}
     return summary
 
 
-def evaluate_bundle(*, bundle_path: Path, source: Path, artifacts_dir: Path, jobs: int = 1,
-                    tta: bool = True, corpus: str = "auto") -> dict:
-    """A bundle on every labelled audio file under ``source`` (labels from the names of
-    ``corpus``: ``ravdess``, ``urdu``, or ``auto`` to tell from the names; see
-    ``pipeline.corpora``), each segment in the bundle's test-time views (``tta=False``: the
-    clean window alone). For a corpus with fewer emotions than the model's eight, the
-    report adds the restricted figures (``cross_corpus``). What is left out is counted
-    under ``skipped`` and warned about: files without the corpus's names, files without
-    speech or unreadable, duplicates (``pipeline.duplicates``, counted once). RAVDESS
-    actors that trained the bundle are warned about and listed (``trained_actors``).
-    Report ``layout.bundle_report_stem`` (named after the bundle and the source); the
-    returned dict also holds its path as ``report_path``. Raises ``PipelineError`` before
-    scoring when the report cannot be written (``layout.check_output_folder``)."""
-    from pipeline import bundle as bundles
-    from pipeline import corpora, duplicates
-    from pipeline.predict import expand_inputs, predict_files
-
-    loaded = bundles.load(bundle_path)
-    candidates = expand_inputs([source])
-    chosen = corpora.detect(candidates) if corpus == "auto" else corpora.CORPORA[corpus]
-    labelled = [p for p in candidates if chosen.label_of(p) is not None]
-    if not labelled:
-        raise PipelineError(f"no {chosen.name}-named clips ({chosen.pattern}) under "
-                            f"{Path(source).resolve()}: evaluation needs labels from the "
-                            "file names")
-    stem = layout.bundle_report_stem(artifacts_dir, bundle_path, source)
-    layout.check_output_folder(stem.parent, option="--artifacts-dir", given=artifacts_dir)
-    files, same_name = duplicates.by_name(labelled)
-    results, same_audio = duplicates.by_audio(predict_files(files, loaded, jobs=jobs, tta=tta))
-    scored = [r for r in results if not r.error]
-    skipped = _skipped(candidates, labelled, results, {**same_name, **same_audio}, chosen.name)
-    if not scored:
-        raise PipelineError(f"none of the {len(files)} clips under {source} could be scored; "
-                            f"first: {results[0].path}: {results[0].error}")
-    true = np.array([chosen.label_of(Path(r.path)) for r in scored])
-    probabilities = np.array([[r.probabilities[label] for label in ravdess.EMOTIONS]
-                              for r in scored])
-    report = {"kind": "bundle", "bundle": str(bundle_path), "model": loaded.identity,
-              "source": str(Path(source).resolve()),
-              "corpus": chosen.name, "files": len(results), "failed": len(results) - len(scored),
-              "duplicates": {**same_name, **same_audio}, "skipped": skipped,
-              "provenance": loaded.metadata["provenance"],
-              "test_views": test_views.to_list(loaded.views if tta else test_views.CLEAN),
-              "features": loaded.metadata["feature_config"],
-              "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              **cross_corpus(true, probabilities, chosen.emotions)}
-    if chosen.name == "ravdess":
-        report["actors"] = sorted({ravdess.parse_name(Path(r.path).stem).actor for r in scored})
-        report["trained_actors"] = _trained_actors(report["actors"], loaded, source)
-    report["stage"] = "evaluate"
-    report["key"] = hash_obj({"bundle": loaded.metadata["provenance"].get("key"),
-                              "source": report["source"], "tta": tta, "corpus": chosen.name,
-                              "code": code_hash(__name__)})
-    write_report(report, stem)
-    return {**report, "report_path": str(stem.with_suffix(".json"))}
-
-
-def _skipped(candidates: list, labelled: list, results: list, repeated: dict,
-             corpus: str) -> dict:
-    """What a bundle evaluation leaves out, counted by reason, each reason warned once."""
-    skipped = {"not corpus-named": len(candidates) - len(labelled),
-               "not scored (no speech, unreadable)": sum(1 for r in results if r.error),
-               "duplicates (counted once)": len(repeated)}
-    for r in results:
-        if r.error:
-            log.warning("not scored: %s: %s", r.path, r.error)
-    if skipped["not corpus-named"]:
-        log.warning("%d audio file(s) without %s names skipped: their labels are unknown",
-                    skipped["not corpus-named"], corpus)
-    if repeated:
-        log.warning("%d duplicate file(s) counted once (same clip by name in another format, "
-                    "or identical audio); listed under 'duplicates' in the report", len(repeated))
-    return skipped
-
-
-def _trained_actors(actors: list[int], scorer, source: Path) -> list[int]:
-    """The RAVDESS ``actors`` of a source that trained the bundle (its provenance knows
-    them), warned about: their figures say nothing about unseen voices."""
-    roles = scorer.metadata.get("provenance", {}).get("actors") or {}
-    overlap = sorted(set(actors) & set(roles.get("train", [])))
-    if overlap:
-        log.warning("%d of the %d actors in %s trained this bundle (%s): their figures measure "
-                    "voices it learned from, not unseen ones; evaluate on other actors (the "
-                    "bundle's test actors: %s)", len(overlap), len(actors), source,
-                    ", ".join(f"{a:02d}" for a in overlap),
-                    ", ".join(f"{a:02d}" for a in sorted(roles.get("test", [])))
-                    or "none: it trained on every actor")
-    return overlap
-
-
-def cross_corpus(true: np.ndarray, probabilities: np.ndarray, emotions: tuple[str, ...]) -> dict:
-    """Figures of 8-way ``probabilities`` ``(n, 8)`` against ``true`` labels ``(n,)`` from a
-    corpus that has only ``emotions``:
-
-    - ``pooled``: the 8-way argmax (a verdict outside ``emotions``, e.g. calm, is wrong);
-      UA is the mean recall over ``emotions``;
-    - ``restricted`` (only when ``emotions`` is not all eight): calm's probability added
-      to neutral's, then the argmax over ``emotions`` alone;
-    - ``predicted_share``: the share of clips given each of the eight emotions (8-way).
-    """
-    labels = ravdess.EMOTIONS
-    predicted = probabilities.argmax(axis=1)
-    figures = {"pooled": summarise(confusion(true, predicted, len(labels)), labels),
-               "predicted_share": {label: float(np.mean(predicted == i))
-                                   for i, label in enumerate(labels)}}
-    if tuple(emotions) != labels:
-        present = np.array([labels.index(e) for e in emotions])
-        folded = probabilities.copy()
-        if "neutral" in emotions and "calm" not in emotions:
-            folded[:, labels.index("neutral")] += folded[:, labels.index("calm")]
-        restricted = present[folded[:, present].argmax(axis=1)]
-        figures["restricted"] = summarise(confusion(true, restricted, len(labels)), labels)
-        figures["emotions"] = list(emotions)
+def by_corpus(scored: list[tuple], clips: list, labels: tuple[str, ...]) -> dict:
+    """Per corpus of the test clips, pooled over the folds: every figure and the confusion
+    matrix (``metrics.cross_corpus``: for a corpus without some of ``labels``, also the
+    argmax restricted to its own emotions, calm added to neutral). ``scored``: each
+    fold's (probabilities, label indices, corpus names) of its test rows."""
+    probabilities = np.concatenate([p for p, _, _ in scored])
+    true = np.concatenate([y for _, y, _ in scored]).astype(int)
+    corpus = np.concatenate([c for _, _, c in scored])
+    figures = {}
+    for name in sorted(set(corpus.tolist())):
+        mine = corpus == name
+        emotions = tuple(e for e in labels if any(c.corpus == name and c.emotion == e
+                                                  for c in clips))
+        figures[name] = {"clips": int(mine.sum()), "emotions": list(emotions),
+                         **cross_corpus(true[mine], probabilities[mine], emotions, labels)}
     return figures
 
 
@@ -292,7 +194,7 @@ def write_report(report: dict, stem: Path) -> None:
                     "(pip install 'ser-pipeline[plot]'); the JSON report is written")
     else:
         plot_confusion(np.array(report["pooled"]["confusion"]), stem.with_suffix(".png"),
-                       title=_title(report))
+                       title=_title(report), labels=report["pooled"]["labels"])
     write_json_atomic(stem.with_suffix(".json"), report)
 
 
@@ -309,8 +211,9 @@ def _title(report: dict) -> str:
             f"UA {s['ua']['mean']:.1%} ± {s['ua']['std']:.1%}")
 
 
-def plot_confusion(matrix: np.ndarray, path: Path, *, title: str) -> None:
-    """A row-normalised confusion matrix ``(classes, classes)`` with counts, as PNG. Uses
+def plot_confusion(matrix: np.ndarray, path: Path, *, title: str, labels: list[str]) -> None:
+    """A row-normalised confusion matrix ``(classes, classes)`` with counts, rows and
+    columns named by ``labels``, as PNG. Uses
     matplotlib's object API (no pyplot, so no global backend or figure state)."""
     from matplotlib.figure import Figure
 
@@ -320,7 +223,6 @@ def plot_confusion(matrix: np.ndarray, path: Path, *, title: str) -> None:
     figure = Figure(figsize=(7.5, 6.5))
     axes = figure.subplots()
     image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    labels = ravdess.EMOTIONS
     axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     axes.set_yticks(range(len(labels)), labels)
     axes.set_xlabel("predicted")
@@ -346,6 +248,20 @@ def _calibration_line(figures: dict | None) -> list[str]:
     return [line]
 
 
+def _corpus_lines(by_corpus: dict) -> list[str]:
+    """One line per corpus of a cross-validation report, when it has several."""
+    if len(by_corpus) < 2:
+        return []
+    lines = ["corpus      clips   UA      WA      macro-F1  (restricted to its emotions: UA)"]
+    for name, figures in by_corpus.items():
+        m = figures["pooled"]
+        restricted = figures.get("restricted")
+        lines.append(f"{name:<10} {figures['clips']:6d}  {m['ua']:6.1%}  {m['wa']:6.1%}  "
+                     f"{m['macro_f1']:6.1%}" + (f"    {restricted['ua']:.1%} over "
+                                               f"{len(figures['emotions'])}" if restricted else ""))
+    return lines
+
+
 def format_report(report: dict) -> str:
     """A readable table: per-emotion recall / precision / F1, then the summary figures."""
     pooled = report["pooled"]
@@ -361,7 +277,7 @@ def format_report(report: dict) -> str:
         for run in report["fold_runs"]:
             m = run["metrics"]
             test_actors = run["actors"]["test"]
-            actors = (",".join(f"{a:02d}" for a in test_actors) if len(test_actors) <= 6
+            actors = (",".join(map(str, test_actors)) if len(test_actors) <= 3
                       else f"{len(test_actors)} (shared)")
             lines.append(f"{run['fold']:>4}  {actors:<18} {m['ua']:6.1%}  {m['wa']:6.1%}  {m['macro_f1']:6.1%}")
         s = report["summary"]
@@ -371,6 +287,7 @@ def format_report(report: dict) -> str:
             lines.append(f"not scored: {len(report['unscored'])} clip(s) in which extract found "
                          "no speech (listed in the report)")
         lines += _calibration_line(report.get("calibration"))
+        lines += _corpus_lines(report.get("by_corpus") or {})
         lines.append("")
     emotions = report.get("emotions") or list(pooled["per_class"])
     lines.append(f"{'emotion':<10} {'recall':>7} {'precision':>9} {'F1':>6} {'n':>5}")
@@ -389,7 +306,7 @@ def format_report(report: dict) -> str:
         if count:
             lines.append(f"skipped: {count} file(s), {reason}")
     if report.get("trained_actors"):
-        lines.append(f"warning: actors {', '.join(f'{a:02d}' for a in report['trained_actors'])} "
+        lines.append(f"warning: speakers {', '.join(report['trained_actors'])} "
                      "trained this bundle: these figures are not of unseen voices")
     if "predicted_share" in report:
         shares = sorted(report["predicted_share"].items(), key=lambda item: -item[1])

@@ -31,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import frontend, layout, ravdess
+from pipeline import frontend, layout
 from pipeline.augment import AugmentConfig, AugmentParams, params_for, speech_features
-from pipeline.download import corpus_root
 from pipeline.errors import AudioError, PipelineError
 from pipeline.features import FEATURES_VERSION, FeatureConfig
 from pipeline.index import clips_hash, load_index
@@ -73,8 +72,6 @@ class ExtractConfig:
 class ClipTask:
     path: str
     clip_id: str
-    label: int
-    actor: int
 
 
 @dataclass(frozen=True)
@@ -104,8 +101,7 @@ def build_shard(task: ShardTask) -> dict:
 
     started = time.perf_counter()
     config = task.config
-    rows: dict[str, list] = {k: [] for k in ("features", "label", "actor", "copy", "clip_id",
-                                             "aug_params")}
+    rows: dict[str, list] = {k: [] for k in ("features", "copy", "clip_id", "aug_params")}
     failures: dict[str, str] = {}
     with threadpool_limits(1):
         for clip in task.clips:
@@ -119,31 +115,27 @@ def build_shard(task: ShardTask) -> dict:
                                     copy=copy)
                 rows["features"].append(speech_features(speech, params, config.features))
                 rows["aug_params"].append(params.to_row())
-                for name, value in (("label", clip.label), ("actor", clip.actor),
-                                    ("copy", copy), ("clip_id", clip.clip_id)):
-                    rows[name].append(value)
+                rows["copy"].append(copy)
+                rows["clip_id"].append(clip.clip_id)
     shape = config.features.shape
     arrays = {
         "features": np.stack(rows["features"]) if rows["features"] else np.zeros((0, *shape)),
         "aug_params": (np.stack(rows["aug_params"]) if rows["aug_params"]
                        else np.zeros((0, len(AugmentParams.FIELDS)))),
-        **{k: np.asarray(rows[k]) for k in ("label", "actor", "copy")},
+        "copy": np.asarray(rows["copy"]),
         "clip_id": np.asarray(rows["clip_id"], dtype="S"),
     }
     write_shard(task.out_path, rows=arrays, attrs={**task.attrs, "failures": failures})
-    return {"number": task.number, "rows": len(rows["label"]), "clips": len(task.clips),
+    return {"number": task.number, "rows": len(rows["copy"]), "clips": len(task.clips),
             "failures": failures, "seconds": time.perf_counter() - started}
 
 
 def plan_shards(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig,
                 key: str) -> list[ShardTask]:
-    root = corpus_root(data_dir)
-    clips = [ClipTask(str(root / c.path), c.clip_id, c.label, c.actor)
-             for c in load_index(data_dir)]
+    clips = [ClipTask(c.path, c.clip_id) for c in load_index(data_dir)]
     attrs_common = {"cache_key": key, "code_version": CODE_VERSION,
                     "feature_config": config.features.to_dict(),
                     "augment_config": config.augment.to_dict(), "seed": config.seed,
-                    "label_map": list(ravdess.EMOTIONS),
                     "aug_param_fields": list(AugmentParams.FIELDS)}
     tasks = []
     for number, start in enumerate(range(0, len(clips), config.shard_clips)):
@@ -223,7 +215,7 @@ def _extract(*, data_dir: Path, artifacts_dir: Path, config: ExtractConfig, jobs
         stage="extract", key=key, config=config.to_dict(), clips_hash=clips,
         features_version=FEATURES_VERSION, shape=list(config.features.shape),
         rows=rows, clips=n_clips, failures=failures, shards=shards, jobs=jobs,
-        seconds=round(seconds, 2), label_map=list(ravdess.EMOTIONS)))
+        seconds=round(seconds, 2)))
     return ExtractResult(out_dir, rows, n_clips, failures, False, seconds)
 
 

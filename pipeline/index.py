@@ -1,16 +1,22 @@
-"""The ``index`` stage: one row per usable speech clip, and actor-disjoint folds.
+"""The ``index`` stage: the manifest of every labelled recording, their audio facts, and
+speaker-disjoint folds.
 
-Walks the corpus recorded by ``download``, parses every file name (see ``ravdess``),
-reads each file's header and decoded samples (for a content hash that finds the same
-audio under two names), and writes ``<data>/index.csv`` atomically, then
-``<data>/index.json`` (the manifest, written last). Two hashes key later stages:
+Reads each source (a corpus through its recipe, ``pipeline.recipes``, or a manifest file,
+``pipeline.manifest``), checks the rows (a bad one stops the stage in one line before
+anything is written), reads each file's header and decoded samples (for a content hash
+that finds the same audio under two names) and assigns folds (``pipeline.folds``). It
+writes ``<data>/manifest.jsonl`` (the rows, in the manifest format), ``<data>/index.csv``
+(the rows with their audio facts and fold) and ``<data>/index.json`` (its record, written
+last). Two hashes key later stages:
 
-- ``clips_hash``: the clips and their audio, without folds: what features depend on, so
-  assigning folds or changing the split seed never re-extracts;
+- ``clips_hash``: each clip's id and audio, without folds, labels or paths: what features
+  depend on, so assigning folds, changing the split seed, remapping a label or moving a
+  corpus never re-extracts;
 - ``index_hash``: the whole index, folds included: what a cross-validation run depends on.
 
-Files whose names do not parse, unreadable files and song files are reported and left
-out; they never stop the stage.
+Files a recipe cannot name, unreadable files and labels the model lacks are reported and
+left out; they never stop the stage. Without a source, the corpus ``download`` fetched is
+indexed with the ``ravdess`` recipe.
 """
 
 from __future__ import annotations
@@ -24,21 +30,21 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import layout, ravdess
-from pipeline.download import corpus_root
-from pipeline.errors import CorpusError
+from pipeline import labels, layout, manifest
+from pipeline.errors import AudioError, CorpusError
+from pipeline.folds import assign_folds
 from pipeline.progress import bar, log
-from pipeline.scan import scan
-from pipeline.stages import (code_hash, hash_obj, manifest, read_json, write_json_atomic,
+from pipeline.stages import (code_hash, hash_obj, read_json, write_json_atomic,
                              write_text_atomic)
+from pipeline.stages import manifest as stage_record
 
-INDEX_FORMAT = 2  # 2: Clip.frames renamed num_samples
+INDEX_FORMAT = 3  # 3: any corpus (manifest rows, speaker names, absolute paths)
 
 
 @dataclass(frozen=True)
 class IndexConfig:
     folds: int = 5
-    seed: int = 0  # the split seed: which actors go to which fold (and the random split)
+    seed: int = 0  # the split seed: which speakers go to which fold (and the random split)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,19 +55,35 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where rows come from: a recipe over a corpus folder (``recipe`` names it, ``path``
+    the folder, or the CSV file for ``csv``), or ``recipe="manifest"`` and a manifest file."""
+
+    recipe: str
+    path: str
+    speaker_pattern: str | None = None  # the folders recipe's speaker pattern
+
+    @classmethod
+    def parse(cls, text: str, *, speaker_pattern: str | None = None) -> "Source":
+        """``NAME=PATH`` (``--corpus``). Raises ``CorpusError`` with the fix otherwise."""
+        name, sep, path = text.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise CorpusError(f"--corpus {text!r}: write NAME=PATH, e.g. --corpus "
+                              "emovo=../shared/emovo (recipes: 'ser index --help')")
+        return cls(name.strip(), str(Path(path.strip()).expanduser().resolve()),
+                   speaker_pattern if name.strip() == "folders" else None)
+
+
+@dataclass(frozen=True)
 class Clip:
-    """One indexed clip. ``path`` is relative to the corpus root; ``label`` is 0-based."""
+    """One indexed recording: its manifest row, audio facts and fold. ``path`` absolute."""
 
     path: str
+    corpus: str
     clip_id: str
-    modality: int
-    vocal_channel: int
-    emotion: str
-    label: int
-    intensity: int
-    statement: int
-    repetition: int
-    actor: int
+    label: str  # the corpus's own label
+    emotion: str  # the model's (labels.EMOTIONS)
+    speaker: str  # <corpus>:<speaker>, unique across corpora
     gender: str
     sample_rate: int
     channels: int
@@ -78,129 +100,135 @@ class IndexResult:
     skipped: dict[str, list[str]]  # reason -> file paths
     index_hash: str
     cached: bool = False
+    left_out: list[str] = ()  # one line per source that left labels out
 
 
-def assign_folds(genders: dict[int, str], *, folds: int, seed: int) -> dict[int, int]:
-    """Actor -> fold, each actor in exactly one fold, balanced by gender.
+def default_sources(data_dir: Path) -> list[Source]:
+    """The corpus ``download`` recorded, through the ``ravdess`` recipe."""
+    from pipeline.download import corpus_root
 
-    Actors of each gender are shuffled (seeded) and dealt round-robin; the second gender
-    continues where the first stopped, so fold sizes differ by at most one and so do the
-    counts of each gender.
-    """
-    if folds < 2:
-        raise CorpusError(f"--folds {folds}: cross-validation needs at least 2 folds")
-    if len(genders) < folds:
-        raise CorpusError(f"--folds {folds} is more than the {len(genders)} actors present; "
-                          f"use --folds {max(2, len(genders))} or fewer")
-    rng = np.random.default_rng(seed)
-    assignment: dict[int, int] = {}
-    position = 0
-    for gender in sorted(set(genders.values())):
-        actors = sorted(actor for actor, g in genders.items() if g == gender)
-        for actor in rng.permutation(actors):
-            assignment[int(actor)] = position % folds
-            position += 1
-    return assignment
+    return [Source("ravdess", str(corpus_root(data_dir)))]
+
+
+def gather(sources: list[Source]) -> tuple[list[manifest.Row], dict, list[str]]:
+    """Every source's rows, checked together (``manifest.check``: one line, the first bad
+    row), what was skipped by reason, and one line per source on what it left out."""
+    from pipeline import recipes
+
+    rows, skipped, said = [], defaultdict(list), []
+    for source in sources:
+        if source.recipe == "manifest":
+            found_rows = manifest.read(Path(source.path))
+            manifest.check(found_rows, source=source.path, need_speakers=True)
+        else:
+            options = {"speaker_pattern": source.speaker_pattern} if source.speaker_pattern else {}
+            found = recipes.find_rows(source.recipe, Path(source.path), **options)
+            found_rows = _drop_repeated_ids(found.rows, skipped)
+            manifest.check(found_rows, source=f"--corpus {source.recipe}={source.path}",
+                           need_speakers=True)
+            said += [found.summary(), *_mapping(recipes.RECIPES[source.recipe])]
+            for reason, paths in found.skipped.items():
+                skipped[reason].extend(str(Path(source.path) / p) for p in paths)
+        rows.extend(found_rows)
+    manifest.check(rows, source="the sources together", need_speakers=True)
+    return rows, dict(skipped), said
+
+
+def _mapping(recipe) -> list[str]:
+    """One line: how a recipe maps its corpus's labels onto the model's."""
+    if not recipe.labels:
+        return []
+    return [f"{recipe.name} labels: " + ", ".join(
+        f"{label} -> {emotion or 'left out'}" for label, emotion in recipe.labels.items())]
+
+
+def _drop_repeated_ids(rows: list, skipped: dict) -> list:
+    """Keep one file per clip id (a corpus holding both x.wav and x.mp3, say: the
+    lossless one, ``duplicates.by_clip_id``)."""
+    from pipeline.duplicates import by_clip_id
+
+    kept, dropped = by_clip_id(rows)
+    if dropped:
+        skipped["clip id already indexed from another file"].extend(sorted(dropped))
+    return kept
+
+
+def build_index(*, data_dir: Path, sources: list[Source] | None = None,
+                config: IndexConfig = IndexConfig(), force: bool = False) -> IndexResult:
+    """Index ``sources`` (default ``default_sources``) into ``data_dir`` (see the module
+    docstring). Raises ``CorpusError`` naming the row and the fix for a bad manifest or
+    recipe folder, and when no clip is left."""
+    sources = sources or default_sources(data_dir)
+    csv_path, json_path = layout.index_csv(data_dir), layout.index_manifest(data_dir)
+    rows, skipped, said = gather(sources)
+    key = hash_obj({"config": config.to_dict(), "format": INDEX_FORMAT,
+                    "sources": [asdict(s) for s in sources], "code": code_hash(__name__),
+                    "rows": [asdict(r) for r in rows],
+                    "files": [(Path(r.path).stat().st_size, Path(r.path).stat().st_mtime_ns)
+                              for r in rows]})
+    done = read_json(json_path)
+    # The CSV is written before its record: a run that died in between (or a hand edit)
+    # leaves a CSV the record does not describe, so its hash must match too.
+    if (not force and done and done.get("key") == key and csv_path.exists()
+            and done.get("index_hash") == hashlib.sha256(csv_path.read_bytes()).hexdigest()[:16]):
+        log.info("index is current (%d clips); nothing to do (--force redoes it)", done["clips"])
+        return IndexResult(load_index(data_dir), done.get("skipped", {}), done["index_hash"],
+                           cached=True, left_out=done.get("left_out", []))
+    records = _audio_facts(rows, skipped)
+    if not records:
+        raise CorpusError("no readable labelled clips in " + ", ".join(
+            f"{s.recipe}={s.path}" for s in sources) + ": check the paths and the recipes' "
+            "layouts ('ser index --help')")
+    _mark_duplicates(records)
+    speakers = {r["speaker"]: (r["corpus"], r["gender"]) for r in records}
+    folds = assign_folds(speakers, folds=config.folds, seed=config.seed)
+    clips = sorted((Clip(**r, fold=folds[r["speaker"]]) for r in records),
+                   key=lambda c: (c.corpus, c.speaker, c.clip_id))
+    text = _to_csv(clips)
+    index_hash = hashlib.sha256(text.encode()).hexdigest()[:16]
+    manifest.write([row for row in rows if row.clip_id in {c.clip_id for c in clips}],
+                   layout.corpus_manifest(data_dir))
+    write_text_atomic(csv_path, text)
+    write_json_atomic(json_path, stage_record(
+        stage="index", key=key, config=config.to_dict(), sources=[asdict(s) for s in sources],
+        index_hash=index_hash, clips_hash=clips_hash(clips), clips=len(clips),
+        emotions=list(labels.EMOTIONS), corpora=sorted({c.corpus for c in clips}),
+        speakers=sorted(speakers), skipped=skipped, left_out=said,
+        duplicates={c.clip_id: c.duplicate_of for c in clips if c.duplicate_of}))
+    return IndexResult(clips, skipped, index_hash, left_out=said)
+
+
+def _audio_facts(rows: list[manifest.Row], skipped: dict) -> list[dict]:
+    """Each readable row as the fields of a ``Clip`` (without ``duplicate_of``, ``fold``);
+    an unreadable or empty file goes to ``skipped`` by reason."""
+    from pipeline import audio
+    from pipeline.errors import UnreadableAudioError
+
+    records = []
+    with bar(total=len(rows), desc="index", unit="file") as progress:
+        for row in rows:
+            try:
+                samples, sample_rate = audio.read(Path(row.path))
+            except AudioError as exc:
+                reason = ("no audio frames" if "no audio frames" in str(exc)
+                          else "not readable audio" if isinstance(exc, UnreadableAudioError)
+                          else "no usable audio (empty or too long)")
+                skipped.setdefault(reason, []).append(row.path)
+                log.warning("left out: %s", exc)
+            else:
+                records.append({
+                    "path": row.path, "corpus": row.corpus, "clip_id": row.clip_id,
+                    "label": row.label, "emotion": row.emotion, "speaker": row.speaker_key,
+                    "gender": row.gender, "sample_rate": int(sample_rate),
+                    "channels": int(samples.shape[1]), "num_samples": int(samples.shape[0]),
+                    "duration": round(samples.shape[0] / sample_rate, 4),
+                    "content_hash": _content_hash(samples)})
+            progress.update(1)
+    return records
 
 
 def _content_hash(samples: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(samples).tobytes()).hexdigest()[:20]
-
-
-def _scan(path: Path, root: Path) -> tuple[dict | None, str | None]:
-    """Read one file: (row fields, None) or (None, reason it is left out)."""
-    import soundfile
-
-    try:
-        name = ravdess.parse_name(path.stem)
-    except ravdess.BadClipName as exc:
-        return None, f"name does not parse ({exc})"
-    if not name.is_speech:
-        return None, "song, not speech"
-    try:
-        info = soundfile.info(str(path))
-        samples, _ = soundfile.read(str(path), dtype="int32", always_2d=True)
-    except Exception as exc:  # soundfile raises several types for bad input
-        return None, f"not readable audio ({type(exc).__name__})"
-    if samples.shape[0] == 0:
-        return None, "no audio frames"
-    return {
-        "path": path.relative_to(root).as_posix(), "clip_id": name.clip_id,
-        "modality": name.modality, "vocal_channel": name.vocal_channel,
-        "emotion": ravdess.EMOTIONS[name.emotion], "label": name.emotion,
-        "intensity": name.intensity, "statement": name.statement,
-        "repetition": name.repetition, "actor": name.actor, "gender": name.gender,
-        "sample_rate": int(info.samplerate), "channels": int(info.channels),
-        "num_samples": int(samples.shape[0]), "duration": round(samples.shape[0] / info.samplerate, 4),
-        "content_hash": _content_hash(samples),
-    }, None
-
-
-def _listing(root: Path) -> tuple[list[Path], dict[str, list[str]]]:
-    """The audio files under ``root`` (``pipeline.scan``'s rule) and the rest by reason."""
-    found = scan([root])
-    return found.files, {reason: [p.relative_to(root).as_posix() for p in paths]
-                         for reason, paths in found.skipped.items()}
-
-
-def build_index(*, data_dir: Path, config: IndexConfig = IndexConfig(),
-                force: bool = False) -> IndexResult:
-    """Index the corpus under ``data_dir`` (see module docstring)."""
-    root = corpus_root(data_dir)
-    csv_path, json_path = layout.index_csv(data_dir), layout.index_manifest(data_dir)
-    files, scan_skipped = _listing(root)
-    key = hash_obj({"config": config.to_dict(), "format": INDEX_FORMAT, "root": str(root),
-                    "code": code_hash(__name__),
-                    "files": [(p.relative_to(root).as_posix(), p.stat().st_size,
-                               p.stat().st_mtime_ns) for p in files]})
-    done = read_json(json_path)
-    # The CSV is written before its manifest: a run that died in between (or a hand edit)
-    # leaves a CSV the manifest does not describe, so its hash must match too.
-    if (not force and done and done.get("key") == key and csv_path.exists()
-            and done.get("index_hash") == hashlib.sha256(csv_path.read_bytes()).hexdigest()[:16]):
-        log.info("index is current (%d clips); nothing to do (--force redoes it)", done["clips"])
-        return IndexResult(load_index(data_dir), done.get("skipped", {}),
-                           done["index_hash"], cached=True)
-
-    rows, skipped = [], defaultdict(list, scan_skipped)
-    with bar(total=len(files), desc="index", unit="file") as progress:
-        for path in files:
-            row, reason = _scan(path, root)
-            if row is None:
-                skipped[reason.split(" (")[0]].append(path.relative_to(root).as_posix())
-            else:
-                rows.append(row)
-            progress.update(1)
-    if not rows:
-        raise CorpusError(f"no RAVDESS speech clips under {root}: expected Actor_XX/"
-                          "03-01-EE-II-SS-RR-AA.wav files; check 'ser download --source'")
-    rows = _drop_repeated_ids(rows, skipped)
-    _mark_duplicates(rows)
-    genders = {row["actor"]: row["gender"] for row in rows}
-    folds = assign_folds(genders, folds=config.folds, seed=config.seed)
-    clips = sorted((Clip(**row, fold=folds[row["actor"]]) for row in rows),
-                   key=lambda clip: (clip.actor, clip.clip_id))
-    text = _to_csv(clips)
-    index_hash = hashlib.sha256(text.encode()).hexdigest()[:16]
-    write_text_atomic(csv_path, text)
-    write_json_atomic(json_path, manifest(
-        stage="index", key=key, config=config.to_dict(), root=str(root), index_hash=index_hash,
-        clips_hash=clips_hash(clips),
-        clips=len(clips), actors=sorted(genders), skipped=dict(skipped),
-        duplicates={c.clip_id: c.duplicate_of for c in clips if c.duplicate_of}))
-    return IndexResult(clips, dict(skipped), index_hash)
-
-
-def _drop_repeated_ids(rows: list[dict], skipped: dict) -> list[dict]:
-    """Keep one file per clip id (a corpus holding both x.wav and x.flac, say)."""
-    seen, kept = set(), []
-    for row in rows:
-        if row["clip_id"] in seen:
-            skipped["clip id already indexed from another file"].append(row["path"])
-        else:
-            seen.add(row["clip_id"])
-            kept.append(row)
-    return kept
 
 
 def _mark_duplicates(rows: list[dict]) -> None:
@@ -237,48 +265,43 @@ def load_index(data_dir: Path) -> list[Clip]:
 
 
 def index_record(data_dir: Path) -> dict:
-    """The index's manifest (``index.json``): config (folds, split seed), hashes, counts.
-    Raises ``CorpusError`` when there is none."""
+    """The index's record (``index.json``): config (folds, split seed), sources, hashes,
+    counts. Raises ``CorpusError`` when there is none."""
     record = read_json(layout.index_manifest(data_dir))
     if not record or "index_hash" not in record:
         raise CorpusError(f"no index manifest in {data_dir}: run 'ser index' first")
     return record
 
 
-def index_hash(data_dir: Path) -> str:
-    """The hash of the current index, folds included (what training runs are keyed on)."""
-    return index_record(data_dir)["index_hash"]
-
-
 def clips_hash(clips: list[Clip]) -> str:
-    """The hash of the clips without their folds: paths, names, labels, actors, audio
-    formats and content hashes. Features are keyed on it, so that assigning folds or
-    changing the split seed never re-extracts."""
-    return hash_obj([{k: v for k, v in asdict(clip).items() if k != "fold"} for clip in clips])
+    """The hash of what features depend on: each clip's id (augmentation draws are seeded
+    by it), audio format and content hash. Not folds, labels, speakers or paths."""
+    keyed = ("clip_id", "sample_rate", "channels", "num_samples", "content_hash")
+    return hash_obj([{k: getattr(clip, k) for k in keyed} for clip in clips])
 
 
 def summary(result: IndexResult) -> str:
-    """A readable summary: clips per emotion, actor and fold, duration, what was left out."""
+    """A readable summary: per corpus its clips, speakers and emotions; per fold its
+    clips and speakers; stereo files, duplicates, and what was left out."""
     clips = result.clips
-    lines = [f"{len(clips)} clips, {len({c.actor for c in clips})} actors, "
+    lines = [f"{len(clips)} clips, {len({c.speaker for c in clips})} speakers, "
              f"{sum(c.duration for c in clips) / 60:.1f} min of audio"]
-    per_emotion = Counter(c.emotion for c in clips)
-    lines.append("per emotion: " + ", ".join(f"{e} {per_emotion[e]}" for e in ravdess.EMOTIONS))
-    per_actor = Counter(c.actor for c in clips)
-    lines.append("per actor:   " + ", ".join(f"{a:02d}:{n}" for a, n in sorted(per_actor.items())))
+    for corpus in sorted({c.corpus for c in clips}):
+        mine = [c for c in clips if c.corpus == corpus]
+        per_emotion = Counter(c.emotion for c in mine)
+        lines.append(f"{corpus}: {len(mine)} clips, {len({c.speaker for c in mine})} speakers; "
+                     + ", ".join(f"{e} {per_emotion[e]}" for e in labels.EMOTIONS
+                                 if per_emotion[e]))
     for fold in sorted({c.fold for c in clips}):
-        actors = sorted({c.actor for c in clips if c.fold == fold})
-        n = sum(c.fold == fold for c in clips)
-        lines.append(f"fold {fold}: {n} clips, actors {', '.join(f'{a:02d}' for a in actors)}")
+        mine = [c for c in clips if c.fold == fold]
+        speakers = sorted({c.speaker for c in mine})
+        lines.append(f"fold {fold}: {len(mine)} clips, speakers {', '.join(speakers)}")
     stereo = [c.path for c in clips if c.channels > 1]
-    lines.append(f"stereo (averaged to mono later): {len(stereo)}"
-                 + (f" ({', '.join(stereo)})" if stereo else ""))
-    for clip in clips:
-        if clip.duplicate_of:
-            lines.append(f"duplicate audio: {clip.clip_id} is identical to {clip.duplicate_of}")
-    missing = [a for a in ravdess.EXPECTED_ACTORS if a not in per_actor]
-    if missing:
-        lines.append(f"warning: actors missing from this copy: {', '.join(f'{a:02d}' for a in missing)}")
+    lines.append(f"more than one channel (mixed to mono later): {len(stereo)}"
+                 + (f" (e.g. {', '.join(stereo[:3])})" if stereo else ""))
+    lines += [f"duplicate audio: {c.clip_id} is identical to {c.duplicate_of}"
+              for c in clips if c.duplicate_of]
+    lines += list(result.left_out)
     for reason, paths in sorted(result.skipped.items()):
         examples = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
         lines.append(f"left out ({reason}): {len(paths)} file(s), e.g. {examples}")

@@ -41,6 +41,11 @@ def index_manifest(data_dir: Path) -> Path:
     return Path(data_dir) / "index.json"
 
 
+def corpus_manifest(data_dir: Path) -> Path:
+    """The indexed rows in the manifest format (``pipeline.manifest``)."""
+    return Path(data_dir) / "manifest.jsonl"
+
+
 # --- artifacts/features --------------------------------------------------------------
 
 def features_dir(artifacts_dir: Path) -> Path:

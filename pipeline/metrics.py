@@ -37,3 +37,31 @@ def summarise(matrix: np.ndarray, labels: tuple[str, ...] | list[str]) -> dict:
         "labels": list(labels),  # row (true) and column (predicted) order of "confusion"
         "confusion": matrix.astype(int).tolist(),
     }
+
+
+def cross_corpus(true: np.ndarray, probabilities: np.ndarray, emotions: tuple[str, ...],
+                 labels: tuple[str, ...]) -> dict:
+    """Figures of ``probabilities`` ``(n, len(labels))`` against ``true`` label indices
+    ``(n,)`` from a corpus that has only ``emotions`` (a subset of ``labels``):
+
+    - ``pooled``: the argmax over every label (a verdict outside ``emotions``, e.g. calm,
+      is wrong); UA is the mean recall over ``emotions``;
+    - ``restricted`` (only when ``emotions`` is not all of ``labels``): calm's probability
+      added to neutral's when the corpus has neutral and no calm, then the argmax over
+      ``emotions`` alone;
+    - ``predicted_share``: the share of clips given each label (argmax over all).
+    """
+    labels = tuple(labels)
+    predicted = probabilities.argmax(axis=1)
+    figures = {"pooled": summarise(confusion(true, predicted, len(labels)), labels),
+               "predicted_share": {label: float(np.mean(predicted == i))
+                                   for i, label in enumerate(labels)}}
+    if set(emotions) != set(labels):
+        present = np.array([labels.index(e) for e in labels if e in emotions])
+        folded = probabilities.copy()
+        if "neutral" in emotions and "calm" not in emotions and "calm" in labels:
+            folded[:, labels.index("neutral")] += folded[:, labels.index("calm")]
+        restricted = present[folded[:, present].argmax(axis=1)]
+        figures["restricted"] = summarise(confusion(true, restricted, len(labels)), labels)
+        figures["emotions"] = [e for e in labels if e in emotions]
+    return figures

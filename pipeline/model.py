@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline import ravdess
+from pipeline.labels import EMOTIONS
 from pipeline.errors import TrainingError
 from pipeline.stages import atomic_path
 
@@ -219,17 +219,17 @@ def logits_for(model: nn.Module, features: torch.Tensor, rows: np.ndarray, *, de
 
 
 def save_model(path: Path, model: EmotionCNN, *, train_config: dict, feature_config: dict,
-               info: dict) -> None:
+               info: dict, label_map: tuple[str, ...] = EMOTIONS) -> None:
     """A trained model's ``model.pt``, written atomically: the weights (normalisation
     buffers included) and, as JSON text, the model, training and feature configs, the
-    label order and the run's ``info``; plain tensors and strings, so it loads with
+    label order (``label_map``, one per output) and the run's ``info``; plain tensors and strings, so it loads with
     ``weights_only=True`` (no code runs)."""
     with atomic_path(path) as tmp:
         torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "model_config": json.dumps(model.config.to_dict()),
                     "train_config": json.dumps(train_config),
                     "feature_config": json.dumps(feature_config),
-                    "label_map": json.dumps(list(ravdess.EMOTIONS)),
+                    "label_map": json.dumps(list(label_map)),
                     "info": json.dumps(info, default=str)}, tmp)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import distributed, ravdess
+from pipeline import distributed
 from pipeline.batches import balanced_weights, normalisation_stats
 from pipeline.metrics import confusion, summarise
 from pipeline.model import logits_for
@@ -27,6 +27,7 @@ class Session:
     features: "torch.Tensor"
     labels: "torch.Tensor"
     label_column: np.ndarray
+    label_map: tuple[str, ...]
     class_weights: "torch.Tensor | None"
     split: Split
     config: TrainConfig  # this rank's (distributed.rank_config)
@@ -74,7 +75,7 @@ class Session:
         optimiser, schedule = optimiser_and_schedule(
             trainable, config, rows=distributed.rank_rows(len(split.train), group))
         return cls(model, distributed.wrap(trainable, group, device), optimiser, schedule,
-                   features, labels, store.label, weights, split, config, device, group,
+                   features, labels, store.label, store.label_map, weights, split, config, device, group,
                    accelerated, getattr(trainable, "actor_head", None), targets)
 
     def validate(self) -> dict:
@@ -82,4 +83,4 @@ class Session:
         predicted = logits_for(self.model, self.features, self.split.val,
                                device=self.device).argmax(1)
         return summarise(confusion(self.label_column[self.split.val], predicted,
-                                   len(ravdess.EMOTIONS)), ravdess.EMOTIONS)
+                                   len(self.label_map)), self.label_map)

@@ -26,8 +26,9 @@ class Split:
     test_folds: tuple[int, ...]
     val_folds: tuple[int, ...]
 
-    def actors(self, actor_column: np.ndarray) -> dict[str, list[int]]:
-        return {role: sorted({int(a) for a in actor_column[rows]})
+    def actors(self, speaker_column: np.ndarray) -> dict[str, list[str]]:
+        """The speakers (``<corpus>:<speaker>``) of each role, sorted."""
+        return {role: sorted({str(a) for a in speaker_column[rows]})
                 for role, rows in (("train", self.train), ("val", self.val), ("test", self.test))}
 
 
@@ -81,11 +82,11 @@ def split_for(store, fold: int | str | None, *, val_folds: int, seed: int) -> Sp
 
 
 def split_key(store, fold: int | str | None, *, split_seed: int) -> dict | None:
-    """What a run's split depends on beyond the clips: each actor's fold (fold runs), and
+    """What a run's split depends on beyond the clips: each speaker's fold (fold runs), and
     the split seed too (``random``); None for ``final``, which trains on every actor."""
     if fold is None:
         return None
-    folds = sorted({(int(a), int(f)) for a, f in zip(store.actor, store.fold)})
+    folds = sorted({(str(a), int(f)) for a, f in zip(store.speaker, store.fold)})
     return {"folds": folds, **({"split_seed": split_seed} if fold == "random" else {})}
 
 

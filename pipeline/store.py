@@ -3,11 +3,11 @@
 A shard ``shard-NNNNN.h5`` holds, for its rows (one row per clip copy):
 
 - ``features``: float16 ``(n, 2, n_mels, num_frames)`` (channel 0 MFCC, 1 log-mel dB)
-- ``label`` int8, ``actor`` int8, ``copy`` int8, ``clip_id`` bytes ``(n,)``
+- ``copy`` int8 (0: the clean copy), ``clip_id`` bytes ``(n,)``
 - ``aug_params`` float64 ``(n, 9)``: ``AugmentParams.FIELDS`` (shift_seconds, semitones,
   snr_db, speed, noise_seed, noise_beta, telephone, rt60, drr_db)
 
-and attributes: ``cache_key``, ``feature_config`` / ``augment_config`` / ``label_map``
+and attributes: ``cache_key``, ``feature_config`` / ``augment_config``
 (JSON), ``code_version``, ``clip_ids`` (the clips assigned to it) and ``failures`` (JSON).
 
 Layout: contiguous datasets, no chunking, no compression. Training reads whole shards
@@ -26,8 +26,9 @@ on a 400 MB file in the page cache (2-core machine), so ~0.07 s for the default 
 ~104 MB store, the same read ``train`` does anyway. The modification time is not
 trusted: a file overwritten in place can keep it.
 
-Folds are not stored: they belong to the index, and ``load_store`` joins them to the
-rows by clip id, so assigning folds anew never touches the features.
+Labels, speakers, corpora and folds are not stored: they belong to the index, and
+``load_store`` joins them to the rows by clip id, so assigning folds anew or remapping a
+corpus's labels never touches the features.
 """
 
 from __future__ import annotations
@@ -43,22 +44,27 @@ from pipeline import faults, layout
 from pipeline.errors import StaleInputError
 from pipeline.stages import hash_file, read_json
 
-COLUMNS = ("label", "actor", "copy")
+COLUMNS = ("copy",)
 
 
 @dataclass
 class FeatureStore:
     """All rows of a feature store in memory; ``features`` float16 ``(n, 2, n_mels,
-    num_frames)``; ``fold`` from the index the store was loaded with."""
+    num_frames)``. From the index the store was loaded with: ``label`` (int, position in
+    ``label_map``), ``speaker`` (str, ``<corpus>:<speaker>``), ``actor`` (int codes of the
+    speakers, 0..n-1), ``corpus`` (str) and ``fold``."""
 
     features: np.ndarray
     label: np.ndarray
     actor: np.ndarray
+    speaker: np.ndarray
+    corpus: np.ndarray
     fold: np.ndarray
     copy: np.ndarray
     clip_id: np.ndarray  # str
     aug_params: np.ndarray
     manifest: dict
+    label_map: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.label)
@@ -161,6 +167,19 @@ def load_store(artifacts_dir: Path, *, clips: list) -> FeatureStore:
     if not parts:
         raise StaleInputError(f"feature store {folder} has no rows: rerun 'ser extract'")
     merged = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-    fold_of = {clip.clip_id: clip.fold for clip in clips}
-    fold = np.array([fold_of[clip_id] for clip_id in merged["clip_id"]], dtype=np.int8)
-    return FeatureStore(manifest=record, fold=fold, **merged)
+    return FeatureStore(manifest=record, **merged, **_joined(clips, merged["clip_id"]))
+
+
+def _joined(clips: list, clip_ids: np.ndarray) -> dict:
+    """The index's columns for each row's clip: label (position in the model's label
+    set), speaker, its integer code, corpus and fold."""
+    from pipeline.labels import EMOTIONS
+
+    by_id = {clip.clip_id: clip for clip in clips}
+    rows = [by_id[clip_id] for clip_id in clip_ids]
+    speaker = np.array([c.speaker for c in rows], dtype=str)
+    _, actor = np.unique(speaker, return_inverse=True)
+    return {"label": np.array([EMOTIONS.index(c.emotion) for c in rows], dtype=np.int8),
+            "speaker": speaker, "actor": actor.astype(np.int64),
+            "corpus": np.array([c.corpus for c in rows], dtype=str),
+            "fold": np.array([c.fold for c in rows], dtype=np.int8), "label_map": EMOTIONS}

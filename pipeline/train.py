@@ -99,7 +99,8 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     store = load_store(artifacts_dir, clips=load_index(data_dir))
     index = index_record(data_dir)
     split_seed = index["config"]["seed"]
-    config = replace(config, model=replace(config.model, n_mels=int(store.features.shape[2])),
+    config = replace(config, model=replace(config.model, n_mels=int(store.features.shape[2]),
+                                           n_classes=len(store.label_map)),
                      seed=config.seed + member)
     run = layout.member_run(layout.run_name(fold), member)
     dev = pick_device(device)
@@ -127,14 +128,15 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
             layout.run_manifest(artifacts_dir, run).unlink(missing_ok=True)
         distributed.barrier(group)  # every rank has read the checkpoint before it changes
         log.info("%s: %d training rows (%d actors), %d validation, %d test rows; device %s%s",
-                 run, len(split.train), len(split.actors(store.actor)["train"]), len(split.val),
+                 run, len(split.train), len(split.actors(store.speaker)["train"]), len(split.val),
                  len(split.test), dev, f"; {group.world_size} processes" if group else "")
         _epochs(session, state, artifacts_dir=artifacts_dir, run=run, key=key,
                 on_epoch=on_epoch)
     session.model.load_state_dict(state["best_state"])
     val = session.validate() if len(split.val) else None
     info = {"fold": fold, "test_folds": list(split.test_folds), "val_folds": list(split.val_folds),
-            "actors": split.actors(store.actor), "best_epoch": state["best_epoch"],
+            "actors": split.actors(store.speaker),
+            "corpora": sorted({str(c) for c in store.corpus[split.train]}), "best_epoch": state["best_epoch"],
             "epochs_run": state["epoch"], "val": val, "seed": config.seed, "member": member,
             "split_seed": split_seed, "index_hash": index["index_hash"],
             "features_key": store.manifest["key"], "train_code": code_hash(__name__),
@@ -142,7 +144,8 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     if group is None or group.is_main:
         save_model(layout.model_file(artifacts_dir, run), session.model,
                    train_config=config.to_dict(),
-                   feature_config=store.manifest["config"]["features"], info=info)
+                   feature_config=store.manifest["config"]["features"], info=info,
+                   label_map=store.label_map)
         write_json_atomic(layout.run_manifest(artifacts_dir, run), manifest(
             stage="train", key=key, config=config.to_dict(), device=str(dev),
             seconds=round(time.perf_counter() - started, 1), **info))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import bundle as bundles, ravdess
+from pipeline import bundle as bundles, labels
 from pipeline.bundle_header import header_identity
 from pipeline.errors import BundleError, PipelineError
 from pipeline.index import index_hash
@@ -44,7 +44,7 @@ def test_bundle_carries_everything_prediction_needs(trained: Trained):
     from pipeline.store import load_manifest
 
     loaded = trained.bundle
-    assert loaded.labels == ravdess.EMOTIONS
+    assert loaded.labels == labels.EMOTIONS
     assert loaded.feature_config.to_dict() == load_manifest(trained.artifacts_dir)["config"]["features"]
     model, _ = load_model(trained.artifacts_dir / "runs" / "final" / "model.pt")
     trained_state, bundled_state = model.state_dict(), loaded.model.state_dict()
@@ -69,7 +69,7 @@ def test_bundle_file_is_safetensors_with_text_metadata(trained: Trained):
     header, tensors = read_raw(trained.bundle_path)
     assert header["format"] == bundles.FORMAT
     assert header["format_version"] == str(bundles.FORMAT_VERSION)
-    assert json.loads(header["metadata"])["label_map"] == list(ravdess.EMOTIONS)
+    assert json.loads(header["metadata"])["label_map"] == list(labels.EMOTIONS)
     assert len(header["checksum"]) == 64
     assert all(isinstance(t, torch.Tensor) for t in tensors.values())
 
@@ -339,7 +339,7 @@ def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path
         model, _ = load_model(trained.artifacts_dir / "runs" / run / "model.pt")
         singles.append(predict_files([clip], Scorer(model, loaded.feature_config,
                                                     loaded.labels, loaded.views))[0])
-    for label in ravdess.EMOTIONS:
+    for label in labels.EMOTIONS:
         mean = (singles[0].probabilities[label] + singles[1].probabilities[label]) / 2
         assert result.probabilities[label] == pytest.approx(mean, abs=1e-6)
     # the single-model bundle of the same run still loads as one model
@@ -366,7 +366,7 @@ def test_the_shipped_bundle_loads_predicts_and_matches_the_readme(tmp_path):
     # predict scores with the test-time views its cross-validation figure was measured with
     assert loaded.metadata["test_views"] == provenance["test_views"]
     [result] = predict_files([clip], loaded)
-    assert result.error == "" and result.emotion in ravdess.EMOTIONS
+    assert result.error == "" and result.emotion in labels.EMOTIONS
     assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     quoted = re.search(r"\| \*\*mean ± std\*\* \| \| \*\*(\d+\.\d)% ± (\d+\.\d)%\*\*", readme)

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from cli import cli
 from conftest import clip_name, write_corpus
-from pipeline import ravdess
+from pipeline import labels
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("download", "index", "extract", "train", "evaluate", "export", "predict")
@@ -161,12 +161,12 @@ def test_predict_one_file_prints_the_verdict_and_every_emotion(workspace):
     lines = output.strip().splitlines()
     verdict = re.fullmatch(r"Predicted emotion: (\w+) with (\d{1,3}\.\d\d)% confidence", lines[0])
     assert verdict, lines[0]
-    assert verdict[1] in ravdess.EMOTIONS
+    assert verdict[1] in labels.EMOTIONS
     shares = {}
     for line in lines[1:9]:
         label, share = line.split()
         shares[label] = float(share.rstrip("%"))
-    assert list(shares) == list(ravdess.EMOTIONS)
+    assert list(shares) == list(labels.EMOTIONS)
     assert sum(shares.values()) == pytest.approx(100.0, abs=0.05)
     assert shares[verdict[1]] == pytest.approx(float(verdict[2]))
 
@@ -180,10 +180,10 @@ def test_predict_folder_to_csv_and_jsonl(workspace, tmp_path):
     with open(out, newline="") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
-    assert reader.fieldnames == ["path", "emotion", "confidence", *ravdess.EMOTIONS, "notes",
+    assert reader.fieldnames == ["path", "emotion", "confidence", *labels.EMOTIONS, "notes",
                                  "error", "bundle"]
     assert len(rows) == 16 and all(row["error"] == "" for row in rows)
-    assert all(sum(float(row[label]) for label in ravdess.EMOTIONS) == pytest.approx(1.0, abs=1e-4)
+    assert all(sum(float(row[label]) for label in labels.EMOTIONS) == pytest.approx(1.0, abs=1e-4)
                for row in rows)
 
     out_jsonl = tmp_path / "x.jsonl"

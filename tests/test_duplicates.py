@@ -7,16 +7,23 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.duplicates import audio_sha256, by_audio, by_name
+from pipeline.duplicates import audio_sha256, by_audio, by_clip_id
+from pipeline.manifest import Row
 from pipeline.results import FileResult
 
 
-def test_same_name_in_several_formats_and_folders_keeps_the_lossless_copy():
-    files = [Path("a/x.mp3"), Path("a/x.WAV"), Path("a/x.flac"), Path("a/y.ogg"),
-             Path("backup/x.mp3"), Path("b/z.mp3")]
-    kept, dropped = by_name(files)
+def _row(path: str, clip_id: str) -> Row:
+    return Row(path=path, label="angry", emotion="angry", speaker="1", corpus="c",
+               clip_id=clip_id)
+
+
+def test_same_clip_in_several_formats_and_folders_keeps_the_lossless_copy():
+    rows = [_row("a/x.mp3", "x"), _row("a/x.WAV", "x"), _row("a/x.flac", "x"),
+            _row("a/y.ogg", "y"), _row("backup/x.mp3", "x"), _row("b/z.mp3", "z"),
+            _row("sad/x.wav", "sad/x")]  # the same name, another clip (a folders corpus)
+    kept, dropped = by_clip_id(rows)
     # lossless first, then path order ("W" sorts before "f"); the input order is kept
-    assert kept == [Path("a/x.WAV"), Path("a/y.ogg"), Path("b/z.mp3")]
+    assert [r.path for r in kept] == ["a/x.WAV", "a/y.ogg", "b/z.mp3", "sad/x.wav"]
     assert dropped == {"a/x.mp3": "a/x.WAV", "a/x.flac": "a/x.WAV", "backup/x.mp3": "a/x.WAV"}
 
 

@@ -13,9 +13,11 @@ import pytest
 import soundfile
 
 from conftest import clip_name, prepare_store, synth_speech, write_corpus
-from pipeline import layout, ravdess
+from pipeline import layout
+from pipeline.bundle_eval import evaluate_bundle
+from pipeline.labels import EMOTIONS
 from pipeline.errors import PipelineError, StaleInputError
-from pipeline.evaluate import evaluate_bundle, evaluate_folds, format_report
+from pipeline.evaluate import evaluate_folds, format_report
 from pipeline.metrics import confusion, summarise
 from pipeline.views import CLEAN, TEST_VIEWS, to_list
 
@@ -57,7 +59,7 @@ def test_cross_validation_report(fold_runs):
     assert [run["run"] for run in runs] == [f"fold-{f}" for f in FOLDS]
     for run in runs:
         test_actors = run["actors"]["test"]
-        assert test_actors == sorted({c.actor for c in clips if c.fold == run["fold"]})
+        assert test_actors == sorted({c.speaker for c in clips if c.fold == run["fold"]})
         assert not set(test_actors) & (set(run["actors"]["train"]) | set(run["actors"]["val"]))
         metrics = run["metrics"]
         # clean copies of the held-out actors only: one row per clip
@@ -66,7 +68,7 @@ def test_cross_validation_report(fold_runs):
             assert 0.0 <= metrics[key] <= 1.0
         # the default recipe: every other actor trains, the last epoch is kept
         assert run["validation"] is None and run["actors"]["val"] == []
-        assert sorted(run["actors"]["train"] + test_actors) == sorted({c.actor for c in clips})
+        assert sorted(run["actors"]["train"] + test_actors) == sorted({c.speaker for c in clips})
 
     summary = report["summary"]
     for key in ("ua", "wa", "macro_f1"):
@@ -87,7 +89,7 @@ def test_cross_validation_report(fold_runs):
 
     text = format_report(report)
     assert "mean  ± std" in text
-    for label in ravdess.EMOTIONS:
+    for label in EMOTIONS:
         assert any(line.startswith(label) for line in text.splitlines())
 
 
@@ -98,7 +100,6 @@ def _expected_confusion(fold_runs, fold: int, runs: list[str], views) -> list:
     import torch
 
     from pipeline import frontend
-    from pipeline.download import corpus_root
     from pipeline.features import FeatureConfig
     from pipeline.index import load_index
     from pipeline.model import load_model
@@ -109,13 +110,13 @@ def _expected_confusion(fold_runs, fold: int, runs: list[str], views) -> list:
     clips = [c for c in load_index(fold_runs.data_dir) if c.fold == fold]
     predicted = []
     for clip in clips:
-        speech = frontend.load(corpus_root(fold_runs.data_dir) / clip.path, config)
+        speech = frontend.load(Path(clip.path), config)
         x = torch.from_numpy(window_views(speech.main_segment_audio(), config, views))
         with torch.no_grad():
             probabilities = torch.stack([model(x).softmax(1) for model, _ in loaded]).mean(0)
         predicted.append(int(probabilities.mean(0).argmax()))
-    return confusion(np.array([c.label for c in clips]), np.array(predicted),
-                     ravdess.N_CLASSES).tolist()
+    return confusion(np.array([EMOTIONS.index(c.emotion) for c in clips]), np.array(predicted),
+                     len(EMOTIONS)).tolist()
 
 
 @pytest.mark.parametrize("views", [CLEAN, TEST_VIEWS], ids=["no-tta", "tta"])
@@ -135,7 +136,13 @@ def test_each_test_clip_is_scored_from_its_audio_in_the_views(fold_runs, views):
 
 def test_test_time_views_without_the_audio_name_the_file_and_the_fix(tmp_path, fold_runs,
                                                                      monkeypatch):
-    monkeypatch.setattr("pipeline.download.corpus_root", lambda data_dir: tmp_path)
+    import dataclasses
+
+    from pipeline.index import load_index
+
+    moved = [dataclasses.replace(c, path=str(tmp_path / Path(c.path).name))
+             for c in load_index(fold_runs.data_dir)]  # the corpus is gone from where it was
+    monkeypatch.setattr("pipeline.evaluate.load_index", lambda data_dir: moved)
     with pytest.raises(PipelineError, match=r"\.wav: .*restore the file"):
         evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
                        folds=[1])
@@ -188,29 +195,55 @@ def test_bundle_on_a_ravdess_named_folder_goes_through_predict(tmp_path, fold_ru
     assert report["kind"] == "bundle"
     assert report["files"] == len(good) + 1 and report["failed"] == 1
     assert report["corpus"] == "ravdess" and "restricted" not in report
-    assert report["actors"] == [5, 6]
+    assert report["actors"] == ["ravdess:05", "ravdess:06"]
     assert report["pooled"]["n"] == len(good)
     assert report["provenance"]["run"] == "fold-0"
 
     # the same numbers as scoring the files with predict and reading labels from the names
     loaded = bundles.load(fold_bundle)
     results = predict_files(good, loaded)
-    true = [ravdess.label_of(p.stem) for p in good]
+    true = [int(p.stem.split("-")[2]) - 1 for p in good]  # RAVDESS's emotion field
     predicted = [loaded.labels.index(r.emotion) for r in results]
-    expected = summarise(confusion(np.array(true), np.array(predicted), ravdess.N_CLASSES),
-                         ravdess.EMOTIONS)
+    expected = summarise(confusion(np.array(true), np.array(predicted), len(EMOTIONS)),
+                         EMOTIONS)
     assert report["pooled"]["confusion"] == expected["confusion"]
     assert report["pooled"]["ua"] == pytest.approx(expected["ua"])
 
     stem = layout.bundle_report_stem(artifacts_dir, fold_bundle, source)
     assert report["report_path"] == str(stem.with_suffix(".json"))
     assert json.loads(stem.with_suffix(".json").read_text())["files"] == len(good) + 1
-    assert report["skipped"] == {"not corpus-named": 2,  # the interview and the song
-                                 "not scored (no speech, unreadable)": 1,
-                                 "duplicates (counted once)": 0}
+    assert report["skipped"] == {
+        "name does not follow ravdess's layout (Actor_01/03-01-05-01-02-01-01.wav)": 1,
+        "song, not speech": 1, "not scored (no speech, unreadable)": 1,
+        "duplicates (counted once)": 0}
     assert report["trained_actors"] == []  # actors 5 and 6 never trained it
     assert stem.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
     assert "pooled" in format_report(report)
+
+
+def test_the_same_clips_as_emotion_folders_or_a_manifest_give_the_same_recalls(tmp_path,
+                                                                           fold_bundle):
+    named = tmp_path / "named"
+    good = write_corpus(named, actors=(5, 6), emotions=(1, 4, 5), takes=1)
+    folders, lines = tmp_path / "mylabels", []
+    for number, path in enumerate(good):
+        emotion = EMOTIONS[int(path.stem.split("-")[2]) - 1]
+        target = folders / emotion / f"take{number}.wav"  # names that say nothing
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+        lines.append(json.dumps({"path": str(path.relative_to(named)), "emotion": emotion}))
+    (named / "labels.jsonl").write_text("\n".join(lines) + "\n")
+    reports = [evaluate_bundle(bundle_path=fold_bundle, artifacts_dir=tmp_path / name, **how)
+               for name, how in (("a", {"source": named}), ("b", {"source": folders}),
+                                 ("c", {"source": None,
+                                        "manifest_path": named / "labels.jsonl"}))]
+    assert [r["corpus"] for r in reports] == ["ravdess", "mylabels", "labels"]
+    recalls = [{e: m["recall"] for e, m in r["pooled"]["per_class"].items()
+                if m["support"]} for r in reports]
+    assert recalls[0] == recalls[1] == recalls[2] and set(recalls[0]) == {"neutral", "sad",
+                                                                          "angry"}
+    assert [r["pooled"]["n"] for r in reports] == [len(good)] * 3
+    assert reports[1]["actors"] == [] and reports[1]["trained_actors"] == []
 
 
 def test_a_clip_in_three_formats_or_copied_under_another_name_counts_once(tmp_path, fold_bundle):
@@ -245,8 +278,9 @@ def test_the_bundles_own_training_actors_are_warned_about(tmp_path, fold_runs, f
     with caplog.at_level("WARNING", logger="pipeline"):
         report = evaluate_bundle(bundle_path=fold_bundle, source=fold_runs.corpus,
                                  artifacts_dir=tmp_path / "art")
-    assert report["actors"] == [1, 2, 3, 4] and report["trained_actors"] == sorted(trained)
-    assert any(f"{len(trained)} of the 4 actors in" in m and "trained this bundle" in m
+    assert report["actors"] == [f"ravdess:{a:02d}" for a in (1, 2, 3, 4)]
+    assert report["trained_actors"] == sorted(trained)
+    assert any(f"{len(trained)} of the 4 speakers in" in m and "trained this bundle" in m
                for m in caplog.messages)
     assert "these figures are not of unseen voices" in format_report(report)
 
@@ -261,7 +295,7 @@ def test_reports_are_named_after_the_bundle_and_the_source(tmp_path, fold_bundle
     paths = [Path(r["report_path"]) for r in reports]
     assert paths[0] != paths[1] and all(p.exists() for p in paths)  # the first is kept
     assert all(p.name.startswith(f"bundle-{fold_bundle.stem}-clips-") for p in paths)
-    assert [json.loads(p.read_text())["actors"] for p in paths] == [[5], [6]]
+    assert [json.loads(p.read_text())["actors"] for p in paths] == [["ravdess:05"], ["ravdess:06"]]
 
 
 def test_a_folder_where_every_clip_fails_is_an_error_and_writes_no_report(tmp_path, fold_bundle):
@@ -270,7 +304,7 @@ def test_a_folder_where_every_clip_fails_is_an_error_and_writes_no_report(tmp_pa
     for emotion in (1, 5):
         (source / f"{clip_name(emotion=emotion, actor=5)}.wav").write_bytes(b"RIFF....garbage")
     artifacts_dir = tmp_path / "artifacts"
-    with pytest.raises(PipelineError, match="none of the 2 clips under .* could be scored"):
+    with pytest.raises(PipelineError, match="none of the 2 clips of .* could be scored"):
         evaluate_bundle(bundle_path=fold_bundle, source=source, artifacts_dir=artifacts_dir)
     assert not list(artifacts_dir.rglob("*.json"))
 
@@ -285,10 +319,10 @@ def test_a_report_with_undefined_figures_is_strict_json(tmp_path, fold_bundle):
     assert report["pooled"]["per_class"]["neutral"]["recall"] is None
 
 
-def test_bundle_on_a_folder_without_ravdess_names_is_an_error(tmp_path, fold_bundle):
+def test_bundle_on_a_folder_without_labels_is_an_error_naming_the_layouts(tmp_path, fold_bundle):
     (tmp_path / "clips").mkdir()
     soundfile.write(tmp_path / "clips" / "hello.wav", synth_speech(emotion=1), 16000)
-    with pytest.raises(PipelineError, match=r"no labelled clips.*ravdess \(03-01-EE"):
+    with pytest.raises(PipelineError, match=r"Actor_01/03-01-05-01-02-01-01.*angry/"):
         evaluate_bundle(bundle_path=fold_bundle, source=tmp_path / "clips",
                         artifacts_dir=tmp_path / "artifacts")
 

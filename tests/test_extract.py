@@ -80,21 +80,19 @@ def test_extract_writes_every_clip_and_copy_with_compact_dtypes(indexed, tmp_pat
     clips = {clip.clip_id: clip for clip in load_index(indexed)}
     seen: dict[str, list[int]] = {}
     for datasets, attrs in shards.values():
-        n = len(datasets["label"])
+        n = len(datasets["copy"])
         assert n == 8 * 3
         assert datasets["features"].dtype == np.float16
         assert datasets["features"].shape == (n, *config.features.shape)
         assert np.all(np.isfinite(datasets["features"]))
-        assert "fold" not in datasets  # folds belong to the index
-        for column in ("label", "actor", "copy"):
-            assert datasets[column].dtype == np.int8 and datasets[column].shape == (n,)
+        for column in ("fold", "label", "actor"):  # these belong to the index
+            assert column not in datasets
+        assert datasets["copy"].dtype == np.int8 and datasets["copy"].shape == (n,)
         assert datasets["aug_params"].dtype == np.float64
         assert datasets["aug_params"].shape == (n, len(AugmentParams.FIELDS))
         assert attrs["cache_key"] == config.cache_key(clips_hash(load_index(indexed)))
         assert json.loads(attrs["feature_config"]) == config.features.to_dict()
         for i, clip_id in enumerate(datasets["clip_id"].astype(str)):
-            clip = clips[clip_id]
-            assert (datasets["label"][i], datasets["actor"][i]) == (clip.label, clip.actor)
             seen.setdefault(clip_id, []).append(int(datasets["copy"][i]))
     assert sorted(seen) == sorted(clips)
     assert all(sorted(copies) == [0, 1, 2] for copies in seen.values())
@@ -335,7 +333,7 @@ def test_tasks_and_config_pickle_and_travel_to_a_joblib_worker(indexed, tmp_path
     for task in tasks[:2]:
         with h5py.File(task.out_path, "r") as handle:
             assert json.loads(handle.attrs["clip_ids"]) == [c.clip_id for c in task.clips]
-            assert len(handle["label"]) == 8 * 2
+            assert len(handle["copy"]) == 8 * 2
 
 
 # --- resume after a killed run ------------------------------------------------------------

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.metrics import confusion, summarise
+from pipeline.labels import EMOTIONS
+from pipeline.metrics import confusion, cross_corpus, summarise
 
 LABELS = ("a", "b", "c", "d")
 # class d never occurs in the truth but is predicted once
@@ -72,3 +73,42 @@ def test_agrees_with_scikit_learn_when_every_class_occurs(rng):
     assert ours["wa"] == pytest.approx(metrics_module.accuracy_score(true, predicted))
     assert ours["ua"] == pytest.approx(metrics_module.balanced_accuracy_score(true, predicted))
     assert ours["macro_f1"] == pytest.approx(metrics_module.f1_score(true, predicted, average="macro"))
+
+
+# --- a corpus with fewer emotions than the model (URDU's four) ----------------------
+
+def _onehot(rows: list[dict[str, float]]) -> np.ndarray:
+    out = np.zeros((len(rows), len(EMOTIONS)))
+    for i, row in enumerate(rows):
+        for label, p in row.items():
+            out[i, EMOTIONS.index(label)] = p
+    return out
+
+
+def test_cross_corpus_counts_calm_as_wrong_8_way_and_as_neutral_4_way():
+    urdu = ("neutral", "happy", "sad", "angry")
+    true = np.array([EMOTIONS.index(e) for e in ("neutral", "neutral", "angry", "sad")])
+    probabilities = _onehot([
+        {"calm": 0.5, "neutral": 0.2, "happy": 0.3},   # 8-way calm (wrong); 4-way neutral 0.7
+        {"neutral": 0.6, "angry": 0.4},                 # right both ways
+        {"surprised": 0.6, "angry": 0.4},               # 8-way wrong; 4-way angry
+        {"fearful": 0.5, "sad": 0.2, "happy": 0.3},     # wrong both ways (happy 4-way)
+    ])
+    figures = cross_corpus(true, probabilities, urdu, EMOTIONS)
+    eight, four = figures["pooled"]["per_class"], figures["restricted"]["per_class"]
+    assert eight["neutral"]["recall"] == 0.5 and four["neutral"]["recall"] == 1.0
+    assert eight["angry"]["recall"] == 0.0 and four["angry"]["recall"] == 1.0
+    assert eight["sad"]["recall"] == 0.0 and four["sad"]["recall"] == 0.0
+    # UA is the mean over the corpus's emotions that occur (happy has no clip here)
+    assert figures["pooled"]["ua"] == pytest.approx((0.5 + 0.0 + 0.0) / 3)
+    assert figures["restricted"]["ua"] == pytest.approx((1.0 + 1.0 + 0.0) / 3)
+    assert figures["predicted_share"] == pytest.approx(
+        {**{e: 0.0 for e in EMOTIONS}, "calm": 0.25, "neutral": 0.25, "surprised": 0.25,
+         "fearful": 0.25})
+    assert figures["emotions"] == list(urdu)
+
+
+def test_cross_corpus_on_all_eight_emotions_has_no_restricted_figure():
+    true = np.arange(8)
+    figures = cross_corpus(true, np.eye(8), EMOTIONS, EMOTIONS)
+    assert figures["pooled"]["ua"] == 1.0 and "restricted" not in figures

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline import bundle as bundles
-from pipeline import ravdess
+from pipeline import labels
 from pipeline.errors import BundleError
 from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
 
@@ -38,7 +38,7 @@ def exported(trained, tmp_path_factory):  # noqa: F811
 @pytest.mark.parametrize("members", [1, 2])
 def test_onnxruntime_gives_torchs_probabilities(exported, members):
     torch_bundle, onnx_bundle = (bundles.load(path) for path in exported[members])
-    assert onnx_bundle.labels == torch_bundle.labels == ravdess.EMOTIONS
+    assert onnx_bundle.labels == torch_bundle.labels == labels.EMOTIONS
     assert onnx_bundle.views == torch_bundle.views
     assert onnx_bundle.feature_config == torch_bundle.feature_config
     shape = torch_bundle.feature_config.shape
@@ -65,7 +65,7 @@ def test_the_metadata_documents_the_front_end_for_other_runtimes(exported):
 
     props = {p.key: p.value for p in onnx.load(str(exported[1][1])).metadata_props}
     assert props["ser_pipeline_format"] == "ser-pipeline-onnx"
-    assert json.loads(props["labels"]) == list(ravdess.EMOTIONS)
+    assert json.loads(props["labels"]) == list(labels.EMOTIONS)
     config = json.loads(props["feature_config"])
     assert config["sample_rate"] == 16000 and "front_end" in config and "vad" in config["front_end"]
     assert json.loads(props["metadata"])["provenance"]["run"] == "final"
@@ -167,10 +167,10 @@ def test_the_checksum_covers_the_metadata_and_sits_where_the_loader_finds_it(exp
     zeroed = data.replace(entry, StringStringEntryProto(key="checksum",
                                                         value="0" * 64).SerializeToString())
     assert hashlib.sha256(zeroed).hexdigest() == stored
-    labels = json.dumps(list(ravdess.EMOTIONS)).encode()  # "labels", and in "metadata"
-    assert labels in data
+    names = json.dumps(list(labels.EMOTIONS)).encode()  # "labels", and in "metadata"
+    assert names in data
     relabelled = tmp_path / "relabelled.onnx"  # two classes swapped in place, same size
-    relabelled.write_bytes(data.replace(labels, labels.replace(b"neutral", b"NEUTRAL")))
+    relabelled.write_bytes(data.replace(names, names.replace(b"neutral", b"NEUTRAL")))
     assert _props(relabelled)["labels"] != _props(exported[1][1])["labels"]
     assert "is corrupt" in _refused(relabelled)
 

@@ -15,7 +15,7 @@ import soundfile
 from click.testing import CliRunner
 
 from conftest import clip_name, prepare_store, synth_speech
-from pipeline import ravdess
+from pipeline import labels
 from pipeline.errors import PipelineError
 from pipeline.predict import expand_inputs, file_windows, predict_files
 from pipeline.results import TIMELINE_FIELDS, format_single, write_results
@@ -95,7 +95,7 @@ def test_a_bundle_scores_every_test_time_view_and_averages_them(trained):
     [result] = predict_files([path], bundle)
     one_view = [predict_files([path], dataclasses.replace(bundle, views=(view,)))[0]
                 for view in TEST_VIEWS]
-    for label in ravdess.EMOTIONS:
+    for label in labels.EMOTIONS:
         mean = np.mean([r.probabilities[label] for r in one_view])
         assert result.probabilities[label] == pytest.approx(mean, abs=1e-6)
     [clean] = predict_files([path], dataclasses.replace(bundle, views=CLEAN))
@@ -140,10 +140,10 @@ def test_csv_contract(tmp_path, trained):
     assert [row["path"] for row in rows] == [str(f) for f in files]
     for row, result in zip(rows, results):
         assert row["error"] == ""
-        probabilities = np.array([float(row[label]) for label in ravdess.EMOTIONS])
+        probabilities = np.array([float(row[label]) for label in labels.EMOTIONS])
         assert np.all((probabilities >= 0) & (probabilities <= 1))
         assert probabilities.sum() == pytest.approx(1.0, abs=1e-4)
-        assert row["emotion"] == ravdess.EMOTIONS[int(probabilities.argmax())] == result.emotion
+        assert row["emotion"] == labels.EMOTIONS[int(probabilities.argmax())] == result.emotion
         assert float(row["confidence"]) == pytest.approx(probabilities.max(), abs=1e-6)
     assert not list(out.parent.glob("*.tmp"))
 
@@ -156,10 +156,10 @@ def test_jsonl_output_with_the_timeline(tmp_path, trained):
     # the timeline records of a file come first, a line each, then the file's own line
     segment, good, missing = [json.loads(line) for line in out.read_text().splitlines()]
     assert good["path"] == str(files[0]) and good["error"] == "" and good["segments"] == 1
-    assert set(good["probabilities"]) == set(ravdess.EMOTIONS)
+    assert set(good["probabilities"]) == set(labels.EMOTIONS)
     assert sum(good["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert good["confidence"] == pytest.approx(max(good["probabilities"].values()))
-    assert set(segment) == {*TIMELINE_FIELDS, *ravdess.EMOTIONS, "bundle"}
+    assert set(segment) == {*TIMELINE_FIELDS, *labels.EMOTIONS, "bundle"}
     assert segment["file"] == good["path"] and segment["emotion"] == good["emotion"]
     assert missing["path"] == str(files[1])
     assert missing["error"] and missing["emotion"] is None and missing["confidence"] is None
@@ -176,8 +176,8 @@ def test_format_single_prints_verdict_then_every_emotion(trained):
     [result] = predict_files([corpus_clip(trained, emotion=4, actor=2)], trained.bundle)
     lines = format_single(result, trained.bundle.labels).splitlines()
     assert lines[0] == f"Predicted emotion: {result.emotion} with {result.confidence:.2%} confidence"
-    assert [line.split()[0] for line in lines[1:9]] == list(ravdess.EMOTIONS)
-    assert float(lines[1 + ravdess.EMOTIONS.index(result.emotion)].split()[1].rstrip("%")) == \
+    assert [line.split()[0] for line in lines[1:9]] == list(labels.EMOTIONS)
+    assert float(lines[1 + labels.EMOTIONS.index(result.emotion)].split()[1].rstrip("%")) == \
         pytest.approx(100 * result.confidence, abs=0.01)
 
 
@@ -255,7 +255,7 @@ def test_broken_files_say_why(mixed_results):
 def test_good_files_are_scored(mixed_results, name):
     result = mixed_results[name]
     assert result.error == ""
-    assert result.emotion in ravdess.EMOTIONS
+    assert result.emotion in labels.EMOTIONS
     assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert result.confidence == pytest.approx(max(result.probabilities.values()))
 
@@ -276,13 +276,13 @@ def test_long_clip_reports_its_segments_and_weights_them_by_speech(mixed_results
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
     for segment in result.segments:
         assert segment["end_s"] > segment["start_s"]
-        assert sum(segment[e] for e in ravdess.EMOTIONS) == pytest.approx(1.0, abs=1e-5)
-        assert segment["emotion"] == max(ravdess.EMOTIONS, key=lambda e: segment[e])
+        assert sum(segment[e] for e in labels.EMOTIONS) == pytest.approx(1.0, abs=1e-5)
+        assert segment["emotion"] == max(labels.EMOTIONS, key=lambda e: segment[e])
     # the file's probabilities are the mean of its segments', weighted by seconds of speech
     weights = np.array([s["speech_s"] for s in result.segments])
-    per_segment = np.array([[s[e] for e in ravdess.EMOTIONS] for s in result.segments])
+    per_segment = np.array([[s[e] for e in labels.EMOTIONS] for s in result.segments])
     expected = weights @ per_segment / weights.sum()
-    assert np.allclose(expected, [result.probabilities[e] for e in ravdess.EMOTIONS], atol=1e-5)
+    assert np.allclose(expected, [result.probabilities[e] for e in labels.EMOTIONS], atol=1e-5)
     assert re.fullmatch(r"[0-9.]+ s of speech in [0-9]+ segments", result.notes[0])
 
 
@@ -336,7 +336,7 @@ def test_cli_on_a_folder_of_hum_tone_and_noise_writes_an_error_row_each(tmp_path
     assert sorted(Path(row["path"]).name for row in rows) == sorted(NOT_SPEECH)
     for row in rows:
         assert row["error"].startswith("no speech detected")
-        assert row["emotion"] == "" and all(row[label] == "" for label in ravdess.EMOTIONS)
+        assert row["emotion"] == "" and all(row[label] == "" for label in labels.EMOTIONS)
 
 
 def test_timeline_csv_has_one_row_per_segment_and_a_row_per_failed_file(tmp_path, mixed_folder,
@@ -347,7 +347,7 @@ def test_timeline_csv_has_one_row_per_segment_and_a_row_per_failed_file(tmp_path
     with open(out, newline="") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
-        assert reader.fieldnames == [*TIMELINE_FIELDS, *ravdess.EMOTIONS, "error", "bundle"]
+        assert reader.fieldnames == [*TIMELINE_FIELDS, *labels.EMOTIONS, "error", "bundle"]
     long_rows = [row for row in rows if row["file"].endswith("long.wav")]
     assert len(long_rows) == len(mixed_results["long.wav"].segments)
     assert [float(row["start_s"]) for row in long_rows] == [

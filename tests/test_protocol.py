@@ -22,14 +22,14 @@ def test_real_index_keeps_actors_and_copies_of_test_clips_out_of_training(tmp_pa
     clips = build_index(data_dir=data_dir, config=IndexConfig(folds=5, seed=0)).clips
     actor_folds = {}
     for clip in clips:
-        actor_folds.setdefault(clip.actor, set()).add(clip.fold)
+        actor_folds.setdefault(clip.speaker, set()).add(clip.fold)
     assert len(actor_folds) == 20
     assert all(len(folds) == 1 for folds in actor_folds.values()), actor_folds
 
     # the rows a feature store holds: every clip x (clean + K augmented copies)
     copies = AugmentConfig().copies + 1
     clip_id = np.repeat([c.clip_id for c in clips], copies)
-    actor = np.repeat([c.actor for c in clips], copies)
+    actor = np.repeat([c.speaker for c in clips], copies)
     fold = np.repeat([c.fold for c in clips], copies)
     copy = np.tile(np.arange(copies), len(clips))
     for test_fold, val_folds in itertools.product(range(5), (0, 1)):

@@ -65,13 +65,12 @@ def test_ravdess_speech_rows_song_skipped_clip_id_is_the_stem(tmp_path):
     assert found.left_out == {}
 
 
-def test_a_second_copy_of_a_clip_is_skipped_not_listed_twice(tmp_path):
+def test_two_copies_of_a_clip_share_its_id_for_the_caller_to_keep_one(tmp_path):
+    # (pipeline.duplicates.by_clip_id keeps the lossless copy: index and evaluate use it)
     root = make(tmp_path / "r", "Actor_01/03-01-05-01-02-01-01.wav",
-                "audio_speech_actors_01-24/Actor_01/03-01-05-01-02-01-01.wav")
+                "audio_speech_actors_01-24/Actor_01/03-01-05-01-02-01-01.flac")
     found = recipes.find_rows("ravdess", root)
-    assert [row.path for row in found.rows] == [str(root / "Actor_01/03-01-05-01-02-01-01.wav")]
-    assert found.skipped[recipes.DUPLICATE] == [
-        "audio_speech_actors_01-24/Actor_01/03-01-05-01-02-01-01.wav"]
+    assert [row.clip_id for row in found.rows] == ["03-01-05-01-02-01-01"] * 2
 
 
 def test_emovo_actor_from_the_name_not_the_folder(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import ravdess
+from pipeline import labels
 from pipeline.features import FeatureConfig
 from pipeline.model import EmotionCNN, Ensemble, ModelConfig
 from pipeline.scorer import Scorer
@@ -30,10 +30,10 @@ def _windows(n: int, views: int) -> np.ndarray:
 
 
 def test_probabilities_are_the_mean_softmax_over_views():
-    scorer = Scorer(_model(0), FeatureConfig(), ravdess.EMOTIONS, TEST_VIEWS)
+    scorer = Scorer(_model(0), FeatureConfig(), labels.EMOTIONS, TEST_VIEWS)
     windows = _windows(3, len(TEST_VIEWS))
     probabilities = scorer.probabilities(windows)
-    assert probabilities.shape == (3, len(ravdess.EMOTIONS))
+    assert probabilities.shape == (3, len(labels.EMOTIONS))
     with torch.no_grad():
         per_view = scorer.model(torch.from_numpy(windows.reshape(-1, 2, 64, 24))).softmax(1)
     expected = per_view.numpy().reshape(3, len(TEST_VIEWS), -1).mean(axis=1)
@@ -44,22 +44,22 @@ def test_probabilities_are_the_mean_softmax_over_views():
 def test_an_ensemble_scorer_averages_its_members():
     members = [_model(0), _model(1)]
     windows = _windows(4, 1)
-    ensemble = Scorer(Ensemble(members).eval(), FeatureConfig(), ravdess.EMOTIONS)
-    singles = [Scorer(m, FeatureConfig(), ravdess.EMOTIONS).probabilities(windows)
+    ensemble = Scorer(Ensemble(members).eval(), FeatureConfig(), labels.EMOTIONS)
+    singles = [Scorer(m, FeatureConfig(), labels.EMOTIONS).probabilities(windows)
                for m in members]
     np.testing.assert_allclose(ensemble.probabilities(windows), np.mean(singles, axis=0),
                                atol=1e-5)
 
 
 def test_with_views_changes_only_the_views():
-    scorer = Scorer(_model(0), FeatureConfig(), ravdess.EMOTIONS, TEST_VIEWS)
+    scorer = Scorer(_model(0), FeatureConfig(), labels.EMOTIONS, TEST_VIEWS)
     clean = scorer.with_views(CLEAN)
     assert clean.views == CLEAN and scorer.views == TEST_VIEWS
     assert clean.model is scorer.model and clean.feature_config == scorer.feature_config
 
 
 def test_a_batch_larger_than_one_forward_pass_scores_as_the_parts_do():
-    scorer = Scorer(_model(0), FeatureConfig(), ravdess.EMOTIONS)
+    scorer = Scorer(_model(0), FeatureConfig(), labels.EMOTIONS)
     windows = _windows(150, 1)  # more than FORWARD_BATCH windows
     whole = scorer.probabilities(windows)
     parts = np.concatenate([scorer.probabilities(windows[:70]), scorer.probabilities(windows[70:])])
@@ -79,7 +79,7 @@ def test_a_scorer_from_runs_is_the_runs_members(tmp_path, members):
                    feature_config=FeatureConfig().to_dict(),
                    info={"features_key": "f", "seed": member})
     scorer = from_run(tmp_path, "fold-0", members, CLEAN)
-    assert scorer.views == CLEAN and scorer.labels == ravdess.EMOTIONS
+    assert scorer.views == CLEAN and scorer.labels == labels.EMOTIONS
     assert scorer.feature_config == FeatureConfig()
     assert [s["info"]["seed"] for s in scorer.saved] == list(range(members))
     assert isinstance(scorer.model, Ensemble) == (members > 1)

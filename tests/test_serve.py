@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline import ravdess
+from pipeline import labels
 from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
@@ -93,7 +93,7 @@ def test_health_model_and_page(server):
         assert json.load(response) == {"status": "ok", "model_loaded": True}
     with urllib.request.urlopen(server + "/model") as response:
         model = json.load(response)
-    assert model["labels"] == list(ravdess.EMOTIONS)
+    assert model["labels"] == list(labels.EMOTIONS)
     assert "non-commercial" in model["licence"] and model["provenance"]["run"] == "final"
     with urllib.request.urlopen(server + "/") as response:
         page = response.read().decode()

@@ -27,7 +27,6 @@ def _rows(n: int = 3, shape=(2, 4, 5)) -> dict[str, np.ndarray]:
     local = np.random.default_rng(0)
     return {
         "features": local.standard_normal((n, *shape)).astype(np.float32) * 50,
-        "label": np.arange(n) % 8, "actor": np.arange(n) + 1,
         "copy": np.arange(n) % 3,
         "clip_id": np.asarray([f"03-01-0{i + 1}-01-01-01-01" for i in range(n)], dtype="S"),
         "aug_params": np.stack([AugmentParams(shift_seconds=0.1 * i).to_row() for i in range(n)]),
@@ -44,10 +43,10 @@ def test_a_shard_round_trips_with_its_dtypes_and_attributes(tmp_path):
     back = read_shard(path)
     assert back["features"].dtype == np.float16
     np.testing.assert_array_equal(back["features"], rows["features"].astype(np.float16))
-    assert "fold" not in back  # folds belong to the index, not the features
-    for column in ("label", "actor", "copy"):
-        assert back[column].dtype == np.int8
-        np.testing.assert_array_equal(back[column], rows[column])
+    for column in ("fold", "label", "actor"):  # these belong to the index, not the features
+        assert column not in back
+    assert back["copy"].dtype == np.int8
+    np.testing.assert_array_equal(back["copy"], rows["copy"])
     assert back["aug_params"].dtype == np.float64
     np.testing.assert_array_equal(back["aug_params"], rows["aug_params"])
     assert list(back["clip_id"]) == [c.decode() for c in rows["clip_id"]]
@@ -61,7 +60,7 @@ def test_a_shard_round_trips_with_its_dtypes_and_attributes(tmp_path):
 
 def test_a_failed_write_leaves_neither_the_shard_nor_a_temporary_file(tmp_path):
     rows = _rows()
-    del rows["label"]
+    del rows["copy"]
     path = tmp_path / "shard-00000.h5"
     with pytest.raises(KeyError):
         write_shard(path, rows=rows, attrs={})
@@ -124,17 +123,19 @@ def test_load_store_reads_every_row(store):
     assert set(loaded.clip_id) == set(by_id)
     for i in range(len(loaded)):
         clip = by_id[loaded.clip_id[i]]
-        assert (loaded.label[i], loaded.actor[i], loaded.fold[i]) == (
-            clip.label, clip.actor, clip.fold)
+        assert (loaded.label_map[loaded.label[i]], loaded.speaker[i], loaded.corpus[i],
+                loaded.fold[i]) == (clip.emotion, clip.speaker, clip.corpus, clip.fold)
+    assert loaded.actor.tolist() == [sorted(set(loaded.speaker)).index(s) for s in loaded.speaker]
     assert sorted(np.unique(loaded.copy)) == [0, 1]
 
 
 def test_load_store_takes_the_folds_from_the_index_it_is_given(store):
     """Folds are joined by clip id at load time: reassigning them needs no extraction."""
     data_dir, artifacts = store
-    clips = [dataclasses.replace(clip, fold=(clip.actor * 7) % 3) for clip in load_index(data_dir)]
+    clips = [dataclasses.replace(clip, fold=int(clip.speaker[-2:]) * 7 % 3)
+             for clip in load_index(data_dir)]
     loaded = load_store(artifacts, clips=clips)
-    np.testing.assert_array_equal(loaded.fold, (loaded.actor.astype(int) * 7) % 3)
+    np.testing.assert_array_equal(loaded.fold, [int(s[-2:]) * 7 % 3 for s in loaded.speaker])
 
 
 def test_load_store_refuses_a_store_from_other_clips(store):

@@ -86,18 +86,18 @@ def test_only_files_longer_than_the_threshold_are_streamed(long_file, tmp_path, 
 
 def test_a_long_file_is_scored_segment_by_segment_as_it_goes(long_file, small_blocks):
     from test_scorer import _model
-    from pipeline import ravdess
+    from pipeline import labels
     from pipeline.predict import iter_predictions
     from pipeline.scorer import Scorer
     from pipeline.views import CLEAN
 
-    scorer = Scorer(_model(0), FeatureConfig(), ravdess.EMOTIONS, CLEAN)
+    scorer = Scorer(_model(0), FeatureConfig(), labels.EMOTIONS, CLEAN)
     seen = []
     [result] = iter_predictions([long_file], scorer, on_segment=seen.append)
     assert result.error == "" and len(result.segments) == len(SPEECH_AT)
     assert seen == result.segments  # each record passed on as it was scored
     assert "streamed" in result.notes[0]
     weights = np.array([s["speech_s"] for s in seen])
-    per_segment = np.array([[s[label] for label in ravdess.EMOTIONS] for s in seen])
+    per_segment = np.array([[s[label] for label in labels.EMOTIONS] for s in seen])
     expected = weights @ per_segment / weights.sum()
-    assert [result.probabilities[label] for label in ravdess.EMOTIONS] == pytest.approx(expected)
+    assert [result.probabilities[label] for label in labels.EMOTIONS] == pytest.approx(expected)

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import layout, ravdess
+from pipeline import layout
+from pipeline.labels import EMOTIONS
 from pipeline import session as session_module
 from pipeline import train as train_module
 from pipeline.augment import AugmentConfig, AugmentParams
@@ -58,14 +59,14 @@ def fold_of(actor: int) -> int:
 def _clips() -> list[Clip]:
     clips = []
     for actor in range(1, N_ACTORS + 1):
-        for label, emotion in enumerate(ravdess.EMOTIONS):
+        for label, emotion in enumerate(EMOTIONS):
             for take in range(TAKES):
                 statement, repetition = 1 + take % 2, 1 + take // 2 % 2
                 clip_id = f"03-01-{label + 1:02d}-01-{statement:02d}-{repetition:02d}-{actor:02d}"
                 clips.append(Clip(
-                    path=f"Actor_{actor:02d}/{clip_id}.wav", clip_id=clip_id, modality=3,
-                    vocal_channel=1, emotion=emotion, label=label, intensity=1,
-                    statement=statement, repetition=repetition, actor=actor,
+                    path=f"/corpus/Actor_{actor:02d}/{clip_id}.wav", corpus="ravdess",
+                    clip_id=clip_id, label=f"{label + 1:02d}", emotion=emotion,
+                    speaker=f"ravdess:{actor:02d}",
                     gender="male" if actor % 2 else "female", sample_rate=16000, channels=1,
                     num_samples=16000, duration=1.0,
                     content_hash=hashlib.sha256(clip_id.encode()).hexdigest()[:20],
@@ -102,30 +103,28 @@ def write_store(root: Path, *, seed: int = 0, poison: float | None = None) -> tu
     shards, poisoned = [], False
     for number, start in enumerate(range(0, len(clips), SHARD_CLIPS)):
         chunk = clips[start:start + SHARD_CLIPS]
-        rows = {k: [] for k in ("features", "label", "actor", "copy", "clip_id", "aug_params")}
+        rows = {k: [] for k in ("features", "copy", "clip_id", "aug_params")}
         for offset, clip in enumerate(chunk):
             for copy in range(COPIES + 1):
-                x = _features(start + offset, clip.label, copy, seed=seed)
+                x = _features(start + offset, EMOTIONS.index(clip.emotion), copy, seed=seed)
                 if poison is not None and not poisoned and clip.fold == 2 and copy == 1:
                     x[1, 3, 5] = poison  # one augmented training row of fold 0's split
                     poisoned = True
                 rows["features"].append(x)
                 rows["aug_params"].append(np.zeros(len(AugmentParams.FIELDS)) + copy)
-                for name, value in (("label", clip.label), ("actor", clip.actor),
-                                    ("copy", copy), ("clip_id", clip.clip_id)):
-                    rows[name].append(value)
+                rows["copy"].append(copy)
+                rows["clip_id"].append(clip.clip_id)
         path = layout.shard_file(artifacts_dir, number)
         write_shard(path, rows={**{k: np.asarray(v) for k, v in rows.items()},
                                 "clip_id": np.asarray(rows["clip_id"], dtype="S")}, attrs={
             "cache_key": key, "feature_config": config.features.to_dict(), "failures": {},
             "clip_ids": [c.clip_id for c in chunk]})
-        shards.append({"file": path.name, "rows": len(rows["label"]), "clips": len(chunk),
+        shards.append({"file": path.name, "rows": len(rows["copy"]), "clips": len(chunk),
                        "bytes": path.stat().st_size, "sha256": hash_file(path)})
     write_json_atomic(layout.features_manifest(artifacts_dir), manifest(
         stage="extract", key=key, config=config.to_dict(), clips_hash=clips_hash(clips),
         features_version=FEATURES_VERSION, shape=list(config.features.shape),
-        rows=sum(s["rows"] for s in shards), clips=len(clips), failures={}, shards=shards,
-        label_map=list(ravdess.EMOTIONS)))
+        rows=sum(s["rows"] for s in shards), clips=len(clips), failures={}, shards=shards))
     return data_dir, artifacts_dir
 
 
@@ -142,7 +141,7 @@ def _write_index(data_dir: Path, clips: list[Clip], *, split_seed: int = 0) -> N
         stage="index", key="synthetic", index_hash=hashlib.sha256(text.encode()).hexdigest()[:16],
         config={"folds": len({c.fold for c in clips}), "seed": split_seed},
         clips_hash=clips_hash(clips), clips=len(clips),
-        actors=sorted({c.actor for c in clips})))
+        speakers=sorted({c.speaker for c in clips})))
 
 
 @pytest.fixture
@@ -201,7 +200,7 @@ def test_learns_the_separable_problem(trained):
     assert result.val["ua"] >= 0.9, result.val
     assert result.val["n"] == 2 * 8 * TAKES  # fold 1's two actors, clean copies only
     model, meta = load_model(result.run_dir / "model.pt")
-    assert meta["label_map"] == list(ravdess.EMOTIONS)
+    assert meta["label_map"] == list(EMOTIONS)
     assert meta["info"]["val"]["ua"] == pytest.approx(result.val["ua"])
     # the model file carries the statistics of the training rows, not the defaults
     assert not torch.all(model.feature_mean == 0)
@@ -249,8 +248,9 @@ def test_metrics_has_one_line_per_epoch(trained):
 
 def test_test_fold_actors_never_trained_or_validated_on(trained):
     data_dir, artifacts_dir, result = trained
-    test_actors = sorted(a for a in range(1, N_ACTORS + 1) if fold_of(a) == 0)
-    val_actors = sorted(a for a in range(1, N_ACTORS + 1) if fold_of(a) == 1)
+    name = "ravdess:{:02d}".format
+    test_actors = sorted(name(a) for a in range(1, N_ACTORS + 1) if fold_of(a) == 0)
+    val_actors = sorted(name(a) for a in range(1, N_ACTORS + 1) if fold_of(a) == 1)
     for info in (read_json(result.run_dir / "result.json"),
                  load_model(result.run_dir / "model.pt")[1]["info"]):
         actors = info["actors"]
@@ -258,7 +258,9 @@ def test_test_fold_actors_never_trained_or_validated_on(trained):
         assert actors["val"] == val_actors
         assert not set(actors["train"]) & set(actors["test"])
         assert not set(actors["train"]) & set(actors["val"])
-        assert sorted(actors["train"] + actors["val"] + actors["test"]) == list(range(1, N_ACTORS + 1))
+        assert sorted(actors["train"] + actors["val"] + actors["test"]) == [
+            name(a) for a in range(1, N_ACTORS + 1)]
+        assert info["corpora"] == ["ravdess"]
         assert info["test_folds"] == [0] and info["val_folds"] == [1]
 
 
@@ -283,8 +285,10 @@ def test_without_validation_a_fold_trains_on_every_other_actor_and_keeps_the_las
     result = _run(store, replace(SMALL, epochs=2, val_folds=0), fold=0, force=True)
     assert result.val is None and result.best_epoch == result.epochs_run == 2
     info = read_json(result.run_dir / "result.json")
-    test_actors = [a for a in range(1, N_ACTORS + 1) if fold_of(a) == 0]
-    assert info["actors"] == {"train": [a for a in range(1, N_ACTORS + 1) if a not in test_actors],
+    name = "ravdess:{:02d}".format
+    test_actors = [name(a) for a in range(1, N_ACTORS + 1) if fold_of(a) == 0]
+    assert info["actors"] == {"train": [name(a) for a in range(1, N_ACTORS + 1)
+                                        if name(a) not in test_actors],
                               "val": [], "test": test_actors}
     kept = load_model(result.run_dir / "model.pt")[0].state_dict()
     last = torch.load(result.run_dir / "checkpoint.pt", weights_only=True)["model"]
@@ -331,7 +335,8 @@ def test_final_model_trains_on_every_actor(store):
     assert result.run_dir.name == "final"
     assert result.val is None
     info = read_json(result.run_dir / "result.json")
-    assert info["actors"] == {"train": list(range(1, N_ACTORS + 1)), "val": [], "test": []}
+    assert info["actors"] == {"train": [f"ravdess:{a:02d}" for a in range(1, N_ACTORS + 1)],
+                              "val": [], "test": []}
 
 
 def test_new_folds_retrain_fold_runs_but_not_the_final_model(store):
@@ -341,7 +346,7 @@ def test_new_folds_retrain_fold_runs_but_not_the_final_model(store):
     _run(store, config, fold=0)
     _run(store, config, fold=None)
     clips = load_index(store[0])
-    _write_index(store[0], [replace(c, fold=(c.actor * 3) % N_FOLDS) for c in clips])
+    _write_index(store[0], [replace(c, fold=(int(c.speaker[-2:]) * 3) % N_FOLDS) for c in clips])
     assert not _run(store, config, fold=0).cached
     assert _run(store, config, fold=None).cached
 
@@ -646,7 +651,8 @@ def test_cli_train_all_folds(store):
         assert f"fold-{fold}: last epoch 1 kept (no validation actors)" in result.output
         info = read_json(store[1] / "runs" / f"fold-{fold}" / "result.json")
         assert info["fold"] == fold
-        assert info["actors"]["test"] == [a for a in range(1, N_ACTORS + 1) if fold_of(a) == fold]
+        assert info["actors"]["test"] == [f"ravdess:{a:02d}" for a in range(1, N_ACTORS + 1)
+                                          if fold_of(a) == fold]
 
 
 def test_cli_reports_a_bad_fold_in_one_line(store):

@@ -27,18 +27,34 @@ def download(obj: Context, source, force):
 
 
 @cli.command()
+@click.option("--corpus", "corpora", multiple=True, metavar="RECIPE=PATH",
+              help="A corpus to index through its recipe, repeatable: ravdess, emovo, urdu, "
+                   "cremad, tess, emodb, savee (their own names), folders (PATH/<emotion>/"
+                   "<file>), csv (PATH = your CSV of path,emotion[,speaker]). Default: the "
+                   "corpus 'ser download' fetched, as ravdess.")
+@click.option("--manifest", "manifests", multiple=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False),
+              help="A manifest (JSONL or CSV: path, emotion, speaker, corpus[, label, "
+                   "gender, clip_id]) to index, repeatable.")
+@click.option("--speaker-pattern", default=None, metavar="REGEX",
+              help="For folders: a regex searched in each file's path under the corpus "
+                   "folder; its group 'speaker' (or group 1) names the speaker.")
 @click.option("--folds", type=options.FOLDS, default=5,
-              help="Number of actor-disjoint cross-validation folds.")
+              help="Number of speaker-disjoint cross-validation folds.")
 @seed_option("SER_SPLIT_SEED", "Split seed: which actors go to which fold, and the random "
                                "clip-level split. Changing it re-extracts nothing.")
 @click.option("--force", is_flag=True, help="Re-index even if the corpus is unchanged.")
 @stage
-def index(obj: Context, folds, seed, force):
-    """Index every clip from its file name and assign actor-disjoint folds."""
-    from pipeline.index import IndexConfig, build_index, summary
+def index(obj: Context, corpora, manifests, speaker_pattern, folds, seed, force):
+    """Index labelled corpora (recipes or manifests) and assign speaker-disjoint folds."""
+    from pathlib import Path
 
-    result = build_index(data_dir=obj.data_dir, config=IndexConfig(folds=folds, seed=seed),
-                         force=force)
+    from pipeline.index import IndexConfig, Source, build_index, summary
+
+    sources = [Source.parse(text, speaker_pattern=speaker_pattern) for text in corpora]
+    sources += [Source("manifest", str(Path(m).resolve())) for m in manifests]
+    result = build_index(data_dir=obj.data_dir, sources=sources or None,
+                         config=IndexConfig(folds=folds, seed=seed), force=force)
     click.echo(summary(result))
 
 

@@ -17,30 +17,39 @@ from pipeline.cli.base import (Context, cli, members_option, model_threads, run_
 @click.option("--bundle", "bundle_path", default=None,
               help="Evaluate this bundle ('latest', a path, or 'shipped') on --source.")
 @click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder of labelled clips (RAVDESS or URDU names), with --bundle.")
-@click.option("--corpus", type=click.Choice(["auto", "ravdess", "urdu"]), default="auto",
-              help="How --source names its labels (auto: tell from the names).")
+              default=None, help="Folder of labelled clips in a recipe's layout (a corpus's "
+                                 "own names, or DIR/<emotion>/<file>), with --bundle.")
+@click.option("--manifest", "manifest_path", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A manifest (JSONL or CSV: path, emotion, ...) of labelled clips, with "
+                   "--bundle, instead of --source.")
+@click.option("--corpus", default="auto", show_default=True,
+              help="The recipe that names --source's labels (ravdess, emovo, urdu, cremad, "
+                   "tess, emodb, savee, folders), or auto: the one naming the most files.")
 @click.option("--jobs", "-j", type=options.JOBS, default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers (audio read for test-time views).")
 @members_option
 @tta_option
 @stage
-def evaluate(obj: Context, fold, bundle_path, source, corpus, jobs, members, tta):
-    """Per-emotion and summary metrics on held-out folds, or a bundle on a folder."""
+def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, jobs, members, tta):
+    """Per-emotion and summary metrics on held-out folds (per corpus and pooled), or a
+    bundle on a labelled folder or manifest."""
     from pipeline import evaluate as evaluation
 
-    if bundle_path or source:
-        if not (bundle_path and source):
-            raise click.UsageError("--bundle and --source go together")
+    if bundle_path or source or manifest_path:
+        if not bundle_path or (source is None) == (manifest_path is None):
+            raise click.UsageError("--bundle goes with one of --source or --manifest")
         if members:
             raise click.UsageError("--members is for --fold runs; a bundle already holds its members")
         from pipeline.bundle import resolve
 
         path = resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
         model_threads(jobs)
-        report = evaluation.evaluate_bundle(bundle_path=path, source=source, tta=tta,
-                                            corpus=corpus, artifacts_dir=obj.artifacts_dir,
-                                            jobs=jobs)
+        from pipeline.bundle_eval import evaluate_bundle
+
+        report = evaluate_bundle(bundle_path=path, source=source, manifest_path=manifest_path,
+                                 tta=tta, corpus=corpus, artifacts_dir=obj.artifacts_dir,
+                                 jobs=jobs)
     else:
         from pipeline.recipe import TrainConfig
         from pipeline.views import CLEAN, TEST_VIEWS

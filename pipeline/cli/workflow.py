@@ -89,12 +89,10 @@ def _bundle_path(obj: Context, chosen):
 
 
 def _example(obj: Context, chosen):
-    from pipeline.download import corpus_root
     from pipeline.index import load_index
     from pipeline.profiles import example_clip
 
-    relative = example_clip(load_index(obj.data_dir), chosen.fold)
-    return corpus_root(obj.data_dir) / relative if relative else None
+    return example_clip(load_index(obj.data_dir), chosen.fold)
 
 
 def _where(obj: Context, chosen, bundle, seconds: float) -> None:

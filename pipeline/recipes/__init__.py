@@ -96,9 +96,6 @@ class Parsed(NamedTuple):
 # A parser reads a root-relative path: a Parsed, or the reason the file is skipped.
 Parser = Callable[[PurePosixPath], "Parsed | str"]
 
-DUPLICATE = "another copy of a clip already found (same name in another folder)"
-
-
 def corpus_folder(root: Path, *, corpus: str, layout: str) -> Path:
     """``root`` made absolute. Raises ``CorpusError`` when it is not a folder."""
     root = Path(root)
@@ -124,19 +121,14 @@ def collect(root: Path, *, corpus: str, layout: str, parse: Parser,
         skipped[reason].extend(_relative(path, root) for path in paths)
     rows: list[Row] = []
     left_out: Counter[str] = Counter()
-    seen: set[str] = set()
     for path in found.files:
         relative = PurePosixPath(_relative(path, root))
         parsed = parse(relative)
         if isinstance(parsed, str):
             skipped[parsed].append(str(relative))
-        elif parsed.clip_id in seen:
-            skipped[DUPLICATE].append(str(relative))
         elif parsed.emotion is None:
-            seen.add(parsed.clip_id)
             left_out[parsed.label] += 1
         else:
-            seen.add(parsed.clip_id)
             rows.append(Row(path=str(path), label=parsed.label, emotion=parsed.emotion,
                             speaker=parsed.speaker, corpus=corpus, gender=parsed.gender,
                             clip_id=parsed.clip_id))

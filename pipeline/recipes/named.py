@@ -8,7 +8,7 @@ copy of a clip in another folder is recognised (and skipped), whatever the folde
 ``<corpus>/<canonical stem>``, except RAVDESS's, which is the bare stem
 (``ravdess.ClipName.clip_id``): augmentation seeds derive from it.
 
-- ``ravdess``: ``Actor_01/03-01-05-01-02-01-01.wav`` (``pipeline.ravdess``); speech only;
+- ``ravdess``: ``Actor_01/03-01-05-01-02-01-01.wav`` (``pipeline.recipes.ravdess_names``); speech only;
   label the emotion code 01-08; speaker the two-digit actor; odd actors male.
 - ``emovo``: ``f1/dis-f1-b1.wav`` = ``<emotion>-<actor>-<sentence>`` (Costantini et al.
   2014); actors f1-f3 (female), m1-m3 (male), the name's actor wins over the folder's;
@@ -36,7 +36,8 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Callable, NamedTuple
 
-from pipeline import labels, ravdess
+from pipeline import labels
+from pipeline.recipes import ravdess_names as ravdess
 from pipeline.errors import CorpusError
 from pipeline.recipes import Found, Parsed, Recipe, collect, require_rows
 

@@ -1,4 +1,4 @@
-"""The RAVDESS file-name convention and the label map.
+"""The RAVDESS file-name convention (the ``ravdess`` recipe's names).
 
 A clip is named ``MM-VV-EE-II-SS-RR-AA.ext`` (seven two-digit fields):
 
@@ -19,11 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-EMOTIONS: tuple[str, ...] = (
-    "neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised",
-)
+# RAVDESS's emotion codes 01-08 in order, the model's default label set too
+from pipeline.labels import EMOTIONS
+
 N_CLASSES = len(EMOTIONS)
-EXPECTED_ACTORS = tuple(range(1, 25))
 
 # ASCII digits only, matched against the whole stem (``\d`` takes any Unicode digit and
 # ``$`` matches before a trailing newline: both let a clip id differ from its file name).
