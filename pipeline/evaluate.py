@@ -248,6 +248,17 @@ def _calibration_line(figures: dict | None) -> list[str]:
     return [line]
 
 
+def _speakers_cell(speakers: list) -> str:
+    """A fold's test speakers in a few characters: ``05,09,10,12`` (one corpus, its own
+    names), ``6 (2 corpora)``, or ``26 (shared)`` for the random split."""
+    corpora = {str(s).split(":", 1)[0] for s in speakers}
+    if len(speakers) > 6:
+        return f"{len(speakers)} (shared)"
+    if len(corpora) > 1:
+        return f"{len(speakers)} ({len(corpora)} corpora)"
+    return ",".join(str(s).split(":", 1)[-1] for s in speakers)
+
+
 def _corpus_lines(by_corpus: dict) -> list[str]:
     """One line per corpus of a cross-validation report, when it has several."""
     if len(by_corpus) < 2:
@@ -277,8 +288,7 @@ def format_report(report: dict) -> str:
         for run in report["fold_runs"]:
             m = run["metrics"]
             test_actors = run["actors"]["test"]
-            actors = (",".join(map(str, test_actors)) if len(test_actors) <= 3
-                      else f"{len(test_actors)} (shared)")
+            actors = _speakers_cell(test_actors)
             lines.append(f"{run['fold']:>4}  {actors:<18} {m['ua']:6.1%}  {m['wa']:6.1%}  {m['macro_f1']:6.1%}")
         s = report["summary"]
         lines.append("mean  ± std             " + "  ".join(

@@ -17,7 +17,7 @@ import torch
 from pipeline import bundle as bundles, labels
 from pipeline.bundle_header import header_identity
 from pipeline.errors import BundleError, PipelineError
-from pipeline.index import index_hash
+from pipeline.index import index_record
 from pipeline.predict import predict_files
 from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
 
@@ -55,8 +55,8 @@ def test_bundle_carries_everything_prediction_needs(trained: Trained):
     assert not loaded.model.training
     provenance = loaded.metadata["provenance"]
     assert provenance["run"] == "final"
-    assert provenance["index_hash"] == index_hash(trained.data_dir)
-    assert provenance["actors"]["train"] == [1, 2, 3, 4]
+    assert provenance["index_hash"] == index_record(trained.data_dir)["index_hash"]
+    assert provenance["actors"]["train"] == [f"ravdess:{a:02d}" for a in (1, 2, 3, 4)]
     assert provenance["epochs_run"] == 2 and provenance["seed"] == 0
     assert provenance["train_config"]["model"]["channels"] == [4, 8, 8]
 

@@ -71,7 +71,7 @@ def workspace(tmp_path_factory) -> Workspace:
 def test_every_stage_runs_and_reports(workspace):
     out = workspace.outputs
     assert f"corpus at {workspace.corpus.resolve()}" in out["download"].output
-    assert out["index"].output.startswith("64 clips, 4 actors, ")
+    assert out["index"].output.startswith("64 clips, 4 speakers, ")
     assert re.search(r"features: 128 rows from 64 clips", out["extract"].output)
     assert "fold-0: last epoch 2 kept (no validation actors)" in out["train-fold-0"].output
     # the recipe's ensemble: a second member per run, from the next seed
@@ -229,13 +229,13 @@ def test_evaluate_a_bundle_on_a_folder(workspace, tmp_path):
     path = next((workspace.artifacts_dir / "reports").glob(f"bundle-ser-fold-0-{source.name}-*.json"))
     assert f"report: {path.resolve()}" in result.output
     report = json.loads(path.read_text())
-    assert report["files"] == 8 and report["actors"] == [7] and report["failed"] == 0
+    assert report["files"] == 8 and report["actors"] == ["ravdess:07"] and report["failed"] == 0
 
 
 def test_evaluate_bundle_needs_a_source(workspace):
     result = workspace.run("evaluate", "--bundle", "latest")
     assert result.exit_code == 2
-    assert "--bundle and --source go together" in result.output
+    assert "--bundle goes with one of --source or --manifest" in result.output
     result = workspace.run("evaluate", "--bundle", "latest", "--source", str(workspace.corpus),
                            "--members", "2")
     assert result.exit_code == 2 and "a bundle already holds its members" in result.output
