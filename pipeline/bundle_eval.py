@@ -38,6 +38,8 @@ def labelled_rows(*, source: Path | None, manifest_path: Path | None,
         rows = manifest.read(Path(manifest_path))
         manifest.check(rows, source=str(manifest_path), need_speakers=False)
         return rows, "+".join(sorted({r.corpus for r in rows})), {}
+    if corpus == "auto" and Path(source).is_file():
+        corpus = "csv"  # a user's CSV of path,emotion[,speaker]
     recipe = recipes.detect(Path(source)) if corpus == "auto" else recipes.RECIPES.get(corpus)
     options = {"speaker_pattern": speaker_pattern} if speaker_pattern else {}
     found = recipes.find_rows(recipe.name if recipe else corpus, Path(source), **options)

@@ -18,6 +18,7 @@ stage's ``key`` (the runs' keys, views and code) and is written last, after its 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -160,9 +161,12 @@ def _mean_std(metrics: list[dict], labels: tuple[str, ...]) -> dict:
     for key in SUMMARY_KEYS:
         values = np.array([m[key] for m in metrics])
         summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
-    summary["per_class_recall"] = {
-        label: {"mean": float(np.nanmean([m["per_class"][label]["recall"] for m in metrics]))}
-        for label in labels}
+    with warnings.catch_warnings():  # an emotion no test fold has: NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        summary["per_class_recall"] = {
+            label: {"mean": float(np.nanmean([m["per_class"][label]["recall"]
+                                              for m in metrics]))}
+            for label in labels}
     return summary
 
 
@@ -299,7 +303,8 @@ def format_report(report: dict) -> str:
         lines += _calibration_line(report.get("calibration"))
         lines += _corpus_lines(report.get("by_corpus") or {})
         lines.append("")
-    emotions = report.get("emotions") or list(pooled["per_class"])
+    emotions = report.get("emotions") or [label for label, m in pooled["per_class"].items()
+                                          if m["support"] or m["precision"]]
     lines.append(f"{'emotion':<10} {'recall':>7} {'precision':>9} {'F1':>6} {'n':>5}")
     for label in emotions:
         m = pooled["per_class"][label]

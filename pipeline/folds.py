@@ -29,6 +29,10 @@ def assign_folds(speakers: dict[str, tuple[str, str]], *, folds: int,
     ``CorpusError`` with the fix for fewer than 2 folds or more folds than speakers."""
     if folds < 2:
         raise CorpusError(f"--folds {folds}: cross-validation needs at least 2 folds")
+    if len(speakers) < 2:
+        raise CorpusError(f"only {len(speakers)} speaker(s) ({', '.join(sorted(speakers))}): "
+                          "speaker-disjoint folds need at least 2; add speakers, or check what "
+                          "'ser index' left out")
     if len(speakers) < folds:
         raise CorpusError(f"--folds {folds} is more than the {len(speakers)} speakers present; "
                           f"use --folds {max(2, len(speakers))} or fewer")

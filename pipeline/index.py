@@ -124,9 +124,10 @@ def gather(sources: list[Source]) -> tuple[list[manifest.Row], dict, list[str]]:
             options = {"speaker_pattern": source.speaker_pattern} if source.speaker_pattern else {}
             found = recipes.find_rows(source.recipe, Path(source.path), **options)
             found_rows = _drop_repeated_ids(found.rows, skipped)
+            _check_pattern(found_rows, source)
             manifest.check(found_rows, source=f"--corpus {source.recipe}={source.path}",
                            need_speakers=True)
-            said += [found.summary(), *_mapping(recipes.RECIPES[source.recipe])]
+            said.append(_mapping(found))
             for reason, paths in found.skipped.items():
                 skipped[reason].extend(str(Path(source.path) / p) for p in paths)
         rows.extend(found_rows)
@@ -134,12 +135,26 @@ def gather(sources: list[Source]) -> tuple[list[manifest.Row], dict, list[str]]:
     return rows, dict(skipped), said
 
 
-def _mapping(recipe) -> list[str]:
-    """One line: how a recipe maps its corpus's labels onto the model's."""
-    if not recipe.labels:
-        return []
-    return [f"{recipe.name} labels: " + ", ".join(
-        f"{label} -> {emotion or 'left out'}" for label, emotion in recipe.labels.items())]
+def _mapping(found) -> str:
+    """One line: how a corpus's labels were mapped onto the model's, and which were left
+    out (``found``: a recipe's ``Found``)."""
+    seen = sorted({(row.label, row.emotion) for row in found.rows})
+    line = f"{found.corpus or found.rows[0].corpus} labels: " + ", ".join(
+        f"{label} -> {emotion}" for label, emotion in seen)
+    if found.left_out:
+        line += "; left out, the model has no such emotion: " + ", ".join(
+            f"{' '.join(filter(None, (label, found.meanings.get(label))))} ({n} files)"
+            for label, n in sorted(found.left_out.items()))
+    return line
+
+
+def _check_pattern(rows: list, source: Source) -> None:
+    """A folders corpus whose --speaker-pattern misses a file: one line naming both."""
+    missed = next((row for row in rows if not row.speaker), None)
+    if source.speaker_pattern and missed:
+        raise CorpusError(f"--speaker-pattern {source.speaker_pattern!r} matched no speaker in "
+                          f"{missed.path}: write a pattern that matches every file's path "
+                          "under the corpus folder (its group 'speaker', or group 1)")
 
 
 def _drop_repeated_ids(rows: list, skipped: dict) -> list:
@@ -179,7 +194,7 @@ def build_index(*, data_dir: Path, sources: list[Source] | None = None,
         raise CorpusError("no readable labelled clips in " + ", ".join(
             f"{s.recipe}={s.path}" for s in sources) + ": check the paths and the recipes' "
             "layouts ('ser index --help')")
-    _mark_duplicates(records)
+    records = _mark_duplicates(records, skipped)
     speakers = {r["speaker"]: (r["corpus"], r["gender"]) for r in records}
     folds = assign_folds(speakers, folds=config.folds, seed=config.seed)
     clips = sorted((Clip(**r, fold=folds[r["speaker"]]) for r in records),
@@ -231,12 +246,20 @@ def _content_hash(samples: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(samples).tobytes()).hexdigest()[:20]
 
 
-def _mark_duplicates(rows: list[dict]) -> None:
-    first: dict[str, str] = {}
+def _mark_duplicates(rows: list[dict], skipped: dict) -> list[dict]:
+    """Mark each clip whose audio equals an earlier one's (``duplicate_of``); a copy under
+    another speaker is left out (folds could put the same audio in training and test)."""
+    first: dict[str, dict] = {}
+    kept = []
     for row in rows:
-        row["duplicate_of"] = first.setdefault(row["content_hash"], row["clip_id"])
-        if row["duplicate_of"] == row["clip_id"]:
-            row["duplicate_of"] = ""
+        original = first.setdefault(row["content_hash"], row)
+        if original is not row and original["speaker"] != row["speaker"]:
+            skipped.setdefault("identical audio to a clip of another speaker", []).append(
+                row["path"])
+            continue
+        row["duplicate_of"] = "" if original is row else original["clip_id"]
+        kept.append(row)
+    return kept
 
 
 def _to_csv(clips: list[Clip]) -> str:

@@ -116,13 +116,16 @@ def report_stem(artifacts_dir: Path, name: str) -> Path:
 
 
 def bundle_report_stem(artifacts_dir: Path, bundle: Path, source: Path) -> Path:
-    """``reports/bundle-<bundle>-<source folder>-<6 hex of the source's absolute path>``:
-    one report per bundle and source, so evaluating another folder keeps the first."""
+    """``reports/bundle-<bundle>-<source folder or file>-<6 hex of the source's absolute
+    path>``: one report per bundle and source, so evaluating another folder or manifest
+    keeps the first."""
     import hashlib
 
     where = Path(source).resolve()
     digest = hashlib.sha256(str(where).encode("utf-8", "surrogateescape")).hexdigest()[:6]
-    return report_stem(artifacts_dir, f"bundle-{Path(bundle).stem}-{where.name}-{digest}")
+    # dots become "_": the stem's suffix is replaced by .json / .png (my.jsonl -> my_jsonl)
+    name = where.name.replace(".", "_")
+    return report_stem(artifacts_dir, f"bundle-{Path(bundle).stem}-{name}-{digest}")
 
 
 def calibration_file(artifacts_dir: Path) -> Path:

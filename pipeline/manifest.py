@@ -4,7 +4,8 @@ row per recording.
 Columns (JSONL: one object per line; CSV: a header row):
 
 - ``path``: the audio file; relative paths are relative to the manifest's folder;
-- ``emotion``: the model's label (``pipeline.labels.EMOTIONS``);
+- ``emotion``: the model's label (``pipeline.labels.EMOTIONS``, or a word for one that
+  ``labels.to_emotion`` knows: "anger", "joy", ...);
 - ``label``: the corpus's own label, as the corpus names it (default: ``emotion``);
 - ``speaker``: who speaks, unique within the corpus ("" when unknown: such a manifest can
   be evaluated on, but not split into speaker-disjoint folds);
@@ -22,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
@@ -111,19 +113,25 @@ def _row(record: dict, number: int, path: Path) -> Row:
     for column in REQUIRED:
         if not values[column]:
             raise CorpusError(f"{where}: no {column}: every row needs {', '.join(REQUIRED)}")
-    if values["emotion"] not in labels.EMOTIONS:
+    try:
+        emotion = labels.to_emotion(values["emotion"])
+    except KeyError:
+        emotion = None
+    if emotion is None:
         raise CorpusError(f"{where}: emotion {values['emotion']!r} is not one of the model's "
-                          f"({', '.join(labels.EMOTIONS)}): write the model's emotion in "
-                          "'emotion' and keep the corpus's own word in 'label', or leave the "
-                          "row out")
+                          f"({', '.join(labels.EMOTIONS)}) nor a word for one (anger, joy, "
+                          "fear, ...): write the model's emotion in 'emotion' and keep the "
+                          "corpus's own word in 'label', or leave the row out")
     if values["gender"] not in GENDERS:
         raise CorpusError(f"{where}: gender {values['gender']!r}: write female, male or "
                           "leave it empty")
+    if re.match(r"[A-Za-z]:[\\/]", values["path"]):
+        raise CorpusError(f"{where}: {values['path']} is a Windows drive path: write paths "
+                          "relative to the manifest's folder, or absolute on this machine")
     audio = PurePosixPath(values["path"].replace("\\", "/"))
     absolute = Path(audio) if Path(audio).is_absolute() else path.parent.resolve() / Path(audio)
     corpus = values["corpus"] or path.stem
-    return Row(path=str(absolute), label=values["label"] or values["emotion"],
-               emotion=values["emotion"], speaker=values["speaker"], corpus=corpus,
+    return Row(path=str(absolute), label=values["label"] or values["emotion"], emotion=emotion, speaker=values["speaker"], corpus=corpus,
                gender=values["gender"],
                clip_id=values["clip_id"] or default_clip_id(corpus, _relative(absolute, path)))
 
@@ -146,6 +154,12 @@ def check(rows: list[Row], *, source: str, need_speakers: bool) -> None:
             raise CorpusError(f"{source}: {what} {repeated[0]} is listed {counts[repeated[0]]} "
                               f"times: keep one row per recording")
     for number, row in enumerate(rows, 1):
+        try:
+            row.path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CorpusError(f"{source} row {number}: the file name {row.path!r} is not valid "
+                              "UTF-8: rename the file (manifests and the index are UTF-8 text)"
+                              ) from None
         if not Path(row.path).is_file():
             raise CorpusError(f"{source} row {number}: {row.path} does not exist or is not a "
                               "file: fix the path (relative paths are relative to the "

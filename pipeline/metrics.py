@@ -46,7 +46,8 @@ def cross_corpus(true: np.ndarray, probabilities: np.ndarray, emotions: tuple[st
 
     - ``pooled``: the argmax over every label (a verdict outside ``emotions``, e.g. calm,
       is wrong); UA is the mean recall over ``emotions``;
-    - ``restricted`` (only when ``emotions`` is not all of ``labels``): calm's probability
+    - ``restricted`` (only when ``emotions`` is not all of ``labels``, and more than one):
+      calm's probability
       added to neutral's when the corpus has neutral and no calm, then the argmax over
       ``emotions`` alone;
     - ``predicted_share``: the share of clips given each label (argmax over all).
@@ -56,7 +57,7 @@ def cross_corpus(true: np.ndarray, probabilities: np.ndarray, emotions: tuple[st
     figures = {"pooled": summarise(confusion(true, predicted, len(labels)), labels),
                "predicted_share": {label: float(np.mean(predicted == i))
                                    for i, label in enumerate(labels)}}
-    if set(emotions) != set(labels):
+    if set(emotions) != set(labels) and len(emotions) > 1:
         present = np.array([labels.index(e) for e in labels if e in emotions])
         folded = probabilities.copy()
         if "neutral" in emotions and "calm" not in emotions and "calm" in labels:

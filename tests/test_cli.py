@@ -236,6 +236,8 @@ def test_evaluate_bundle_needs_a_source(workspace):
     result = workspace.run("evaluate", "--bundle", "latest")
     assert result.exit_code == 2
     assert "--bundle goes with one of --source or --manifest" in result.output
+    result = workspace.run("evaluate", "--source", str(workspace.corpus))
+    assert result.exit_code == 2 and "--source and --manifest need --bundle" in result.output
     result = workspace.run("evaluate", "--bundle", "latest", "--source", str(workspace.corpus),
                            "--members", "2")
     assert result.exit_code == 2 and "a bundle already holds its members" in result.output

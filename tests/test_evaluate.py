@@ -246,6 +246,23 @@ def test_the_same_clips_as_emotion_folders_or_a_manifest_give_the_same_recalls(t
     assert reports[1]["actors"] == [] and reports[1]["trained_actors"] == []
 
 
+def test_manifests_named_alike_get_their_own_reports_and_a_csv_is_a_source(tmp_path,
+                                                                         fold_bundle):
+    clips = write_corpus(tmp_path / "named", actors=(5,), emotions=(1, 5), takes=1)
+    paths = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "my.csv").write_text("path,emotion\n" + "".join(
+            f"{c},{EMOTIONS[int(c.stem.split('-')[2]) - 1]}\n" for c in clips))
+        report = evaluate_bundle(bundle_path=fold_bundle, source=None, artifacts_dir=tmp_path,
+                                 manifest_path=tmp_path / folder / "my.csv")
+        paths.append(Path(report["report_path"]))
+    assert paths[0] != paths[1] and all(p.exists() and "-my_csv-" in p.name for p in paths)
+    as_source = evaluate_bundle(bundle_path=fold_bundle, source=tmp_path / "a" / "my.csv",
+                                artifacts_dir=tmp_path / "c")  # the csv recipe, told by a file
+    assert as_source["corpus"] == "my" and as_source["pooled"]["n"] == len(clips)
+
+
 def test_a_clip_in_three_formats_or_copied_under_another_name_counts_once(tmp_path, fold_bundle):
     single, tripled = tmp_path / "single", tmp_path / "tripled"
     good = write_corpus(single, actors=(5,), emotions=(1, 5), takes=1)

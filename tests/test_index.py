@@ -22,7 +22,8 @@ from conftest import SHARED_RAVDESS, clip_name, synth_speech, write_corpus
 from pipeline import layout
 from pipeline.download import download
 from pipeline.errors import CorpusError, PipelineError
-from pipeline.index import Clip, IndexConfig, build_index, clips_hash, load_index, summary
+from pipeline.index import (Clip, IndexConfig, Source, build_index, clips_hash, load_index,
+                            summary)
 from pipeline.labels import EMOTIONS
 from pipeline.manifest import read as read_manifest
 
@@ -102,7 +103,7 @@ def test_bad_files_are_reported_and_left_out(tmp_path, messy_corpus) -> None:
     text = summary(result)
     assert "left out (song, not speech): 2 file(s)" in text
     assert "left out (not readable audio): 1 file(s)" in text
-    assert "ravdess labels: 01 -> neutral, 02 -> calm" in text
+    assert "ravdess labels: 01 -> neutral, 03 -> happy, 05 -> angry, 06 -> fearful" in text
 
 
 def test_a_clip_id_found_twice_is_indexed_once(tmp_path) -> None:
@@ -277,6 +278,75 @@ def test_index_before_download_names_the_fix(tmp_path) -> None:
         build_index(data_dir=tmp_path / "data")
     with pytest.raises(CorpusError, match="ser index"):
         load_index(tmp_path / "data")
+
+
+# --- several corpora, manifests, and what is refused ---------------------------------
+
+def _folders_corpus(root: Path, speakers=("spk1", "spk2"), emotions=("Anger", "joy")) -> Path:
+    for number, (speaker, emotion) in enumerate(itertools.product(speakers, emotions)):
+        _write_clip(root / emotion / f"{speaker}_take{number}.wav", seed=500 + number)
+    (root / "boredom").mkdir()
+    _write_clip(root / "boredom" / "spk1_b.wav", seed=999)
+    return root
+
+
+def test_two_corpora_index_together_with_their_own_speakers_and_labels(tmp_path) -> None:
+    ravdess_root = tmp_path / "rav"
+    write_corpus(ravdess_root, actors=(1, 2, 3, 4), emotions=(1, 5), takes=1)
+    mine = _folders_corpus(tmp_path / "mylabels")
+    result = build_index(data_dir=tmp_path / "data", config=IndexConfig(folds=3), sources=[
+        Source("ravdess", str(ravdess_root)),
+        Source.parse(f"folders={mine}", speaker_pattern=r"(?P<speaker>spk[0-9]+)_")])
+    by_corpus = Counter(c.corpus for c in result.clips)
+    assert by_corpus == {"ravdess": 8, "mylabels": 4}
+    assert {c.speaker for c in result.clips if c.corpus == "mylabels"} == {
+        "mylabels:spk1", "mylabels:spk2"}
+    assert {(c.label, c.emotion) for c in result.clips if c.corpus == "mylabels"} == {
+        ("Anger", "angry"), ("joy", "happy")}
+    folds = {c.speaker: c.fold for c in result.clips}
+    assert len({f for s, f in folds.items() if s.startswith("mylabels")}) == 2  # spread
+    text = summary(result)
+    assert "mylabels labels: Anger -> angry, joy -> happy; left out, the model has no such " \
+           "emotion: boredom (1 files)" in text
+
+
+def test_the_same_audio_under_another_speaker_is_left_out(tmp_path) -> None:
+    mine = _folders_corpus(tmp_path / "mylabels")
+    shutil.copy(mine / "Anger" / "spk1_take0.wav", mine / "Anger" / "spk2_copy.wav")
+    result = build_index(data_dir=tmp_path / "data", config=IndexConfig(folds=2), sources=[
+        Source.parse(f"folders={mine}", speaker_pattern=r"(spk[0-9]+)_")])
+    assert result.skipped["identical audio to a clip of another speaker"] == [
+        str(mine.resolve() / "Anger" / "spk2_copy.wav")]
+    assert len(result.clips) == 4
+
+
+def test_a_speaker_pattern_that_misses_a_file_names_both(tmp_path) -> None:
+    mine = _folders_corpus(tmp_path / "mylabels")
+    _write_clip(mine / "joy" / "nobody.wav", seed=7)
+    with pytest.raises(CorpusError, match=r"--speaker-pattern '\(spk\[0-9\]\+\)_' matched no "
+                                          r"speaker in .*nobody.wav"):
+        build_index(data_dir=tmp_path / "data", sources=[
+            Source.parse(f"folders={mine}", speaker_pattern=r"(spk[0-9]+)_")])
+
+
+def test_a_manifest_is_indexed_and_a_bad_one_writes_nothing(tmp_path) -> None:
+    mine = _folders_corpus(tmp_path / "mylabels")
+    good = tmp_path / "mine.jsonl"
+    good.write_text("".join(json.dumps({"path": str(p), "emotion": p.parent.name,
+                                        "speaker": p.name.split("_")[0]}) + "\n"
+                            for p in sorted(mine.glob("[Aj]*/*.wav"))))
+    data_dir = tmp_path / "data"
+    result = build_index(data_dir=data_dir, config=IndexConfig(folds=2),
+                         sources=[Source("manifest", str(good))])
+    assert {c.corpus for c in result.clips} == {"mine"} and len(result.clips) == 4
+    before = {p.name: p.read_bytes() for p in data_dir.iterdir()}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good.read_text() + json.dumps({"path": "gone.wav", "emotion": "sad",
+                                                  "speaker": "x"}) + "\n")
+    with pytest.raises(CorpusError, match=r"bad.jsonl row 5: .*gone.wav does not exist"):
+        build_index(data_dir=data_dir, config=IndexConfig(folds=2),
+                    sources=[Source("manifest", str(bad))])
+    assert {p.name: p.read_bytes() for p in data_dir.iterdir()} == before  # nothing written
 
 
 # --- folds (pipeline/folds.py has the assignment's own tests) ---------------------------

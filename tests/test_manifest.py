@@ -47,7 +47,9 @@ def test_written_manifests_read_back_the_same_in_both_formats(clips) -> None:
 
 @pytest.mark.parametrize("text, message", [
     ('{"path": "a.wav"}\n', r"line 1: no emotion"),
-    ('{"path": "a.wav", "emotion": "joy"}\n', r"line 1: emotion 'joy' is not one of the model's"),
+    ('{"path": "a.wav", "emotion": "boredom"}\n', r"line 1: emotion 'boredom' is not one of the model's"),
+    ('{"path": "a.wav", "emotion": "xyz"}\n', r"line 1: emotion 'xyz' is not one of the model's"),
+    ('{"path": "C:\\\\clips\\\\a.wav", "emotion": "sad"}\n', r"line 1: .* is a Windows drive path"),
     ('{"path": "a.wav", "emotion": "sad", "gender": "w"}\n', r"line 1: gender 'w'"),
     ('{"path": "a.wav", "emotion": "sad"}\nnot json\n', r"line 2 is not JSON"),
     ('["a.wav", "sad"]\n', r"line 1 is not a JSON object"),
@@ -82,6 +84,19 @@ def test_each_bad_manifest_case_is_refused(clips, rows, need_speakers, message) 
     with pytest.raises(CorpusError, match=message) as caught:
         manifest.check(built, source="m.jsonl", need_speakers=need_speakers)
     assert "\n" not in str(caught.value)
+
+
+def test_a_word_for_an_emotion_is_mapped_and_kept_as_the_label(clips) -> None:
+    path = clips / "words.csv"
+    path.write_text("path,emotion,speaker\na.wav,Anger,s1\n")
+    [row] = manifest.read(path)
+    assert (row.emotion, row.label) == ("angry", "Anger")
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_naming_the_fix(clips) -> None:
+    odd = Row(str(clips / "caf\udce9.wav"), "angry", "angry", "s1", "m", "", "m/x")
+    with pytest.raises(CorpusError, match=r"row 1: the file name .* is not valid UTF-8: rename"):
+        manifest.check([odd], source="m.jsonl", need_speakers=False)
 
 
 def test_rows_without_speakers_pass_where_no_folds_are_made(clips) -> None:

@@ -191,8 +191,8 @@ def test_find_rows_refuses_an_unknown_recipe_option_or_root(tmp_path):
 
 def test_a_root_with_no_labelled_file_names_the_root_and_layout(tmp_path):
     root = make(tmp_path / "mine", "clips/one.wav")
-    with pytest.raises(CorpusError, match=r"no file under .*mine is named the emodb way "
-                                          r"\(wav/03a01Fa.wav"):
+    with pytest.raises(CorpusError, match=r"no audio file under .*mine follows the "
+                                          r"layout wav/03a01Fa.wav"):
         recipes.find_rows("emodb", root)
 
 

@@ -80,7 +80,7 @@ def test_folders_refuses_an_invalid_speaker_pattern(tmp_path):
 
 
 def test_folders_with_only_loose_files_is_refused(tmp_path):
-    with pytest.raises(CorpusError, match="no file under .* is named the .* way"):
+    with pytest.raises(CorpusError, match="no audio file under .* follows the layout angry/"):
         recipes.find_rows("folders", make(tmp_path / "c", "a.wav"))
 
 

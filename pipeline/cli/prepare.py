@@ -51,6 +51,11 @@ def index(obj: Context, corpora, manifests, speaker_pattern, folds, seed, force)
 
     from pipeline.index import IndexConfig, Source, build_index, summary
 
+    if speaker_pattern and not any(text.partition("=")[0].strip() == "folders"
+                                   for text in corpora):
+        raise click.UsageError("--speaker-pattern reads speakers for a folders corpus "
+                               "(--corpus folders=PATH); the other recipes read them from "
+                               "their names, a manifest from its speaker column")
     sources = [Source.parse(text, speaker_pattern=speaker_pattern) for text in corpora]
     sources += [Source("manifest", str(Path(m).resolve())) for m in manifests]
     result = build_index(data_dir=obj.data_dir, sources=sources or None,

@@ -16,16 +16,18 @@ from pipeline.cli.base import (Context, cli, members_option, model_threads, run_
 @click.option("--fold", default=None, help="Fold to evaluate, or 'all' (cross-validation).")
 @click.option("--bundle", "bundle_path", default=None,
               help="Evaluate this bundle ('latest', a path, or 'shipped') on --source.")
-@click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--source", type=click.Path(exists=True, path_type=Path),
               default=None, help="Folder of labelled clips in a recipe's layout (a corpus's "
-                                 "own names, or DIR/<emotion>/<file>), with --bundle.")
+                                 "own names, or DIR/<emotion>/<file>), or your CSV of "
+                                 "path,emotion[,speaker], with --bundle.")
 @click.option("--manifest", "manifest_path", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A manifest (JSONL or CSV: path, emotion, ...) of labelled clips, with "
                    "--bundle, instead of --source.")
 @click.option("--corpus", default="auto", show_default=True,
               help="The recipe that names --source's labels (ravdess, emovo, urdu, cremad, "
-                   "tess, emodb, savee, folders), or auto: the one naming the most files.")
+                   "tess, emodb, savee, folders, csv), or auto: the one naming the most "
+                   "files (csv for a file).")
 @click.option("--jobs", "-j", type=options.JOBS, default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers (audio read for test-time views).")
 @members_option
@@ -37,7 +39,10 @@ def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, job
     from pipeline import evaluate as evaluation
 
     if bundle_path or source or manifest_path:
-        if not bundle_path or (source is None) == (manifest_path is None):
+        if not bundle_path:
+            raise click.UsageError("--source and --manifest need --bundle: the model to "
+                                   "evaluate ('shipped', 'latest' or a path)")
+        if (source is None) == (manifest_path is None):
             raise click.UsageError("--bundle goes with one of --source or --manifest")
         if members:
             raise click.UsageError("--members is for --fold runs; a bundle already holds its members")

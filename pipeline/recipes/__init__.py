@@ -155,9 +155,9 @@ def require_rows(found: Found, *, root: Path, layout: str) -> Found:
                           f"the model lacks ({found.summary()}): pass a corpus with at least "
                           "one of the model's emotions")
     n_skipped = sum(map(len, found.skipped.values()))
-    raise CorpusError(f"no file under {root} is named the {found.corpus} way ({layout}; "
-                      f"{n_skipped} files skipped): pass the folder that holds the "
-                      f"{found.corpus} audio, or the recipe that matches its names")
+    raise CorpusError(f"no audio file under {root} follows the layout {layout} "
+                      f"({n_skipped} files skipped): pass the folder that holds the corpus's "
+                      "audio, or the recipe that matches its names")
 
 
 def find_rows(name: str, root: Path, **options: object) -> Found:
