@@ -1,4 +1,5 @@
-"""Speech emotion recognition on RAVDESS: a staged, cached MFCC + log-mel CNN pipeline.
+"""Speech emotion recognition on labelled corpora (RAVDESS by default): a staged, cached
+MFCC + log-mel CNN pipeline.
 
 The command line is ``pipeline.cli`` (``ser``; also ``python -m pipeline``). The stages,
 each a module with one public function: ``download``, ``index``, ``extract`` (features

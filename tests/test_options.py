@@ -18,7 +18,7 @@ from cli import cli
 # (command, option, lowest accepted, highest accepted, integer?)
 NUMERIC = [
     (["index"], "--seed", 0, 2 ** 32 - 1, True),
-    (["index"], "--folds", 2, 24, True),
+    (["index"], "--folds", 2, 100, True),
     (["extract"], "--seed", 0, 2 ** 32 - 1, True),
     (["train"], "--seed", 0, 2 ** 32 - 1, True),
     (["extract"], "--jobs", 1, 1024, True),
@@ -27,7 +27,7 @@ NUMERIC = [
     (["extract"], "--n-mels", 8, 256, True),
     (["extract"], "--max-failure-share", 0.0, 1.0, False),
     (["train"], "--epochs", 1, 10_000, True),
-    (["train"], "--val-folds", 0, 23, True),
+    (["train"], "--val-folds", 0, 99, True),
     (["train"], "--members", 1, 32, True),
     (["evaluate"], "--jobs", 1, 1024, True),
     (["predict", "x.wav"], "--jobs", 1, 1024, True),
