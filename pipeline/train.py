@@ -135,17 +135,15 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     session.model.load_state_dict(state["best_state"])
     val = session.validate() if len(split.val) else None
     info = {"fold": fold, "test_folds": list(split.test_folds), "val_folds": list(split.val_folds),
-            "actors": split.actors(store.speaker),
-            "corpora": sorted({str(c) for c in store.corpus[split.train]}), "best_epoch": state["best_epoch"],
-            "epochs_run": state["epoch"], "val": val, "seed": config.seed, "member": member,
-            "split_seed": split_seed, "index_hash": index["index_hash"],
-            "features_key": store.manifest["key"], "train_code": code_hash(__name__),
-            "world_size": group.world_size if group else 1}
+            "actors": split.actors(store.speaker), "corpora": sorted(set(store.corpus[split.train])),
+            "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "val": val,
+            "seed": config.seed, "member": member, "split_seed": split_seed,
+            "index_hash": index["index_hash"], "features_key": store.manifest["key"],
+            "train_code": code_hash(__name__), "world_size": group.world_size if group else 1}
     if group is None or group.is_main:
         save_model(layout.model_file(artifacts_dir, run), session.model,
-                   train_config=config.to_dict(),
-                   feature_config=store.manifest["config"]["features"], info=info,
-                   label_map=store.label_map)
+                   train_config=config.to_dict(), info=info, label_map=store.label_map,
+                   feature_config=store.manifest["config"]["features"])
         write_json_atomic(layout.run_manifest(artifacts_dir, run), manifest(
             stage="train", key=key, config=config.to_dict(), device=str(dev),
             seconds=round(time.perf_counter() - started, 1), **info))
