@@ -235,6 +235,21 @@ def test_intact_bundle_this_version_cannot_build_is_refused(tmp_path, trained: T
         bundles.load(tmp_path / "partial.safetensors")
 
 
+def test_a_bundle_carries_its_own_label_set(tmp_path, trained: Trained):
+    """Any names, one per output (not RAVDESS's in particular); a set that does not fit
+    the network is refused."""
+    header, tensors = read_raw(trained.bundle_path)
+    metadata = json.loads(header["metadata"])
+    metadata["label_map"] = [f"mood{i}" for i in range(len(metadata["label_map"]))]
+    bundles.write_bundle(tmp_path / "moods.safetensors", tensors, metadata)
+    loaded = bundles.load(tmp_path / "moods.safetensors")
+    assert loaded.labels == tuple(metadata["label_map"])
+    for bad in (metadata["label_map"][:-1], ["same"] * len(metadata["label_map"])):
+        bundles.write_bundle(tmp_path / "bad.safetensors", tensors, {**metadata, "label_map": bad})
+        with pytest.raises(BundleError, match="label set .* is not 8 distinct names"):
+            bundles.load(tmp_path / "bad.safetensors")
+
+
 def test_missing_file_names_the_fix(tmp_path):
     with pytest.raises(BundleError, match="no bundle at .*ser export"):
         bundles.load(tmp_path / "nothing.safetensors")

@@ -505,3 +505,47 @@ def test_commands_that_write_no_folder_ignore_a_dangling_one(tmp_path, runner):
                               env={"SER_BUNDLE": None})
     assert predicted.exit_code == 0, predicted.output
     assert "symbolic link" not in predicted.output
+
+
+def test_two_corpora_train_together_and_are_reported_per_corpus_and_pooled(tmp_path):
+    """A RAVDESS-named corpus and an emotion-folders corpus without calm: one index, one
+    store, one fold model, and the cross-validation report per corpus and pooled."""
+    from pipeline.augment import AugmentConfig
+    from pipeline.extract import ExtractConfig, extract
+    from pipeline.index import IndexConfig, Source, build_index
+    from pipeline.model import ModelConfig
+    from pipeline.recipe import TrainConfig
+    from pipeline.train import train
+
+    write_corpus(tmp_path / "rav", actors=(1, 2, 3, 4), emotions=range(1, 9), takes=1)
+    mine = tmp_path / "mylabels"
+    for speaker in ("spk1", "spk2", "spk3"):
+        for emotion in ("neutral", "angry", "sad"):  # no calm, as in EMOVO
+            target = mine / emotion / f"{speaker}_{emotion}.wav"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(target, synth_speech(emotion=EMOTIONS.index(emotion) + 1,
+                                                 seed=100 * int(speaker[-1]) + len(emotion)), 16000)
+    data_dir, artifacts_dir = tmp_path / "data", tmp_path / "artifacts"
+    build_index(data_dir=data_dir, config=IndexConfig(folds=2), sources=[
+        Source("ravdess", str(tmp_path / "rav")),
+        Source.parse(f"folders={mine}", speaker_pattern=r"(spk[0-9])_")])
+    extract(data_dir=data_dir, artifacts_dir=artifacts_dir,
+            config=ExtractConfig(augment=AugmentConfig(copies=0), shard_clips=16))
+    config = TrainConfig(epochs=1, members=1, model=ModelConfig(channels=(4, 8, 8), hidden=16))
+    for fold in (0, 1):
+        result = train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=fold,
+                       config=config, device="cpu")
+        info = json.loads((result.run_dir / "result.json").read_text())
+        assert info["corpora"] == ["mylabels", "ravdess"]
+    report = evaluate_folds(data_dir=data_dir, artifacts_dir=artifacts_dir, folds=[0, 1],
+                            views=CLEAN)
+    corpora = report["by_corpus"]
+    assert list(corpora) == ["mylabels", "ravdess"]
+    assert corpora["mylabels"]["clips"] == 9 and corpora["ravdess"]["clips"] == 32
+    assert corpora["mylabels"]["emotions"] == ["neutral", "sad", "angry"]
+    assert "restricted" in corpora["mylabels"] and "restricted" not in corpora["ravdess"]
+    assert report["pooled"]["n"] == 41
+    assert sum(np.array(c["pooled"]["confusion"]) for c in corpora.values()).tolist() == \
+        report["pooled"]["confusion"]
+    text = format_report(report)
+    assert "mylabels" in text and "restricted to its emotions" in text
