@@ -66,12 +66,12 @@ def degrade(y: np.ndarray, rate: int, condition: str, seed: int) -> tuple[np.nda
     raise ValueError(condition)
 
 
-def write_copies(clips, root: Path, out: Path) -> dict[str, list[Path]]:
+def write_copies(clips, out: Path) -> dict[str, list[Path]]:
     import soundfile
 
     files: dict[str, list[Path]] = {c: [] for c in CONDITIONS}
     for clip in clips:
-        samples, rate = soundfile.read(str(root / clip.path), dtype="float32")
+        samples, rate = soundfile.read(clip.path, dtype="float32")
         mono = samples if samples.ndim == 1 else samples.mean(axis=1)
         seed = int.from_bytes(hashlib.sha256(clip.clip_id.encode()).digest()[:4], "little")
         for condition in CONDITIONS:
@@ -90,9 +90,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from experiment_runs import last_epoch_scorer
-    from pipeline import layout, ravdess
-    from pipeline.download import corpus_root
+    from pipeline import layout
     from pipeline.index import load_index
+    from pipeline.labels import EMOTIONS
     from pipeline.metrics import confusion, summarise
     from pipeline.predict import predict_files
     from pipeline.views import CLEAN
@@ -103,18 +103,18 @@ def main() -> None:
     for fold in map(int, args.folds.split(",")):
         val_fold = folds[(folds.index(fold) + 1) % len(folds)]
         clips = [clip for clip in index if clip.fold == val_fold]
-        truth = np.array([clip.label for clip in clips])
+        truth = np.array([EMOTIONS.index(clip.emotion) for clip in clips])
         with tempfile.TemporaryDirectory() as tmp:
-            files = write_copies(clips, corpus_root(Path("data")), Path(tmp))
+            files = write_copies(clips, Path(tmp))
             for name in args.names:
                 scorer = last_epoch_scorer(layout.experiment_dir(Path("artifacts"), name),
                                            f"fold-{fold}", CLEAN)
                 for condition in CONDITIONS:
                     results = predict_files(files[condition], scorer, jobs=args.jobs, tta=False)
-                    predicted = np.array([ravdess.EMOTIONS.index(r.emotion) if r.emotion else -1
+                    predicted = np.array([EMOTIONS.index(r.emotion) if r.emotion else -1
                                           for r in results])
                     scored = predicted >= 0  # a "no speech" row counts as wrong below
-                    matrix = confusion(truth[scored], predicted[scored], len(ravdess.EMOTIONS))
+                    matrix = confusion(truth[scored], predicted[scored], len(EMOTIONS))
                     recall = np.diag(matrix) / np.maximum(np.bincount(truth, minlength=8), 1)
                     ua = float(np.mean(recall))
                     share = np.bincount(predicted[scored], minlength=8).max() / len(clips)

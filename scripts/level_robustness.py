@@ -38,7 +38,7 @@ def chosen_clips(data_dir: Path, per_fold: int, seed: int) -> dict[int, list]:
     for fold, clips in sorted(by_fold.items()):
         order = rng.permutation(len(clips))
         clips = [clips[i] for i in order]
-        clips.sort(key=lambda c: c.label)  # stable: a shuffled run per emotion
+        clips.sort(key=lambda c: c.emotion)  # stable: a shuffled run per emotion
         picked[fold] = [clips[i] for i in np.linspace(0, len(clips) - 1, per_fold).astype(int)]
     return picked
 
@@ -68,14 +68,12 @@ def main() -> None:
     parser.add_argument("--no-tta", dest="tta", action="store_false")
     args = parser.parse_args()
 
-    from pipeline.download import corpus_root
     from pipeline.layout import run_name
     from pipeline.predict import predict_files
     from pipeline.recipe import TrainConfig
     from pipeline.scorer import from_run
     from pipeline.views import CLEAN, TEST_VIEWS
 
-    root = corpus_root(args.data_dir)
     kept = {name: 0 for name in VARIANTS}
     total = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +81,7 @@ def main() -> None:
             scorer = from_run(args.artifacts_dir, run_name(fold),
                               args.members or TrainConfig().members,
                               TEST_VIEWS if args.tta else CLEAN)
-            files = [variant_files(root / clip.path, Path(tmp)) for clip in clips]
+            files = [variant_files(Path(clip.path), Path(tmp)) for clip in clips]
             names = ["original", *VARIANTS]
             flat = [f[name] for f in files for name in names]
             results = predict_files(flat, scorer, jobs=args.jobs)

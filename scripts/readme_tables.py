@@ -38,7 +38,10 @@ def cv_tables(report: dict) -> str:
     lines += ["| fold | test actors | UA | WA | macro-F1 |", "|---|---|---|---|---|"]
     for run in report["fold_runs"]:
         metrics = run["metrics"]
-        actors = ", ".join(f"{a:02d}" for a in run["actors"]["test"])
+        test = run["actors"]["test"]  # "ravdess:05"; RAVDESS actor numbers before issue 28
+        names = [a if isinstance(a, str) else f"ravdess:{a:02d}" for a in test]
+        one_corpus = len({n.split(":", 1)[0] for n in names}) == 1
+        actors = ", ".join(n.split(":", 1)[-1] if one_corpus else n for n in names)
         lines.append(f"| {run['fold']} | {actors} | {pct(metrics['ua'])} | {pct(metrics['wa'])} "
                      f"| {pct(metrics['macro_f1'])} |")
     summary = {k: f"{pct(report['summary'][k]['mean'])} ± {pct(report['summary'][k]['std'])}"

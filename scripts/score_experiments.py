@@ -25,7 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiment_runs import last_epoch_scorer  # noqa: E402
-from pipeline import layout, ravdess  # noqa: E402
+from pipeline import layout  # noqa: E402
+from pipeline.labels import EMOTIONS  # noqa: E402
 from pipeline.index import load_index  # noqa: E402
 from pipeline.metrics import confusion, summarise  # noqa: E402
 from pipeline.splits import split_for  # noqa: E402
@@ -63,8 +64,8 @@ def main() -> None:
     store = load_store(args.artifacts_dir, clips=clips)
 
     def ua(probabilities: np.ndarray, truth: np.ndarray) -> float:
-        matrix = confusion(truth, probabilities.argmax(1), len(ravdess.EMOTIONS))
-        return summarise(matrix, ravdess.EMOTIONS)["ua"]
+        matrix = confusion(truth, probabilities.argmax(1), len(EMOTIONS))
+        return summarise(matrix, EMOTIONS)["ua"]
 
     totals: dict[str, list[float]] = {}
     for fold in map(int, args.folds.split(",")):
