@@ -242,7 +242,7 @@ def resolve(bundle: str | Path | None, *, artifacts_dir: Path = Path("artifacts"
     return Path(bundle)
 
 
-def _check_labels(label_map, n_classes: int, path: Path) -> None:
+def _check_labels(label_map, n_classes: int) -> None:
     """A bundle's own label set: one distinct name per output of its network."""
     if (not isinstance(label_map, list) or len(label_map) != n_classes
             or len(set(label_map)) != n_classes
@@ -375,7 +375,7 @@ def _build(path: Path, text: str, tensors: dict, checksum: str) -> Scorer:
                               f"{metadata.get('features_version')}; this code computes version "
                               f"{FEATURES_VERSION}: retrain and export with this version")
         model_config = ModelConfig.from_dict(metadata["model_config"])
-        _check_labels(metadata["label_map"], model_config.n_classes, path)
+        _check_labels(metadata["label_map"], model_config.n_classes)
         model = build(model_config, metadata.get("members", 1))
         model.load_state_dict(tensors)
         feature_config = FeatureConfig.from_dict(metadata["feature_config"])

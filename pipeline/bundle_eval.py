@@ -53,12 +53,15 @@ def labelled_rows(*, source: Path | None, manifest_path: Path | None,
 
 def evaluate_bundle(*, bundle_path: Path, source: Path | None, artifacts_dir: Path,
                     jobs: int = 1, tta: bool = True, corpus: str = "auto",
-                    manifest_path: Path | None = None) -> dict:
+                    manifest_path: Path | None = None,
+                    speaker_pattern: str | None = None) -> dict:
     """A bundle on the labelled recordings of ``source`` or ``manifest_path``
-    (``labelled_rows``), each segment in the bundle's test-time views (``tta=False``: the
-    clean window alone); see the module docstring. The returned dict also holds the
-    report's path as ``report_path``. Raises ``PipelineError`` before scoring when the
-    report cannot be written (``layout.check_output_folder``) or nothing is labelled."""
+    (``labelled_rows``; ``speaker_pattern`` names a folders corpus's speakers, so that
+    those the bundle trained on are warned about), each segment in the bundle's
+    test-time views (``tta=False``: the clean window alone); see the module docstring.
+    The returned dict also holds the report's path as ``report_path``. Raises
+    ``PipelineError`` before scoring when the report cannot be written
+    (``layout.check_output_folder``) or nothing is labelled."""
     from pipeline import bundle as bundles
     from pipeline import duplicates
     from pipeline.evaluate import write_report
@@ -67,7 +70,7 @@ def evaluate_bundle(*, bundle_path: Path, source: Path | None, artifacts_dir: Pa
     loaded = bundles.load(bundle_path)
     where = Path(manifest_path if manifest_path is not None else source)
     rows, name, skipped = labelled_rows(source=source, manifest_path=manifest_path,
-                                        corpus=corpus)
+                                        corpus=corpus, speaker_pattern=speaker_pattern)
     stem = layout.bundle_report_stem(artifacts_dir, bundle_path, where)
     layout.check_output_folder(stem.parent, option="--artifacts-dir", given=artifacts_dir)
     rows, same_name = duplicates.by_clip_id(rows)

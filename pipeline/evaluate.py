@@ -65,6 +65,7 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
         if info["features_key"] != store.manifest["key"]:
             raise StaleInputError(f"runs/{run} was trained on other features than the current "
                                   f"store: rerun 'ser train --fold {fold}'")
+        _check_labels(saved, store, run, fold)
         first = first or saved
         if (recipe_of(saved["train_config"]), info.get("train_code")) != (
                 recipe_of(first["train_config"]), first["info"].get("train_code")):
@@ -91,6 +92,17 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     report["calibration"] = _calibration(artifacts_dir, report["recipe"], scored)
     write_report(report, stem)
     return {**report, "report_path": str(stem.with_suffix(".json"))}
+
+
+def _check_labels(saved: dict, store, run: str, fold) -> None:
+    """A run trained on other labels or speakers than the index now joins onto the
+    features, or with another label order, is refused with the fix."""
+    from pipeline.store import labels_key
+
+    trained = saved["info"].get("labels_key")  # runs from before issue 28 have none
+    if (trained and trained != labels_key(store)) or tuple(saved["label_map"]) != store.label_map:
+        raise StaleInputError(f"runs/{run} was trained on other labels or speakers than the "
+                              f"index now gives: rerun 'ser train --fold {fold}'")
 
 
 def _fold_report(per_fold: list[dict], pooled: np.ndarray, saved: dict, store_manifest: dict,
@@ -138,7 +150,7 @@ def held_out_probabilities(scorer, store, rows: np.ndarray, *, clips: list,
     from pipeline.predict import predict_files
 
     paths = {clip.clip_id: Path(clip.path) for clip in clips}
-    files = [paths[_text(clip_id)] for clip_id in store.clip_id[rows]]
+    files = [paths[str(clip_id)] for clip_id in store.clip_id[rows]]
     results = predict_files(files, scorer, jobs=jobs)
     failed = next((r for r in results if r.error), None)
     if failed:
@@ -146,10 +158,6 @@ def held_out_probabilities(scorer, store, rows: np.ndarray, *, clips: list,
                             "extract' ran: restore the file, or rerun 'ser index' and "
                             "'ser extract' without it")
     return np.array([[r.probabilities[label] for label in scorer.labels] for r in results])
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _pick(metrics: dict | None) -> dict | None:
@@ -252,12 +260,14 @@ def _calibration_line(figures: dict | None) -> list[str]:
     return [line]
 
 
-def _speakers_cell(speakers: list) -> str:
+def _speakers_cell(speakers: list, *, shared: bool) -> str:
     """A fold's test speakers in a few characters: ``05,09,10,12`` (one corpus, its own
-    names), ``6 (2 corpora)``, or ``26 (shared)`` for the random split."""
+    names), ``6 (2 corpora)``, ``18 speakers``, or ``20 (shared)`` for the random split."""
     corpora = {str(s).split(":", 1)[0] for s in speakers}
-    if len(speakers) > 6:
+    if shared:
         return f"{len(speakers)} (shared)"
+    if len(speakers) > 6:
+        return f"{len(speakers)} speakers"
     if len(corpora) > 1:
         return f"{len(speakers)} ({len(corpora)} corpora)"
     return ",".join(str(s).split(":", 1)[-1] for s in speakers)
@@ -288,11 +298,11 @@ def format_report(report: dict) -> str:
         if len(report.get("test_views") or [{}]) > 1:
             lines.append(f"each test clip scored in {len(report['test_views'])} test-time views "
                          "(probabilities averaged)")
-        lines.append("fold  actors              UA      WA      macro-F1")
+        lines.append("fold  speakers            UA      WA      macro-F1")
         for run in report["fold_runs"]:
             m = run["metrics"]
             test_actors = run["actors"]["test"]
-            actors = _speakers_cell(test_actors)
+            actors = _speakers_cell(test_actors, shared=run["fold"] == "random")
             lines.append(f"{run['fold']:>4}  {actors:<18} {m['ua']:6.1%}  {m['wa']:6.1%}  {m['macro_f1']:6.1%}")
         s = report["summary"]
         lines.append("mean  ± std             " + "  ".join(
@@ -325,6 +335,6 @@ def format_report(report: dict) -> str:
                      "trained this bundle: these figures are not of unseen voices")
     if "predicted_share" in report:
         shares = sorted(report["predicted_share"].items(), key=lambda item: -item[1])
-        lines.append("verdicts (8-way): " + ", ".join(f"{label} {share:.0%}"
-                                                       for label, share in shares if share > 0))
+        lines.append(f"verdicts ({len(shares)}-way): " + ", ".join(
+            f"{label} {share:.0%}" for label, share in shares if share > 0))
     return "\n".join(lines)

@@ -25,7 +25,7 @@ import csv
 import hashlib
 import io
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +100,7 @@ class IndexResult:
     skipped: dict[str, list[str]]  # reason -> file paths
     index_hash: str
     cached: bool = False
-    left_out: list[str] = ()  # one line per source that left labels out
+    left_out: list[str] = field(default_factory=list)  # per source: its label mapping
 
 
 def default_sources(data_dir: Path) -> list[Source]:
@@ -201,7 +201,8 @@ def build_index(*, data_dir: Path, sources: list[Source] | None = None,
                    key=lambda c: (c.corpus, c.speaker, c.clip_id))
     text = _to_csv(clips)
     index_hash = hashlib.sha256(text.encode()).hexdigest()[:16]
-    manifest.write([row for row in rows if row.clip_id in {c.clip_id for c in clips}],
+    indexed = {c.clip_id for c in clips}
+    manifest.write([row for row in rows if row.clip_id in indexed],
                    layout.corpus_manifest(data_dir))
     write_text_atomic(csv_path, text)
     write_json_atomic(json_path, stage_record(
@@ -279,7 +280,7 @@ def load_index(data_dir: Path) -> list[Clip]:
         raise CorpusError(f"no index at {csv_path}: run 'ser index' first")
     types = {f.name: f.type for f in fields(Clip)}
     cast = {"int": int, "float": float, "str": str}
-    with open(csv_path, newline="") as handle:
+    with open(csv_path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if list(reader.fieldnames or []) != list(types):
             raise CorpusError(f"{csv_path} was written by another version of this tool (its "

@@ -18,7 +18,7 @@ SYNONYMS: dict[str, str] = {
     "neutrality": "neutral", "calmness": "calm", "happiness": "happy", "joy": "happy",
     "sadness": "sad", "anger": "angry", "fear": "fearful", "disgusted": "disgust",
     "surprise": "surprised", "pleasant surprise": "surprised", "pleasant_surprise": "surprised",
-    "pleasant-surprise": "surprised", "ps": "surprised",
+    "pleasant-surprise": "surprised",
 }
 
 # Emotions some corpora have and the model does not: their clips are left out.

@@ -5,7 +5,8 @@ paths: a stage asks here, so renaming or moving a file is a change to this modul
 
     <data>/                         --data-dir (default data/)
       download.json                 download: where the corpus is
-      index.csv, index.json         index: one row per clip; its manifest
+      manifest.jsonl                index: the indexed rows (pipeline.manifest)
+      index.csv, index.json         index: one row per clip with its fold; its record
     <artifacts>/                    --artifacts-dir (default artifacts/)
       features/                     extract
         shard-NNNNN.h5              rows of clip copies (pipeline.store)
@@ -14,7 +15,7 @@ paths: a stage asks here, so renaming or moving a file is a change to this modul
         checkpoint.pt, metrics.jsonl, model.pt
         result.json                 written last
       reports/<name>.json, .png     evaluate: cv.json (cross-validation), fold-K.json,
-                                    bundle-<bundle>-<folder>.json
+                                    bundle-<bundle>-<source>-<hash>.json
       bundles/<name>.safetensors    export
       experiments/<name>/           scripts/experiment.py: an artifacts tree of its own
       variants/<name>/              scripts/extract_variant.py: an artifacts tree of its own

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
@@ -129,9 +130,11 @@ def _row(record: dict, number: int, path: Path) -> Row:
         raise CorpusError(f"{where}: {values['path']} is a Windows drive path: write paths "
                           "relative to the manifest's folder, or absolute on this machine")
     audio = PurePosixPath(values["path"].replace("\\", "/"))
-    absolute = Path(audio) if Path(audio).is_absolute() else path.parent.resolve() / Path(audio)
+    absolute = Path(os.path.normpath(Path(audio) if Path(audio).is_absolute()
+                                     else path.parent.resolve() / Path(audio)))
     corpus = values["corpus"] or path.stem
-    return Row(path=str(absolute), label=values["label"] or values["emotion"], emotion=emotion, speaker=values["speaker"], corpus=corpus,
+    return Row(path=str(absolute), label=values["label"] or values["emotion"],
+               emotion=emotion, speaker=values["speaker"], corpus=corpus,
                gender=values["gender"],
                clip_id=values["clip_id"] or default_clip_id(corpus, _relative(absolute, path)))
 

@@ -222,8 +222,8 @@ def save_model(path: Path, model: EmotionCNN, *, train_config: dict, feature_con
                info: dict, label_map: tuple[str, ...] = EMOTIONS) -> None:
     """A trained model's ``model.pt``, written atomically: the weights (normalisation
     buffers included) and, as JSON text, the model, training and feature configs, the
-    label order (``label_map``, one per output) and the run's ``info``; plain tensors and strings, so it loads with
-    ``weights_only=True`` (no code runs)."""
+    label order (``label_map``, one per output) and the run's ``info``; plain tensors and
+    strings, so it loads with ``weights_only=True`` (no code runs)."""
     with atomic_path(path) as tmp:
         torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "model_config": json.dumps(model.config.to_dict()),

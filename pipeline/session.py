@@ -75,8 +75,8 @@ class Session:
         optimiser, schedule = optimiser_and_schedule(
             trainable, config, rows=distributed.rank_rows(len(split.train), group))
         return cls(model, distributed.wrap(trainable, group, device), optimiser, schedule,
-                   features, labels, store.label, store.label_map, weights, split, config, device, group,
-                   accelerated, getattr(trainable, "actor_head", None), targets)
+                   features, labels, store.label, store.label_map, weights, split, config,
+                   device, group, accelerated, getattr(trainable, "actor_head", None), targets)
 
     def validate(self) -> dict:
         """Metrics of the model as it is now on the validation rows."""

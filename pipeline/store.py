@@ -170,6 +170,16 @@ def load_store(artifacts_dir: Path, *, clips: list) -> FeatureStore:
     return FeatureStore(manifest=record, **merged, **_joined(clips, merged["clip_id"]))
 
 
+def labels_key(store: FeatureStore) -> str:
+    """A hash of what the index joined onto the rows and training depends on beyond the
+    features: the label set and each clip's emotion and speaker (a fixed manifest row or a
+    changed label map or speaker pattern retrains; ``train.run_key``)."""
+    from pipeline.stages import hash_obj
+
+    return hash_obj([list(store.label_map), sorted({
+        (str(c), int(y), str(s)) for c, y, s in zip(store.clip_id, store.label, store.speaker)})])
+
+
 def _joined(clips: list, clip_ids: np.ndarray) -> dict:
     """The index's columns for each row's clip: label (position in the model's label
     set), speaker, its integer code, corpus and fold."""

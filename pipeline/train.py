@@ -39,7 +39,7 @@ from pipeline.session import Session
 from pipeline.splits import Split, split_for, split_key
 from pipeline.stages import (code_hash, hash_obj, manifest, read_json, strict_json,
                              write_json_atomic, write_text_atomic)
-from pipeline.store import FeatureStore, load_store
+from pipeline.store import FeatureStore, labels_key, load_store
 
 
 @dataclass
@@ -57,13 +57,15 @@ class TrainingInterrupted(PipelineError):
 
 
 def run_key(config: TrainConfig, *, features_key: str, fold: int | str | None,
-            split: dict | None, world_size: int = 1, accelerated: bool = False) -> str:
+            split: dict | None, world_size: int = 1, accelerated: bool = False,
+            labels: str | None = None) -> str:
     """The cache key of one member's run: its recipe (``member_key``: not the member
-    count), the features' key, the fold, the split that fold depends on (``split_key``),
-    the training code (``stages.code_hash``), and, when they apply, the torchrun process
+    count), the features' key, the labels and speakers joined onto them
+    (``store.labels_key``), the fold, the split that fold depends on (``split_key``), the
+    training code (``stages.code_hash``), and, when they apply, the torchrun process
     count and the GPU path (bf16 autocast changes the arithmetic)."""
     return hash_obj({"train": config.member_key(), "features": features_key, "fold": fold,
-                     "split": split, "code": code_hash(__name__),
+                     "split": split, "code": code_hash(__name__), "labels": labels,
                      **({"world_size": world_size} if world_size > 1 else {}),
                      **({"accelerated": True} if accelerated else {})})
 
@@ -107,7 +109,7 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     group = distributed.join(dev)
     dev = distributed.rank_device(dev, group)
     accelerated = dev.type == "cuda" if accelerated is None else accelerated
-    key = run_key(config, features_key=store.manifest["key"], fold=fold,
+    key = run_key(config, features_key=store.manifest["key"], fold=fold, labels=labels_key(store),
                   split=split_key(store, fold, split_seed=split_seed),
                   world_size=group.world_size if group else 1, accelerated=accelerated)
     done = read_json(layout.run_manifest(artifacts_dir, run))
@@ -133,11 +135,11 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
         _epochs(session, state, artifacts_dir=artifacts_dir, run=run, key=key,
                 on_epoch=on_epoch)
     session.model.load_state_dict(state["best_state"])
-    val = session.validate() if len(split.val) else None
     info = {"fold": fold, "test_folds": list(split.test_folds), "val_folds": list(split.val_folds),
-            "actors": split.actors(store.speaker), "corpora": sorted(set(store.corpus[split.train])),
-            "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "val": val,
+            "actors": split.actors(store.speaker), "best_epoch": state["best_epoch"],
+            "corpora": sorted(set(store.corpus[split.train])), "epochs_run": state["epoch"],
             "seed": config.seed, "member": member, "split_seed": split_seed,
+            "val": session.validate() if len(split.val) else None, "labels_key": labels_key(store),
             "index_hash": index["index_hash"], "features_key": store.manifest["key"],
             "train_code": code_hash(__name__), "world_size": group.world_size if group else 1}
     if group is None or group.is_main:
@@ -149,7 +151,7 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
             seconds=round(time.perf_counter() - started, 1), **info))
     distributed.barrier(group)  # the run is on disk before any rank goes on
     return TrainResult(layout.run_dir(artifacts_dir, run), state["best_epoch"], state["epoch"],
-                       val, time.perf_counter() - started)
+                       info["val"], time.perf_counter() - started)
 
 
 def _checked_split(store: FeatureStore, fold, config: TrainConfig, split_seed: int) -> Split:

@@ -351,6 +351,24 @@ def test_new_folds_retrain_fold_runs_but_not_the_final_model(store):
     assert _run(store, config, fold=None).cached
 
 
+def test_a_relabelled_clip_retrains_every_run_and_evaluate_refuses_the_old_one(store):
+    """Labels are joined from the index, not stored with the features: a fixed manifest
+    row (or a changed label map) changes no feature key, but it is in every run's key."""
+    from pipeline.evaluate import evaluate_folds
+
+    config = replace(SMALL, epochs=1, val_folds=0)
+    _run(store, config, fold=0)
+    _run(store, config, fold=None)
+    clips = load_index(store[0])
+    relabelled = replace(clips[0], emotion="sad" if clips[0].emotion != "sad" else "angry")
+    _write_index(store[0], [relabelled, *clips[1:]])
+    with pytest.raises(StaleInputError, match=r"runs/fold-0 was trained on other labels .*"
+                                              r"rerun 'ser train --fold 0'"):
+        evaluate_folds(data_dir=store[0], artifacts_dir=store[1], folds=[0])
+    assert not _run(store, config, fold=0).cached
+    assert not _run(store, config, fold=None).cached
+
+
 def test_the_split_seed_and_the_training_seed_are_separate(store):
     """The training seed changes the weights, never the actors; the split seed (the
     index's) drives the random clip-level split, and the training seed does not."""

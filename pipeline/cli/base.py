@@ -115,7 +115,8 @@ def print_version(ctx, _param, value) -> None:
 @click.pass_context
 def cli(ctx, data_dir, artifacts_dir, log_level, quiet):
     """Speech emotion recognition on labelled corpora (RAVDESS by default): download ->
-    index -> extract -> train -> evaluate -> export -> predict. Each stage caches its output and can be rerun alone."""
+    index -> extract -> train -> evaluate -> export -> predict. Each stage caches its
+    output and can be rerun alone."""
     from pipeline import progress
 
     # a file name that is not UTF-8 is printed escaped, never a UnicodeEncodeError

@@ -28,12 +28,16 @@ from pipeline.cli.base import (Context, cli, members_option, model_threads, run_
               help="The recipe that names --source's labels (ravdess, emovo, urdu, cremad, "
                    "tess, emodb, savee, folders, csv), or auto: the one naming the most "
                    "files (csv for a file).")
+@click.option("--speaker-pattern", default=None, metavar="REGEX",
+              help="For a folders --source: a regex on each file's path naming its speaker "
+                   "(group 'speaker' or 1), to warn about speakers the bundle trained on.")
 @click.option("--jobs", "-j", type=options.JOBS, default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Feature workers (audio read for test-time views).")
 @members_option
 @tta_option
 @stage
-def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, jobs, members, tta):
+def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, speaker_pattern,
+             jobs, members, tta):
     """Per-emotion and summary metrics on held-out folds (per corpus and pooled), or a
     bundle on a labelled folder or manifest."""
     from pipeline import evaluate as evaluation
@@ -54,7 +58,7 @@ def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, job
 
         report = evaluate_bundle(bundle_path=path, source=source, manifest_path=manifest_path,
                                  tta=tta, corpus=corpus, artifacts_dir=obj.artifacts_dir,
-                                 jobs=jobs)
+                                 jobs=jobs, speaker_pattern=speaker_pattern)
     else:
         from pipeline.recipe import TrainConfig
         from pipeline.views import CLEAN, TEST_VIEWS

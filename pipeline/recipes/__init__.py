@@ -109,8 +109,9 @@ def corpus_folder(root: Path, *, corpus: str, layout: str) -> Path:
 def collect(root: Path, *, corpus: str, layout: str, parse: Parser,
             meanings: Mapping[str, str] | None = None) -> Found:
     """The common loop of every folder recipe: scan ``root``, parse each audio file's
-    root-relative path, keep the first copy of each clip id (sorted by path), count the
-    emotions the model lacks and the skipped files. Rows are not required: see
+    root-relative path into a row (two copies of a clip keep one clip id: the caller
+    keeps one, ``duplicates.by_clip_id``), count the emotions the model lacks and the
+    skipped files. Rows are not required: see
     ``require_rows``. Raises ``CorpusError`` for a root that is not a folder."""
     from pipeline.scan import scan
 
