@@ -133,5 +133,5 @@ def test_evaluating_a_folder_where_every_clip_fails_is_one_line_and_exit_1(tmp_p
                    "--source", str(source), cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith(
-        f"Error: none of the 2 clips under {source} could be scored")
+        f"Error: none of the 2 clips of {source} could be scored")
     assert not list((tmp_path / "art").rglob("*.json"))

@@ -27,7 +27,9 @@ def test_by_default_every_other_fold_trains():
     actor, fold, copy, clip = _store()
     split = fold_split(fold=fold, copy=copy, test_fold=2)
     assert split.test_folds == (2,) and split.val_folds == () and len(split.val) == 0
-    assert split.actors(actor) == {"train": [1, 2, 4, 5, 6, 8], "val": [], "test": [3, 7]}
+    speaker = np.array([f"c:{a}" for a in actor])
+    assert split.actors(speaker) == {"train": ["c:1", "c:2", "c:4", "c:5", "c:6", "c:8"],
+                                     "val": [], "test": ["c:3", "c:7"]}
     assert not set(clip[split.test]) & set(clip[split.train])
 
 
@@ -35,7 +37,9 @@ def test_roles_for_one_fold():
     actor, fold, copy, clip = _store()
     split = fold_split(fold=fold, copy=copy, test_fold=2, val_folds=1)
     assert split.test_folds == (2,) and split.val_folds == (3,)
-    assert split.actors(actor) == {"train": [1, 2, 5, 6], "val": [4, 8], "test": [3, 7]}
+    speaker = np.array([f"c:{a}" for a in actor])
+    assert split.actors(speaker) == {"train": ["c:1", "c:2", "c:5", "c:6"], "val": ["c:4", "c:8"],
+                                     "test": ["c:3", "c:7"]}
     assert np.all(copy[split.test] == 0) and np.all(copy[split.val] == 0)
     assert set(copy[split.train].tolist()) == {0, 1, 2}
     assert not set(clip[split.test]) & set(clip[split.train])
