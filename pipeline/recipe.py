@@ -36,9 +36,16 @@ class TrainConfig:
     # ensemble members per run, probabilities averaged. Not part of a member's cache key
     # (``member_key``): a member trains the same whatever the count, so it stays cached
     members: int = 2
+    # train on these corpora's rows only (empty: every corpus in the index); the other
+    # corpora's speakers still validate and test. Left out of to_dict when empty, so
+    # runs from before it keep their keys
+    train_corpora: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "model": self.model.to_dict()}
+        data = {**asdict(self), "model": self.model.to_dict()}
+        if not self.train_corpora:
+            del data["train_corpora"]
+        return data
 
     def member_key(self) -> dict:
         """What one member's training depends on: everything but ``members``."""
@@ -47,7 +54,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         # runs from before grad_clip existed trained without clipping
-        return cls(**{"grad_clip": 0.0, **data, "model": ModelConfig.from_dict(data["model"])})
+        return cls(**{"grad_clip": 0.0, **data, "model": ModelConfig.from_dict(data["model"]),
+                      "train_corpora": tuple(data.get("train_corpora", ()))})
 
 
 def recipe_of(train_config: dict) -> dict:

@@ -28,6 +28,7 @@ class Session:
     labels: "torch.Tensor"
     label_column: np.ndarray
     label_map: tuple[str, ...]
+    corpus_column: np.ndarray
     class_weights: "torch.Tensor | None"
     split: Split
     config: TrainConfig  # this rank's (distributed.rank_config)
@@ -75,12 +76,21 @@ class Session:
         optimiser, schedule = optimiser_and_schedule(
             trainable, config, rows=distributed.rank_rows(len(split.train), group))
         return cls(model, distributed.wrap(trainable, group, device), optimiser, schedule,
-                   features, labels, store.label, store.label_map, weights, split, config,
-                   device, group, accelerated, getattr(trainable, "actor_head", None), targets)
+                   features, labels, store.label, store.label_map, store.corpus, weights,
+                   split, config, device, group, accelerated,
+                   getattr(trainable, "actor_head", None), targets)
 
     def validate(self) -> dict:
-        """Metrics of the model as it is now on the validation rows."""
+        """Metrics of the model as it is now on the validation rows, pooled, and the UA
+        of each corpus's validation rows under ``ua_by_corpus`` when there are several."""
         predicted = logits_for(self.model, self.features, self.split.val,
                                device=self.device).argmax(1)
-        return summarise(confusion(self.label_column[self.split.val], predicted,
-                                   len(self.label_map)), self.label_map)
+        true = self.label_column[self.split.val]
+        metrics = summarise(confusion(true, predicted, len(self.label_map)), self.label_map)
+        corpus = self.corpus_column[self.split.val]
+        if len(set(corpus.tolist())) > 1:
+            metrics["ua_by_corpus"] = {
+                str(name): summarise(confusion(true[corpus == name], predicted[corpus == name],
+                                               len(self.label_map)), self.label_map)["ua"]
+                for name in sorted(set(corpus.tolist()))}
+        return metrics

@@ -156,6 +156,9 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
 
 def _checked_split(store: FeatureStore, fold, config: TrainConfig, split_seed: int) -> Split:
     split = split_for(store, fold, val_folds=config.val_folds, seed=split_seed)
+    if config.train_corpora:  # the others' speakers still validate and test
+        split = replace(split, train=split.train[np.isin(store.corpus[split.train],
+                                                         config.train_corpora)])
     if len(split.train) == 0:
         raise TrainingError(f"no training rows for fold {fold}: check the index's folds")
     if config.patience and not len(split.val):
@@ -181,7 +184,9 @@ def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key
                                  actors=session.actor_targets)
             if len(split.val):
                 val = session.validate()
-                record.update(val_wa=val["wa"], val_ua=val["ua"])
+                record.update(val_wa=val["wa"], val_ua=val["ua"],
+                              **({"val_ua_by_corpus": val["ua_by_corpus"]}
+                                 if "ua_by_corpus" in val else {}))
             improved = not len(split.val) or record["val_ua"] > state["best_ua"]
             if improved:  # without validation actors, the last epoch is the one kept
                 state.update(best_ua=record.get("val_ua", -1.0), best_epoch=epoch,

@@ -369,6 +369,26 @@ def test_a_relabelled_clip_retrains_every_run_and_evaluate_refuses_the_old_one(s
     assert not _run(store, config, fold=None).cached
 
 
+def test_training_on_some_corpora_validates_on_every_corpus(store):
+    """train_corpora keeps the other corpora's rows out of training only; each epoch's
+    validation UA is reported per corpus as well as pooled."""
+    clips = load_index(store[0])
+    other = {c.clip_id for c in clips if int(c.speaker[-2:]) > 4}  # actors 5-8: "other"
+    _write_index(store[0], [replace(c, corpus="other", speaker=c.speaker.replace(
+        "ravdess", "other")) if c.clip_id in other else c for c in clips])
+    config = replace(SMALL, epochs=2, val_folds=1, train_corpora=("ravdess",))
+    result = _run(store, config, fold=0)
+    info = read_json(result.run_dir / "result.json")
+    assert info["corpora"] == ["ravdess"]
+    assert info["actors"]["train"] == ["ravdess:03", "ravdess:04"]  # not other:07, other:08
+    assert info["actors"]["val"] == ["other:06", "ravdess:02"]
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text()
+               .splitlines()]
+    assert all(set(r["val_ua_by_corpus"]) == {"other", "ravdess"} for r in records)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert "train_corpora" not in SMALL.to_dict()  # earlier runs keep their keys
+
+
 def test_the_split_seed_and_the_training_seed_are_separate(store):
     """The training seed changes the weights, never the actors; the split seed (the
     index's) drives the random clip-level split, and the training seed does not."""
