@@ -167,3 +167,23 @@ def hide_module(monkeypatch):
         monkeypatch.setattr(builtins, "__import__", fake_import)
 
     return hide
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_audio(suffix: str) -> bytes:
+    """0.05 s of float noise at 16 kHz, encoded as ``suffix`` (".wav" or ".flac")."""
+    noise = np.random.default_rng(0).uniform(-0.1, 0.1, 800).astype(np.float32)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, noise, 16000, format=suffix.lstrip(".").upper(),
+                    subtype="FLOAT" if suffix == ".wav" else "PCM_16")
+    return buffer.getvalue()
+
+
+def write_tiny_tree(root: Path, *relatives: str) -> Path:
+    """A tiny audio file (a non-audio one for other suffixes) at each root-relative path,
+    for recipes to read names from; returns ``root``."""
+    for relative in relatives:
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_tiny_audio(path.suffix) if path.suffix in (".wav", ".flac") else b"x")
+    return root

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import io
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 
+from conftest import write_tiny_tree
 from pipeline import recipes
 from pipeline.errors import CorpusError
 
 
-@functools.lru_cache(maxsize=None)
-def _audio(suffix: str) -> bytes:
-    """0.05 s of float noise at 16 kHz, encoded as ``suffix`` (".wav" or ".flac")."""
-    noise = np.random.default_rng(0).uniform(-0.1, 0.1, 800).astype(np.float32)
-    buffer = io.BytesIO()
-    soundfile.write(buffer, noise, 16000, format=suffix.lstrip(".").upper(),
-                    subtype="FLOAT" if suffix == ".wav" else "PCM_16")
-    return buffer.getvalue()
-
-
-def make(root: Path, *relatives: str) -> Path:
-    for relative in relatives:
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_audio(path.suffix) if path.suffix in (".wav", ".flac") else b"x")
-    return root
+make = write_tiny_tree  # a tiny audio file at each root-relative path
 
 
 def test_folders_synonyms_nesting_and_boredom_left_out(tmp_path):
