@@ -45,6 +45,17 @@ def balanced_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def cell_weights(labels: np.ndarray, corpora: np.ndarray) -> np.ndarray:
+    """Per-row loss weights ``n / (cells * count)``, float32 ``(n,)``, where a cell is one
+    (corpus, emotion) pair present in the rows and ``count`` its rows: every cell weighs
+    the same in total, so a small corpus weighs as much per emotion as a large one, and an
+    emotion only one corpus has (RAVDESS's calm) weighs as one cell, not as a whole class.
+    ``labels`` ``(n,)`` class indices, ``corpora`` ``(n,)`` corpus names."""
+    cells = np.array([f"{corpus}/{label}" for corpus, label in zip(corpora, labels)])
+    _, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
+    return (len(labels) / (len(counts) * counts[inverse])).astype(np.float32)
+
+
 def spec_augment(x, config: TrainConfig, generator):
     """SpecAugment (Park et al., 2019, "SpecAugment: A Simple Data Augmentation Method for
     Automatic Speech Recognition"), time and frequency masks only: per sample,

@@ -24,6 +24,10 @@ class TrainConfig:
     # pipeline.adversary, Ganin & Lempitsky, 2015
     adversary: float = 0.0
     balanced: bool = True  # loss weighted by inverse class frequency (neutral: half the clips)
+    # with balanced: every (corpus, emotion) cell of the training rows weighs the same in
+    # the loss, instead of every emotion (batches.cell_weights). Left out of to_dict when
+    # off, so runs from before it keep their keys
+    balance_corpora: bool = False
     time_masks: int = 2
     time_mask_frames: int = 20
     freq_masks: int = 2
@@ -45,6 +49,8 @@ class TrainConfig:
         data = {**asdict(self), "model": self.model.to_dict()}
         if not self.train_corpora:
             del data["train_corpora"]
+        if not self.balance_corpora:
+            del data["balance_corpora"]
         return data
 
     def member_key(self) -> dict:

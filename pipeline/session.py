@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline import distributed
-from pipeline.batches import balanced_weights, normalisation_stats
+from pipeline.batches import balanced_weights, cell_weights, normalisation_stats
 from pipeline.metrics import confusion, summarise
 from pipeline.model import logits_for
 from pipeline.optim import optimiser_and_schedule
@@ -30,6 +30,9 @@ class Session:
     label_map: tuple[str, ...]
     corpus_column: np.ndarray
     class_weights: "torch.Tensor | None"
+    # with config.balance_corpora: each store row's loss weight (0 off the training rows)
+    # instead of class weights
+    row_weights: "torch.Tensor | None"
     split: Split
     config: TrainConfig  # this rank's (distributed.rank_config)
     device: "torch.device"
@@ -61,8 +64,12 @@ class Session:
         if accelerated:
             features = features.to(device)
         labels = torch.from_numpy(store.label.astype(np.int64)).to(features.device)
-        weights = None
-        if config.balanced:
+        weights = rows = None
+        if config.balanced and config.balance_corpora:
+            column = np.zeros(len(store.label), dtype=np.float32)
+            column[split.train] = cell_weights(store.label[split.train], store.corpus[split.train])
+            rows = torch.from_numpy(column).to(features.device)
+        elif config.balanced:
             weights = torch.from_numpy(
                 balanced_weights(store.label[split.train], config.model.n_classes)).to(device)
         config = distributed.rank_config(config, group)
@@ -76,7 +83,7 @@ class Session:
         optimiser, schedule = optimiser_and_schedule(
             trainable, config, rows=distributed.rank_rows(len(split.train), group))
         return cls(model, distributed.wrap(trainable, group, device), optimiser, schedule,
-                   features, labels, store.label, store.label_map, store.corpus, weights,
+                   features, labels, store.label, store.label_map, store.corpus, weights, rows,
                    split, config, device, group, accelerated,
                    getattr(trainable, "actor_head", None), targets)
 

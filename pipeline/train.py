@@ -180,6 +180,7 @@ def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key
             record = train_epoch(session.network, session.optimiser, session.schedule,
                                  session.features, session.labels, split, config, epoch=epoch,
                                  device=session.device, class_weights=session.class_weights,
+                                 row_weights=session.row_weights,
                                  group=session.group, autocast=session.accelerated,
                                  actors=session.actor_targets)
             if len(split.val):
@@ -215,7 +216,7 @@ def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key
 
 
 def train_epoch(model, optimiser, schedule, features, labels, split: Split, config: TrainConfig,
-                *, epoch: int, device, class_weights=None,
+                *, epoch: int, device, class_weights=None, row_weights=None,
                 group: distributed.Group | None = None, autocast: bool | None = None,
                 actors=None) -> dict:
     """One epoch over ``split.train`` in an order drawn from (seed, epoch) (under torchrun,
@@ -250,7 +251,8 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
         if partner is not None:
             x = lam * x + (1 - lam) * x[partner]
         logits, loss = _forward(model, x, (y, None if actors is None else actors[index].to(device)),
-                                config, class_weights, lam, partner, device, autocast=autocast)
+                                config, class_weights, lam, partner, device, autocast=autocast,
+                                row_weights=None if row_weights is None else row_weights[index].to(device))
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, batch "
                                 f"{start // config.batch_size}: lower --lr (now {config.lr}) "
@@ -288,28 +290,37 @@ def _epoch_order(split: Split, config: TrainConfig, *, epoch: int, group, genera
 
 
 def _forward(model, x, targets, config: TrainConfig, class_weights, lam: float, partner,
-             device, *, autocast: bool):
-    """Logits and the (label-smoothed, class-weighted, mixed-up) loss of one batch, under
-    bf16 autocast when ``autocast`` (the GPU path; it runs on CPU too). ``targets``:
+             device, *, autocast: bool, row_weights=None):
+    """Logits and the (label-smoothed, class- or row-weighted, mixed-up) loss of one batch,
+    under bf16 autocast when ``autocast`` (the GPU path; it runs on CPU too). ``targets``:
     ``(emotion labels, actor targets or None)``; with actor targets the model returns
-    both logits and the actor loss, weighted by ``config.adversary``, is added."""
+    both logits and the actor loss, weighted by ``config.adversary``, is added.
+    ``row_weights`` ``(batch,)``: each row's weight, the loss their weighted mean."""
     import torch
     import torch.nn.functional as F
 
     y, y_actor = targets
 
-    def loss_of(logits, y, **kw):
-        loss = F.cross_entropy(logits.float(), y, **kw)
+    def one(logits, target, weights, **kw):
+        if weights is None:
+            return F.cross_entropy(logits.float(), target, **kw)
+        per_row = F.cross_entropy(logits.float(), target, reduction="none", **kw)
+        return (per_row * weights).sum() / weights.sum().clamp_min(1e-12)
+
+    def loss_of(logits, y, weights=None, **kw):
+        loss = one(logits, y, weights, **kw)
         if partner is None:
             return loss
-        return lam * loss + (1 - lam) * F.cross_entropy(logits.float(), y[partner], **kw)
+        return lam * loss + (1 - lam) * one(logits, y[partner],
+                                            None if weights is None else weights[partner], **kw)
 
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = model(x, normalised=True)
         actor_logits = None
         if y_actor is not None:
             logits, actor_logits = logits
-        loss = loss_of(logits, y, weight=class_weights, label_smoothing=config.label_smoothing)
+        loss = loss_of(logits, y, row_weights, weight=class_weights,
+                       label_smoothing=config.label_smoothing)
         if actor_logits is not None:
             loss = loss + config.adversary * loss_of(actor_logits, y_actor)
     return logits, loss

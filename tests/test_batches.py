@@ -22,6 +22,24 @@ def test_balanced_weights_give_every_class_the_same_total_weight():
     assert weights[3] == 0
 
 
+def test_cell_weights_give_every_corpus_and_emotion_pair_the_same_total_weight():
+    # a large corpus with 3 emotions, a small one with 2 (emotion 2 is the large one's only)
+    labels = np.array([0] * 40 + [1] * 40 + [2] * 40 + [0] * 5 + [1] * 10)
+    corpora = np.array(["big"] * 120 + ["small"] * 15)
+    weights = batches.cell_weights(labels, corpora)
+    assert weights.dtype == np.float32 and weights.shape == labels.shape
+    cells = [(c, y) for c, y in zip(corpora, labels)]
+    totals = {cell: weights[[i for i, x in enumerate(cells) if x == cell]].sum()
+              for cell in set(cells)}
+    assert len(totals) == 5
+    assert list(totals.values()) == pytest.approx([135 / 5] * 5)
+    assert weights.sum() == pytest.approx(len(labels))
+    # the small corpus weighs 2/5 of the whole, not 15/135; a small-corpus row of emotion 0
+    # weighs 8 times a large-corpus row of it
+    assert weights[corpora == "small"].sum() == pytest.approx(135 * 2 / 5)
+    assert weights[120] == pytest.approx(8 * weights[0])
+
+
 def test_normalisation_stats_are_per_channel_and_mel_row_over_the_given_rows_only():
     rng = np.random.default_rng(0)
     features = rng.standard_normal((10, 2, 4, 6)).astype(np.float16)

@@ -389,6 +389,33 @@ def test_training_on_some_corpora_validates_on_every_corpus(store):
     assert "train_corpora" not in SMALL.to_dict()  # earlier runs keep their keys
 
 
+def test_balancing_corpora_weights_rows_by_corpus_and_emotion(store, monkeypatch):
+    """balance_corpora hands each training row its (corpus, emotion) cell's weight in
+    place of class weights, changes the weights trained, and keys the run apart."""
+    clips = load_index(store[0])
+    other = {c.clip_id for c in clips if int(c.speaker[-2:]) > 4}
+    _write_index(store[0], [replace(c, corpus="other", speaker=c.speaker.replace(
+        "ravdess", "other")) if c.clip_id in other else c for c in clips])
+    seen = []
+
+    def spy(labels, corpora):
+        seen.append(set(corpora.tolist()))
+        return np.linspace(0.5, 1.5, len(labels), dtype=np.float32)  # skewed, to see an effect
+
+    monkeypatch.setattr(session_module, "cell_weights", spy)
+    plain = replace(SMALL, epochs=2, val_folds=0)
+    weights = {}
+    for config in (plain, replace(plain, balance_corpora=True)):
+        result = _run(store, config, fold=0)
+        assert not result.cached  # a run key of its own
+        weights[config.balance_corpora] = load_model(result.run_dir / "model.pt")[0].state_dict()
+    assert seen == [{"ravdess", "other"}]
+    assert any(not torch.equal(weights[False][k], weights[True][k]) for k in weights[False]
+               if weights[False][k].is_floating_point())
+    assert "balance_corpora" not in plain.to_dict()  # earlier runs keep their keys
+    assert TrainConfig.from_dict(replace(plain, balance_corpora=True).to_dict()).balance_corpora
+
+
 def test_the_split_seed_and_the_training_seed_are_separate(store):
     """The training seed changes the weights, never the actors; the split seed (the
     index's) drives the random clip-level split, and the training seed does not."""
