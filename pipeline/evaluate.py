@@ -85,10 +85,12 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
                          "best_epoch": info["best_epoch"], "validation": _pick(info.get("val")),
                          # clips extract could not use (no speech detected): not scored
                          "unscored": sorted(c for c in failures if clip_folds.get(c) == fold),
-                         "metrics": summarise(matrix, labels)})
+                         "metrics": summarise(matrix, labels),
+                         "by_corpus": fold_corpora(scored[-1], clips, labels)})
     report = _fold_report(per_fold, pooled, first, store.manifest, folds=folds, members=members,
                           views=views, failures=failures, labels=labels)
     report["by_corpus"] = by_corpus(scored, clips, labels)
+    report["corpus_summary"] = corpus_summary(per_fold)
     report["calibration"] = _calibration(artifacts_dir, report["recipe"], scored)
     write_report(report, stem)
     return {**report, "report_path": str(stem.with_suffix(".json"))}
@@ -196,6 +198,33 @@ def by_corpus(scored: list[tuple], clips: list, labels: tuple[str, ...]) -> dict
     return figures
 
 
+def fold_corpora(scored: tuple, clips: list, labels: tuple[str, ...]) -> dict:
+    """One fold's figures per corpus of its test clips: ``clips``, ``ua``, ``wa``,
+    ``macro_f1`` (argmax over every label) and ``restricted_ua`` (over the corpus's own
+    emotions, ``metrics.cross_corpus``; None when it has all of them)."""
+    figures = {}
+    for name, f in by_corpus([scored], clips, labels).items():
+        figures[name] = {"clips": f["clips"], **{k: f["pooled"][k] for k in SUMMARY_KEYS},
+                         "restricted_ua": f["restricted"]["ua"] if "restricted" in f else None}
+    return figures
+
+
+def corpus_summary(per_fold: list[dict]) -> dict:
+    """Per corpus, the mean and standard deviation over the folds that test it of each
+    figure of ``fold_corpora`` (what compares with a one-corpus cross-validation's mean
+    over folds), and ``folds``: how many folds test it."""
+    summary = {}
+    for name in sorted({c for fold in per_fold for c in fold.get("by_corpus", {})}):
+        rows = [fold["by_corpus"][name] for fold in per_fold if name in fold.get("by_corpus", {})]
+        summary[name] = {"folds": len(rows), "clips": sum(r["clips"] for r in rows)}
+        for key in (*SUMMARY_KEYS, "restricted_ua"):
+            values = np.array([r[key] for r in rows if r[key] is not None], dtype=float)
+            if len(values):
+                summary[name][key] = {"mean": float(values.mean()), "std": float(
+                    values.std(ddof=1)) if len(values) > 1 else 0.0}
+    return summary
+
+
 def write_report(report: dict, stem: Path) -> None:
     """``<stem>.png`` when matplotlib is installed (the ``plot`` extra; without it a
     one-line hint), then ``<stem>.json`` (strict JSON), last: the report is its manifest."""
@@ -273,17 +302,22 @@ def _speakers_cell(speakers: list, *, shared: bool) -> str:
     return ",".join(str(s).split(":", 1)[-1] for s in speakers)
 
 
-def _corpus_lines(by_corpus: dict) -> list[str]:
-    """One line per corpus of a cross-validation report, when it has several."""
+def _corpus_lines(by_corpus: dict, summary: dict | None = None) -> list[str]:
+    """One line per corpus of a cross-validation report, when it has several: pooled
+    over its test clips, and (``summary``) the mean ± std of its folds' UAs."""
     if len(by_corpus) < 2:
         return []
-    lines = ["corpus      clips   UA      WA      macro-F1  (restricted to its emotions: UA)"]
+    lines = ["corpus      clips   UA      WA      macro-F1  fold UA mean±std  "
+             "(restricted to its emotions: UA)"]
     for name, figures in by_corpus.items():
         m = figures["pooled"]
         restricted = figures.get("restricted")
+        folds = (summary or {}).get(name, {}).get("ua")
         lines.append(f"{name:<10} {figures['clips']:6d}  {m['ua']:6.1%}  {m['wa']:6.1%}  "
-                     f"{m['macro_f1']:6.1%}" + (f"    {restricted['ua']:.1%} over "
-                                               f"{len(figures['emotions'])}" if restricted else ""))
+                     f"{m['macro_f1']:6.1%}    " + (f"{folds['mean']:.1%}±{folds['std']:.1%}"
+                                                   if folds else "-").ljust(14)
+                     + (f"    {restricted['ua']:.1%} over {len(figures['emotions'])}"
+                        if restricted else ""))
     return lines
 
 
@@ -311,7 +345,7 @@ def format_report(report: dict) -> str:
             lines.append(f"not scored: {len(report['unscored'])} clip(s) in which extract found "
                          "no speech (listed in the report)")
         lines += _calibration_line(report.get("calibration"))
-        lines += _corpus_lines(report.get("by_corpus") or {})
+        lines += _corpus_lines(report.get("by_corpus") or {}, report.get("corpus_summary"))
         lines.append("")
     emotions = report.get("emotions") or [label for label, m in pooled["per_class"].items()
                                           if m["support"] or m["precision"]]

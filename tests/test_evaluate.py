@@ -547,5 +547,16 @@ def test_two_corpora_train_together_and_are_reported_per_corpus_and_pooled(tmp_p
     assert report["pooled"]["n"] == 41
     assert sum(np.array(c["pooled"]["confusion"]) for c in corpora.values()).tolist() == \
         report["pooled"]["confusion"]
+    # per fold and per corpus, and their mean over folds (what compares with a one-corpus
+    # cross-validation's mean of fold UAs)
+    for run in report["fold_runs"]:
+        assert sum(f["clips"] for f in run["by_corpus"].values()) == run["metrics"]["n"]
+        assert run["by_corpus"]["ravdess"]["restricted_ua"] is None
+    summary = report["corpus_summary"]
+    assert summary["ravdess"]["folds"] == 2 and summary["ravdess"]["clips"] == 32
+    assert summary["ravdess"]["ua"]["mean"] == pytest.approx(np.mean(
+        [run["by_corpus"]["ravdess"]["ua"] for run in report["fold_runs"]]))
+    assert "restricted_ua" not in summary["ravdess"] and "restricted_ua" in summary["mylabels"]
     text = format_report(report)
     assert "mylabels" in text and "restricted to its emotions" in text
+    assert f"{summary['ravdess']['ua']['mean']:.1%}±" in text
