@@ -13,7 +13,8 @@ pickle at all, so loading it can never run code. It holds
   order, the speech detector's version (another installed version is warned about at
   load), provenance (index hash, folds and actors trained on, seed, validation and test
   metrics, code version and hash, date, and the export's ``key``: the header is the
-  export stage's manifest)) and ``checksum``: sha256 over the metadata and every
+  export stage's manifest), and ``corpora``: each corpus's language, licence, role and
+  figures (``pipeline.corpus_card``)) and ``checksum``: sha256 over the metadata and every
   tensor, which catches a file damaged in transit or edited by hand. It is an integrity
   check, not a signature: anyone can recompute it, so it proves nothing about who wrote
   the file.
@@ -38,6 +39,7 @@ from pathlib import Path
 from pipeline import __version__, layout
 from pipeline import views as test_views
 from pipeline.calibration import bundle_fields
+from pipeline.corpus_card import corpora_card
 from pipeline.errors import BundleError
 from pipeline.features import FEATURES_VERSION, FeatureConfig
 from pipeline.progress import log
@@ -193,6 +195,7 @@ def _metadata(scorer: Scorer, run: str, members: int, cv_report: dict) -> dict:
         "feature_config": saved["feature_config"], "features_version": FEATURES_VERSION,
         "speech_detector": f"silero-vad {detector_version()}",
         "label_map": saved["label_map"], "provenance": provenance,
+        "corpora": corpora_card(info, cv_report),  # the model card's data, licences included
     }
 
 

@@ -32,8 +32,6 @@ from pipeline.errors import (AudioError, NoSpeechError, PipelineError, SilentErr
 
 PAGE = Path(__file__).parent / "web" / "index.html"
 BUNDLE_ENV = "SER_SERVE_BUNDLE"  # how the worker processes learn which bundle to load
-LICENCE = ("The weights were trained on RAVDESS (CC BY-NC-SA 4.0): research and "
-           "non-commercial use only.")
 INSTALL = "pip install 'ser-pipeline[serve]'"
 WAV_BYTES_PER_SECOND = 48_000 * 2 * 2  # 16-bit stereo at 48 kHz: the largest ordinary WAV
 HEADROOM_MB = 1.0  # the WAV header, metadata chunks and the form's own part headers
@@ -246,17 +244,16 @@ def score_upload(scorer, data: bytes, *, name: str, limits: Limits, tta: bool = 
 
 def describe(scorer) -> dict:
     """``GET /model``: labels, members, views, provenance with its figures, the licence."""
+    from pipeline.corpus_card import accuracy_statement, licence_notice
+
     metadata = scorer.metadata
     provenance = metadata.get("provenance", {})
-    test = provenance.get("test") or {}
-    ua = test.get("ua", {})
-    statement = (f"Cross-validated UA {ua['mean']:.1%} ± {ua['std']:.1%} on actors the model "
-                 "never heard (5-fold, RAVDESS); expect less on other speakers, languages and "
-                 "microphones." if isinstance(ua, dict) and "mean" in ua else
-                 "No test figures were stamped into this model.")
+    card = metadata.get("corpora")
     return {"labels": list(scorer.labels), "members": metadata.get("members", 1),
-            "test_views": metadata.get("test_views"), "accuracy": statement,
-            "licence": LICENCE, "bundle": scorer.path.name if scorer.path else None,
+            "test_views": metadata.get("test_views"),
+            "accuracy": accuracy_statement(card, provenance),
+            "licence": licence_notice(card), "corpora": card,
+            "bundle": scorer.path.name if scorer.path else None,
             "identity": scorer.identity,
             "provenance": provenance}
 

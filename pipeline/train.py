@@ -138,6 +138,7 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     info = {"fold": fold, "test_folds": list(split.test_folds), "val_folds": list(split.val_folds),
             "actors": split.actors(store.speaker), "best_epoch": state["best_epoch"],
             "corpora": sorted(set(store.corpus[split.train])), "epochs_run": state["epoch"],
+            "train_clips": train_clips(store, split.train),
             "seed": config.seed, "member": member, "split_seed": split_seed,
             "val": session.validate() if len(split.val) else None, "labels_key": labels_key(store),
             "index_hash": index["index_hash"], "features_key": store.manifest["key"],
@@ -166,6 +167,14 @@ def _checked_split(store: FeatureStore, fold, config: TrainConfig, split_seed: i
                             f"{layout.run_name(fold)} has none: set val_folds to 1 or more, "
                             "or patience to 0")
     return split
+
+
+def train_clips(store, rows: np.ndarray) -> dict[str, int]:
+    """Distinct clips (not copies) among training ``rows``, per corpus."""
+    clips = {}
+    for corpus in sorted(set(store.corpus[rows].tolist())):
+        clips[str(corpus)] = len(set(store.clip_id[rows][store.corpus[rows] == corpus].tolist()))
+    return clips
 
 
 def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key: str,

@@ -69,7 +69,12 @@ def test_bundle_file_is_safetensors_with_text_metadata(trained: Trained):
     header, tensors = read_raw(trained.bundle_path)
     assert header["format"] == bundles.FORMAT
     assert header["format_version"] == str(bundles.FORMAT_VERSION)
-    assert json.loads(header["metadata"])["label_map"] == list(labels.EMOTIONS)
+    metadata = json.loads(header["metadata"])
+    assert metadata["label_map"] == list(labels.EMOTIONS)
+    # the model card's data: the corpora trained on, with their terms
+    [corpus] = metadata["corpora"]
+    assert (corpus["name"], corpus["role"], corpus["language"]) == ("ravdess", "train", "English")
+    assert corpus["licence"].startswith("CC BY-NC-SA 4.0") and corpus["clips"] > 0
     assert len(header["checksum"]) == 64
     assert all(isinstance(t, torch.Tensor) for t in tensors.values())
 

@@ -381,6 +381,7 @@ def test_training_on_some_corpora_validates_on_every_corpus(store):
     info = read_json(result.run_dir / "result.json")
     assert info["corpora"] == ["ravdess"]
     assert info["actors"]["train"] == ["ravdess:03", "ravdess:04"]  # not other:07, other:08
+    assert info["train_clips"] == {"ravdess": 2 * 8 * TAKES}  # clips, not their copies
     assert info["actors"]["val"] == ["other:06", "ravdess:02"]
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text()
                .splitlines()]

@@ -72,7 +72,8 @@ class Recipe:
     the README); ``labels``: corpus label -> model emotion (None: left out);
     ``find(root, **options) -> Found`` raises ``CorpusError`` naming the root and the fix
     when nothing under it is labelled; ``root_kind``: ``"folder"``, or ``"file"`` for a
-    recipe that reads one file (``csv``)."""
+    recipe that reads one file (``csv``); ``licence``: the corpus's terms of use as its
+    distributor states them ("" when not recorded here: a user's own corpus)."""
 
     name: str
     layout: str
@@ -81,6 +82,7 @@ class Recipe:
     reference: str
     find: Callable[..., Found]
     root_kind: str = "folder"
+    licence: str = ""
 
 
 class Parsed(NamedTuple):

@@ -219,23 +219,26 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
             {f"{i:02d}": emotion for i, emotion in enumerate(labels.EMOTIONS, 1)}, "English",
             "Livingstone & Russo 2018, The Ryerson Audio-Visual Database of Emotional Speech "
             "and Song (RAVDESS), PLoS ONE 13(5) e0196391, https://zenodo.org/record/1188976",
-            find_ravdess),
+            find_ravdess, licence="CC BY-NC-SA 4.0 (non-commercial, share alike)"),
     Recipe("emovo", "f1/dis-f1-b1.wav",
             {"dis": "disgust", "gio": "happy", "neu": "neutral", "pau": "fearful",
              "rab": "angry", "sor": "surprised", "tri": "sad"}, "Italian",
             "Costantini, Iaderola, Paoloni & Todisco 2014, EMOVO Corpus: an Italian Emotional "
-            "Speech Database, LREC 2014", find_emovo),
+            "Speech Database, LREC 2014", find_emovo,
+            licence="free for research use; no open licence"),
     Recipe("urdu", "Angry/SM1_F10_A010.wav",
             {"A": "angry", "H": "happy", "N": "neutral", "S": "sad"}, "Urdu",
             "Latif, Qayyum, Usman & Qadir 2018, Cross Lingual Speech Emotion Recognition: "
             "Urdu vs. Western Languages, arXiv:1812.10411, "
-            "https://github.com/siddiquelatif/URDU-Dataset", find_urdu),
+            "https://github.com/siddiquelatif/URDU-Dataset", find_urdu,
+            licence="research use only"),
     Recipe("cremad", "AudioWAV/1001_DFA_ANG_XX.wav",
             {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy",
              "NEU": "neutral", "SAD": "sad"}, "English",
             "Cao, Cooper, Keutmann, Gur, Nenkova & Verma 2014, CREMA-D: Crowd-sourced "
             "Emotional Multimodal Actors Dataset, IEEE Trans. Affective Computing 5(4), "
-            "https://github.com/CheyneyComputerScience/CREMA-D", find_cremad),
+            "https://github.com/CheyneyComputerScience/CREMA-D", find_cremad,
+            licence="Open Database License (ODbL) 1.0"),
     Recipe("tess", "OAF_angry/OAF_back_angry.wav", TESS_LABELS, "English",
             "Dupuis & Pichora-Fuller 2010, Toronto Emotional Speech Set (TESS), University "
             "of Toronto, https://doi.org/10.5683/SP2/E8H2MF", find_tess),
