@@ -32,7 +32,8 @@ from pipeline.stages import write_json_atomic  # noqa: E402
 from pipeline.store import load_store  # noqa: E402
 
 
-def validation_probabilities(root: Path, fold: int, clips, store, jobs: int):
+def validation_probabilities(root: Path, fold: int, clips, store, jobs: int,
+                             data_dir: Path = Path("data")):
     """``(probabilities, labels, validation actors, recipe)`` of run fold-``fold`` of the
     experiment at ``root``, its last epoch on its validation actors."""
     import torch
@@ -45,7 +46,7 @@ def validation_probabilities(root: Path, fold: int, clips, store, jobs: int):
     split = split_for(store, fold, val_folds=saved["train_config"]["val_folds"],
                       seed=saved["info"]["split_seed"])
     probabilities = held_out_probabilities(scorer, store, split.val, clips=clips,
-                                           data_dir=Path("data"), jobs=jobs)
+                                           data_dir=data_dir, jobs=jobs)
     return (probabilities, store.label[split.val].astype(int),
             saved["info"]["actors"]["val"], recipe_of(saved["train_config"]))
 
@@ -55,12 +56,14 @@ def main() -> None:
     parser.add_argument("experiment", help="artifacts/experiments/NAME")
     parser.add_argument("--folds", default="0,2")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
     args = parser.parse_args()
     progress.configure(level="WARNING")
-    root = layout.experiment_dir(Path("artifacts"), args.experiment)
-    clips = load_index(Path("data"))
+    root = layout.experiment_dir(args.artifacts_dir, args.experiment)
+    clips = load_index(args.data_dir)
     store = load_store(root, clips=clips)
-    parts = [validation_probabilities(root, int(f), clips, store, args.jobs)
+    parts = [validation_probabilities(root, int(f), clips, store, args.jobs, args.data_dir)
              for f in args.folds.split(",")]
     recipes = {str(sorted(p[3].items())) for p in parts}
     assert len(recipes) == 1, "the runs were trained with different recipes"
@@ -73,11 +76,11 @@ def main() -> None:
                             "validation_actors": sorted(a for p in parts for a in p[2]),
                             "clips": int(len(labels)), "epoch": "last"},
               "validation": calibration.figures(probabilities, labels, temperature)}
-    write_json_atomic(layout.calibration_file(Path("artifacts")), record)
+    write_json_atomic(layout.calibration_file(args.artifacts_dir), record)
     v = record["validation"]
     print(f"temperature {temperature:.3f} fitted on {len(labels)} validation clips: ECE "
           f"{v['ece']:.3f} -> {v['ece_calibrated']:.3f}, NLL {v['nll']:.3f} -> "
-          f"{v['nll_calibrated']:.3f}; written to {layout.calibration_file(Path('artifacts'))}")
+          f"{v['nll_calibrated']:.3f}; written to {layout.calibration_file(args.artifacts_dir)}")
 
 
 if __name__ == "__main__":

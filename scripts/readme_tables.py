@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Print the README's accuracy tables (Markdown) from the reports of
 ``ser evaluate --fold all``, ``--fold random`` and ``--bundle B --source ../shared/urdu``
-(every ``reports/bundle-*.json`` of a corpus with fewer than eight emotions), so the
-README quotes the reports exactly:
+(every ``reports/bundle-*.json`` of a corpus with fewer than eight emotions), and the
+table of corpora from the bundle's own card (``pipeline.corpus_card``) with those
+reports, so the README quotes the reports and the shipped bundle exactly:
 
-    python scripts/readme_tables.py [--artifacts-dir artifacts]
+    python scripts/readme_tables.py [--artifacts-dir artifacts] [--bundle shipped]
 """
 
 from __future__ import annotations
@@ -84,9 +85,43 @@ def cross_corpus_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def corpus_table(card: list[dict], reports: list[dict]) -> str:
+    """One row per corpus: the bundle's training corpora with their cross-validated
+    figures (mean ± std over folds), then each corpus a bundle report scored and the
+    bundle did not train on; and the licences of everything the weights trained on."""
+    from pipeline.recipes import RECIPES
+
+    lines = ["| corpus | language | clips | speakers | UA, 8-way | UA over its own emotions "
+             "| used for | licence |", "|---|---|---|---|---|---|---|---|"]
+    for c in card:
+        cv = c.get("cv") or {}
+        ua = f"{pct(cv['ua']['mean'])} ± {pct(cv['ua']['std'])}" if "ua" in cv else "–"
+        own = (f"{pct(cv['restricted_ua']['mean'])} ± {pct(cv['restricted_ua']['std'])}"
+               if "restricted_ua" in cv else "(all eight)")
+        role = ("training; recipe chosen on its validation speakers; CV on unseen speakers"
+                if c["role"] == "train" else "cross-validation test only")
+        lines.append(f"| {c['name']} | {c['language'] or '?'} | {c['clips'] or '–'} | "
+                     f"{c['speakers'] or '–'} | {ua} | {own} | {role} | {c['licence'] or '?'} |")
+    trained = {c["name"] for c in card}
+    for report in reports:
+        if report["corpus"] in trained:
+            continue
+        recipe = RECIPES.get(report["corpus"])
+        own = pct(report["restricted"]["ua"]) if "restricted" in report else "(all eight)"
+        lines.append(f"| {report['corpus']} | {recipe.language if recipe else '?'} | "
+                     f"{report['pooled']['n']} | {len(report.get('actors') or []) or '–'} | "
+                     f"{pct(report['pooled']['ua'])} | {own} | report only: scored once, never "
+                     f"trained or tuned on | {recipe.licence if recipe else '?'} |")
+    from pipeline.corpus_card import licence_notice
+
+    return "\n".join(lines + ["", licence_notice(card)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--artifacts-dir", default="artifacts", type=Path)
+    parser.add_argument("--bundle", default="shipped",
+                        help="the bundle whose corpora to tabulate ('shipped' or a path)")
     args = parser.parse_args()
     reports = layout.reports_dir(args.artifacts_dir)
     cv_path = layout.cv_report(args.artifacts_dir)
@@ -97,10 +132,15 @@ def main() -> None:
     print(cv_tables(cv))
     if random_path.exists():
         print("\n" + random_line(json.loads(random_path.read_text()), cv))
-    for path in sorted(reports.glob("bundle-*.json")):
-        report = json.loads(path.read_text())
+    bundle_reports = [json.loads(p.read_text()) for p in sorted(reports.glob("bundle-*.json"))]
+    for report in bundle_reports:
         if "restricted" in report:
             print("\n" + cross_corpus_table(report))
+    from pipeline import bundle
+
+    loaded = bundle.load(bundle.resolve(args.bundle, artifacts_dir=args.artifacts_dir))
+    mine = [r for r in bundle_reports if r.get("model") == loaded.identity]
+    print("\n" + corpus_table(loaded.metadata.get("corpora") or [], mine))
 
 
 if __name__ == "__main__":
