@@ -11,7 +11,6 @@ scored in.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -53,10 +52,6 @@ class Scorer:
         return "runs:" + ",".join(layout.member_run(layout.run_name(s["info"]["fold"]),
                                                     s["info"].get("member", 0))
                                   for s in self.saved)
-
-    def with_views(self, views: tuple[AugmentParams, ...]) -> "Scorer":
-        """The same model scored in other test-time ``views``."""
-        return dataclasses.replace(self, views=tuple(views))
 
     @cached_property
     def inference_model(self):

@@ -51,13 +51,6 @@ def test_an_ensemble_scorer_averages_its_members():
                                atol=1e-5)
 
 
-def test_with_views_changes_only_the_views():
-    scorer = Scorer(_model(0), FeatureConfig(), labels.EMOTIONS, TEST_VIEWS)
-    clean = scorer.with_views(CLEAN)
-    assert clean.views == CLEAN and scorer.views == TEST_VIEWS
-    assert clean.model is scorer.model and clean.feature_config == scorer.feature_config
-
-
 def test_a_batch_larger_than_one_forward_pass_scores_as_the_parts_do():
     scorer = Scorer(_model(0), FeatureConfig(), labels.EMOTIONS)
     windows = _windows(150, 1)  # more than FORWARD_BATCH windows
