@@ -16,7 +16,6 @@ interjection; a recording that is one segment gets that segment's probabilities.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -80,18 +79,6 @@ def timeline_rows(results: list[FileResult], labels: tuple[str, ...], *,
                          **{label: f"{record[label]:.6f}" for label in labels}, "error": "",
                          "bundle": bundle})
     return rows
-
-
-def write_results(results: list[FileResult], out: Path, labels: tuple[str, ...], *,
-                  windows: bool = False, bundle: str = "") -> None:
-    """Write every result to ``out`` afresh, in the formats of ``pipeline.sink`` (which
-    also writes them one by one as they are scored, and resumes)."""
-    from pipeline.sink import ResultSink
-
-    with ResultSink(out, labels, windows=windows, bundle=bundle) as sink:
-        sink.start(resume=False)
-        for result in results:
-            sink.file(result)
 
 
 def _segment_lines(result: FileResult) -> list[str]:

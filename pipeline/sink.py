@@ -214,6 +214,17 @@ def _json_or_none(line: str):
         return None
 
 
+def write_results(results: list[FileResult], out: Path, labels: tuple[str, ...], *,
+                  windows: bool = False, bundle: str = "") -> None:
+    """Write every result to ``out`` afresh (CSV or JSONL by its suffix, as ``ResultSink``
+    writes them one by one while scoring). Raises ``PipelineError`` for another suffix or
+    an output another run is writing."""
+    with ResultSink(out, labels, windows=windows, bundle=bundle) as sink:
+        sink.start(resume=False)
+        for result in results:
+            sink.file(result)
+
+
 @dataclass(frozen=True)
 class Counts:
     scored: int  # files scored by this run

@@ -18,7 +18,8 @@ from conftest import clip_name, prepare_store, synth_speech
 from pipeline import labels
 from pipeline.errors import PipelineError
 from pipeline.predict import expand_inputs, file_windows, predict_files
-from pipeline.results import TIMELINE_FIELDS, format_single, write_results
+from pipeline.results import TIMELINE_FIELDS, format_single
+from pipeline.sink import write_results
 
 CSV_COLUMNS = ["path", "emotion", "confidence", "neutral", "calm", "happy", "sad", "angry",
                "fearful", "disgust", "surprised", "notes", "error", "bundle"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.results import (FileResult, format_single, format_table, timeline_record, verdict,
-                              write_results)
+from pipeline.results import FileResult, format_single, format_table, timeline_record, verdict
+from pipeline.sink import write_results
 
 LABELS = ("calm", "sad", "angry")
 

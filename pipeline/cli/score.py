@@ -178,7 +178,8 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
 def _show(results, scorer, *, output, windows: bool) -> None:
     """Print ``results`` (one file in full, several as a table), or write them to
     ``output`` afresh."""
-    from pipeline.results import format_single, format_table, write_results
+    from pipeline.results import format_single, format_table
+    from pipeline.sink import write_results
 
     if output:
         write_results(results, output, scorer.labels, windows=windows, bundle=scorer.identity)
