@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from pipeline import labels
 from pipeline.errors import CorpusError
 from pipeline.manifest import GENDERS, Row, default_clip_id
-from pipeline.recipes import Found, Parsed, Recipe, collect, corpus_folder, require_rows
+from pipeline.recipes.base import Found, Parsed, Recipe, collect, corpus_folder, require_rows
 
 FOLDERS_LAYOUT = "angry/clip_0001.wav"
 CSV_LAYOUT = "labels.csv (columns path,emotion[,speaker,gender])"

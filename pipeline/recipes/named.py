@@ -39,7 +39,7 @@ from typing import Callable, NamedTuple
 from pipeline import labels
 from pipeline.recipes import ravdess_names as ravdess
 from pipeline.errors import CorpusError
-from pipeline.recipes import Found, Parsed, Recipe, collect, require_rows
+from pipeline.recipes.base import Found, Parsed, Recipe, collect, require_rows
 
 
 class Name(NamedTuple):
