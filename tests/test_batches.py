@@ -88,4 +88,6 @@ def test_mixup_weight_is_one_when_off_and_a_seeded_beta_draw_when_on():
 def test_derived_seeds_differ_for_neighbouring_parts_and_repeat_for_equal_ones():
     seeds = {batches.derived_seed(0, epoch, purpose) for epoch in range(20) for purpose in (1, 2)}
     assert len(seeds) == 40
-    assert batches.derived_seed(7, 3, 1) == batches.derived_seed(7, 3, 1)
+    # pinned: a change here changes every run's masks and mixup draws (and its weights)
+    assert (batches.derived_seed(7, 3, 1), batches.derived_seed(0, 0, 1)) == (1060801321,
+                                                                               3831201730)

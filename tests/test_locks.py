@@ -58,11 +58,12 @@ def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
 
 
 def test_other_folders_and_sequential_jobs_do_not_conflict(tmp_path):
-    with job_lock(tmp_path / "a", "train"):
-        with job_lock(tmp_path / "b", "train"):
-            pass
-    with job_lock(tmp_path / "a", "train"):
-        pass
+    with job_lock(tmp_path / "a", "train") as first:
+        with job_lock(tmp_path / "b", "train") as second:  # another folder: no refusal
+            assert (first.parent.name, second.parent.name) == ("a", "b")
+            assert f"process {os.getpid()}" in second.read_text()
+    with job_lock(tmp_path / "a", "train") as again:  # released on the way out
+        assert again == first and f"process {os.getpid()}" in again.read_text()
 
 
 def test_non_zero_torchrun_ranks_work_under_rank_zeros_lock(tmp_path, monkeypatch):
