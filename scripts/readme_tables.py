@@ -110,8 +110,9 @@ def corpus_table(card: list[dict], reports: list[dict]) -> str:
         own = pct(report["restricted"]["ua"]) if "restricted" in report else "(all eight)"
         lines.append(f"| {report['corpus']} | {recipe.language if recipe else '?'} | "
                      f"{report['pooled']['n']} | {len(report.get('actors') or []) or '–'} | "
-                     f"{pct(report['pooled']['ua'])} | {own} | report only: never trained on, every "
-                     f"speaker unseen; the shipped bundle scored once | {recipe.licence if recipe else '?'} |")
+                     f"{pct(report['pooled']['ua'])} | {own} | report only: never trained on, "
+                     "every speaker unseen; the shipped bundle scored once | "
+                     f"{recipe.licence if recipe else '?'} |")
     from pipeline.corpus_card import licence_notice
 
     return "\n".join(lines + ["", licence_notice(card)])

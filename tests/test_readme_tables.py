@@ -30,4 +30,5 @@ def test_the_corpus_table_has_a_row_per_corpus_and_the_training_licences_only():
                               "| training")
     assert rows[1].startswith("| urdu | Urdu | 399 | 3 | 22.8% | 44.6% | report only")
     assert "research use only" in rows[1]
-    assert table[-1] == "The weights were trained on ravdess (CC BY-NC-SA 4.0): its terms bind their use."
+    assert table[-1] == ("The weights were trained on ravdess (CC BY-NC-SA 4.0): its terms "
+                         "bind their use.")

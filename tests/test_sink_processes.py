@@ -43,6 +43,12 @@ def _rows(out: Path) -> list[list[str]]:
         return list(csv.reader(handle))[1:]
 
 
+def _contents(path: Path) -> bytes | None:
+    """The file's bytes, None while it does not exist (a run takes the output's lock
+    before it opens the output)."""
+    return path.read_bytes() if path.exists() else None
+
+
 def test_a_second_run_on_the_same_output_is_refused_and_nothing_is_lost(tmp_path):
     first = _clips(tmp_path / "A", [f"a{k}.wav" for k in range(8)])
     _clips(tmp_path / "B", ["b0.wav", "b1.wav"])
@@ -54,11 +60,10 @@ def test_a_second_run_on_the_same_output_is_refused_and_nothing_is_lost(tmp_path
     assert lock.exists(), "the first run never took the output's lock"
     os.kill(running.pid, signal.SIGSTOP)  # hold it there, lock taken, while the second runs
     try:
-        # the lock is taken before the output is opened: it may not exist yet
-        before = out.read_bytes() if out.exists() else None
+        before = _contents(out)
         second = _predict(str(tmp_path / "B"), "-o", str(out))
         _, error = second.communicate(timeout=120)
-        assert (out.read_bytes() if out.exists() else None) == before
+        assert _contents(out) == before
     finally:
         os.kill(running.pid, signal.SIGCONT)
     running.communicate(timeout=300)

@@ -22,8 +22,7 @@ from pathlib import Path
 
 from pipeline.errors import CorpusError
 from pipeline.recipes import custom, named
-from pipeline.recipes.base import (Found, Parsed, Recipe, collect, corpus_folder,  # noqa: F401
-                                   require_rows)
+from pipeline.recipes.base import Found, Recipe, corpus_folder
 
 
 def find_rows(name: str, root: Path, **options: object) -> Found:

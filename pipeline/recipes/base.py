@@ -87,6 +87,7 @@ class Parsed(NamedTuple):
 # A parser reads a root-relative path: a Parsed, or the reason the file is skipped.
 Parser = Callable[[PurePosixPath], "Parsed | str"]
 
+
 def corpus_folder(root: Path, *, corpus: str, layout: str) -> Path:
     """``root`` made absolute. Raises ``CorpusError`` when it is not a folder."""
     root = Path(root)
