@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import layout  # noqa: E402
+from pipeline.core import layout  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "ravdess"
 

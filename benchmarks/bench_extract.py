@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import layout  # noqa: E402
+from pipeline.core import layout  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "ravdess"
 
@@ -104,9 +104,9 @@ def step_costs(paths: list[Path], copies: int) -> dict:
     import soundfile
     from threadpoolctl import threadpool_limits
 
-    from pipeline import frontend
-    from pipeline.augment import AugmentConfig, params_for, speech_features
-    from pipeline.features import FeatureConfig, clean_features
+    from pipeline.signal import frontend
+    from pipeline.signal.augment import AugmentConfig, params_for, speech_features
+    from pipeline.signal.features import FeatureConfig, clean_features
 
     config, augment = FeatureConfig(), AugmentConfig(copies=copies)
     fe = config.front_end
@@ -143,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"no corpus at {SHARED}: this benchmark reads the real RAVDESS copy")
-    from pipeline.augment import AugmentConfig
+    from pipeline.signal.augment import AugmentConfig
 
     copies = AugmentConfig().copies if args.copies is None else args.copies
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,7 @@ SHARED = ROOT.parent / "shared" / "ravdess"
 PER_FILE_LOOP = r'''
 import sys, time, numpy as np, librosa, torch
 sys.path.insert(0, sys.argv[1])
-from pipeline import bundle as bundles
+from pipeline.inference import bundle as bundles
 loaded = bundles.load(sys.argv[2])
 paths = sys.argv[3:]
 cfg = loaded.feature_config
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"no corpus at {SHARED}: this benchmark reads the real RAVDESS copy")
-    from pipeline.bundle import resolve
+    from pipeline.inference.bundle import resolve
 
     bundle = str(resolve(args.bundle, artifacts_dir=ROOT / "artifacts"))
     files = sorted(SHARED.glob("Actor_*/03-01-*.flac"))[:args.clips]

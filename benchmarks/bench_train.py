@@ -9,8 +9,8 @@ floating-point operations per sample (to hold the figures against the hardware's
 Uses the real feature store (``--artifacts-dir``'s, with ``--data-dir``'s index) when it
 exists; otherwise random tensors of the default shape and the size of one fold's training
 set (16 actors x 60 clips x (1 + K) copies). A run trains ``TrainConfig.members`` such
-models (the seed ensemble). Times the loop that runs (``pipeline.train.train_epoch``,
-``pipeline.optim``, ``pipeline.batches.spec_augment``). Needs torch, numpy and h5py only.
+models (the seed ensemble). Times the loop that runs (``pipeline.training.train.train_epoch``,
+``pipeline.training.optim``, ``pipeline.training.batches.spec_augment``). Needs torch, numpy and h5py only.
 """
 
 from __future__ import annotations
@@ -26,24 +26,24 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import layout  # noqa: E402
-from pipeline.augment import AugmentConfig  # noqa: E402
-from pipeline.batches import spec_augment  # noqa: E402
-from pipeline.devices import pick_device  # noqa: E402
-from pipeline.features import FeatureConfig  # noqa: E402
-from pipeline.model import flops_per_sample  # noqa: E402
-from pipeline.optim import optimiser_and_schedule  # noqa: E402
-from pipeline.recipe import TrainConfig  # noqa: E402
-from pipeline.splits import Split  # noqa: E402
-from pipeline.train import train_epoch  # noqa: E402
+from pipeline.core import layout  # noqa: E402
+from pipeline.signal.augment import AugmentConfig  # noqa: E402
+from pipeline.training.batches import spec_augment  # noqa: E402
+from pipeline.training.devices import pick_device  # noqa: E402
+from pipeline.signal.features import FeatureConfig  # noqa: E402
+from pipeline.network.model import flops_per_sample  # noqa: E402
+from pipeline.training.optim import optimiser_and_schedule  # noqa: E402
+from pipeline.network.recipe import TrainConfig  # noqa: E402
+from pipeline.corpus.splits import Split  # noqa: E402
+from pipeline.training.train import train_epoch  # noqa: E402
 
 
 def training_rows(data_dir: Path, artifacts_dir: Path):
     """Features and labels of fold 0's training rows (real store or random stand-in)."""
     if layout.features_manifest(artifacts_dir).exists():
-        from pipeline.index import load_index
-        from pipeline.splits import fold_split
-        from pipeline.store import load_store
+        from pipeline.corpus.index import load_index
+        from pipeline.corpus.splits import fold_split
+        from pipeline.corpus.store import load_store
 
         store = load_store(artifacts_dir, clips=load_index(data_dir))
         split = fold_split(fold=store.fold, copy=store.copy, test_fold=0)
@@ -60,7 +60,7 @@ def measure(device_name: str, features, labels, rows, config: TrainConfig, epoch
 
     device = pick_device(device_name)
     torch.manual_seed(0)
-    from pipeline.model import EmotionCNN
+    from pipeline.network.model import EmotionCNN
 
     model = EmotionCNN(replace(config.model, n_mels=features.shape[2])).to(device)
     data = torch.from_numpy(features)

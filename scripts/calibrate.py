@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fit the confidence temperature (pipeline.calibration) on validation actors only and
+"""Fit the confidence temperature (pipeline.inference.calibration) on validation actors only and
 write artifacts/reports/calibration.json, which 'ser export' stamps into bundles of the
 same recipe and 'ser evaluate --fold all' uses to report ECE before and after.
 
@@ -22,14 +22,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import calibration, layout, progress  # noqa: E402
-from pipeline.evaluate import held_out_probabilities  # noqa: E402
-from pipeline.index import load_index  # noqa: E402
-from pipeline.recipe import recipe_of  # noqa: E402
-from pipeline.scorer import from_run  # noqa: E402
-from pipeline.splits import split_for  # noqa: E402
-from pipeline.stages import write_json_atomic  # noqa: E402
-from pipeline.store import load_store  # noqa: E402
+from pipeline.inference import calibration
+from pipeline.core import layout, progress  # noqa: E402
+from pipeline.evaluation.evaluate import held_out_probabilities  # noqa: E402
+from pipeline.corpus.index import load_index  # noqa: E402
+from pipeline.network.recipe import recipe_of  # noqa: E402
+from pipeline.inference.scorer import from_run  # noqa: E402
+from pipeline.corpus.splits import split_for  # noqa: E402
+from pipeline.core.atomic import write_json_atomic  # noqa: E402
+from pipeline.corpus.store import load_store  # noqa: E402
 
 
 def validation_probabilities(root: Path, fold: int, clips, store, jobs: int,

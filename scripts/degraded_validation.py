@@ -40,8 +40,8 @@ def active_power(y: np.ndarray, rate: int) -> float:
 def degrade(y: np.ndarray, rate: int, condition: str, seed: int) -> tuple[np.ndarray, int]:
     """One condition applied to a mono recording ``y`` at ``rate`` Hz; returns the copy
     and its rate."""
-    from pipeline import channel
-    from pipeline.audio import resample
+    from pipeline.signal import channel
+    from pipeline.signal.audio import resample
 
     rng = np.random.default_rng(seed)
 
@@ -90,12 +90,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from experiment_runs import last_epoch_scorer
-    from pipeline import layout
-    from pipeline.index import load_index
-    from pipeline.labels import EMOTIONS
-    from pipeline.metrics import confusion, summarise
-    from pipeline.predict import predict_files
-    from pipeline.views import CLEAN
+    from pipeline.core import layout
+    from pipeline.corpus.index import load_index
+    from pipeline.core.labels import EMOTIONS
+    from pipeline.core.metrics import confusion, summarise
+    from pipeline.inference.predict import predict_files
+    from pipeline.signal.views import CLEAN
 
     index = load_index(Path("data"))
     folds = sorted({clip.fold for clip in index})

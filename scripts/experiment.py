@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import layout, progress  # noqa: E402
-from pipeline.recipe import TrainConfig  # noqa: E402
-from pipeline.train import train  # noqa: E402
+from pipeline.core import layout, progress  # noqa: E402
+from pipeline.network.recipe import TrainConfig  # noqa: E402
+from pipeline.training.train import train  # noqa: E402
 
 
 def apply(config: TrainConfig, assignment: str) -> TrainConfig:

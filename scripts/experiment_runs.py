@@ -8,12 +8,12 @@ from pathlib import Path
 
 
 def last_epoch_scorer(artifacts_dir: Path, run: str, views):
-    """A ``pipeline.scorer.Scorer`` of ``run`` under ``artifacts_dir`` with the weights of
+    """A ``pipeline.inference.scorer.Scorer`` of ``run`` under ``artifacts_dir`` with the weights of
     its last epoch (from ``checkpoint.pt``) and the test-time ``views``."""
     import torch
 
-    from pipeline import layout
-    from pipeline.scorer import from_run
+    from pipeline.core import layout
+    from pipeline.inference.scorer import from_run
 
     scorer = from_run(artifacts_dir, run, 1, views)
     last = torch.load(layout.checkpoint_file(artifacts_dir, run), map_location="cpu",

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import layout, progress  # noqa: E402
-from pipeline.extract import ExtractConfig, extract  # noqa: E402
+from pipeline.core import layout, progress  # noqa: E402
+from pipeline.corpus.extract import ExtractConfig, extract  # noqa: E402
 
 
 def main() -> None:

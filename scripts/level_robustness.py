@@ -28,7 +28,7 @@ VARIANTS = {"-30 dB": 10 ** (-30 / 20), "-20 dB": 10 ** (-20 / 20), "+20 dB": 10
 
 def chosen_clips(data_dir: Path, per_fold: int, seed: int) -> dict[int, list]:
     """``per_fold`` clips of each fold, drawn without replacement, spread over emotions."""
-    from pipeline.index import load_index
+    from pipeline.corpus.index import load_index
 
     rng = np.random.default_rng(seed)
     by_fold: dict[int, list] = {}
@@ -68,11 +68,11 @@ def main() -> None:
     parser.add_argument("--no-tta", dest="tta", action="store_false")
     args = parser.parse_args()
 
-    from pipeline.layout import run_name
-    from pipeline.predict import predict_files
-    from pipeline.recipe import TrainConfig
-    from pipeline.scorer import from_run
-    from pipeline.views import CLEAN, TEST_VIEWS
+    from pipeline.core.layout import run_name
+    from pipeline.inference.predict import predict_files
+    from pipeline.network.recipe import TrainConfig
+    from pipeline.inference.scorer import from_run
+    from pipeline.signal.views import CLEAN, TEST_VIEWS
 
     kept = {name: 0 for name in VARIANTS}
     total = 0

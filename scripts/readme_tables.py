@@ -2,7 +2,7 @@
 """Print the README's accuracy tables (Markdown) from the reports of
 ``ser evaluate --fold all``, ``--fold random`` and ``--bundle B --source ../shared/urdu``
 (every ``reports/bundle-*.json`` of a corpus with fewer than eight emotions), and the
-table of corpora from the bundle's own card (``pipeline.corpus_card``) with those
+table of corpora from the bundle's own card (``pipeline.corpus.card``) with those
 reports, so the README quotes the reports and the shipped bundle exactly:
 
     python scripts/readme_tables.py [--artifacts-dir artifacts] [--bundle shipped]
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import layout  # noqa: E402
+from pipeline.core import layout  # noqa: E402
 
 
 def pct(value: float) -> str:
@@ -33,7 +33,7 @@ def cv_tables(report: dict) -> str:
                          "averaged).")
     if len(report.get("test_views") or [{}]) > 1:
         sentences.append(f"Each test clip is scored in {len(report['test_views'])} test-time "
-                         "views (`pipeline.views`), probabilities averaged.")
+                         "views (`pipeline.signal.views`), probabilities averaged.")
     if sentences:
         lines += [" ".join(sentences), ""]
     lines += ["| fold | test actors | UA | WA | macro-F1 |", "|---|---|---|---|---|"]
@@ -89,7 +89,7 @@ def corpus_table(card: list[dict], reports: list[dict]) -> str:
     """One row per corpus: the bundle's training corpora with their cross-validated
     figures (mean ± std over folds), then each corpus a bundle report scored and the
     bundle did not train on; and the licences of everything the weights trained on."""
-    from pipeline.recipes import RECIPES
+    from pipeline.corpus.recipes import RECIPES
 
     lines = ["| corpus | language | clips | speakers | UA, 8-way | UA over its own emotions "
              "| used for | licence |", "|---|---|---|---|---|---|---|---|"]
@@ -113,7 +113,7 @@ def corpus_table(card: list[dict], reports: list[dict]) -> str:
                      f"{pct(report['pooled']['ua'])} | {own} | report only: never trained on, "
                      "every speaker unseen; the shipped bundle scored once | "
                      f"{recipe.licence if recipe else '?'} |")
-    from pipeline.corpus_card import licence_notice
+    from pipeline.corpus.card import licence_notice
 
     return "\n".join(lines + ["", licence_notice(card)])
 
@@ -137,7 +137,7 @@ def main() -> None:
     for report in bundle_reports:
         if "restricted" in report:
             print("\n" + cross_corpus_table(report))
-    from pipeline import bundle
+    from pipeline.inference import bundle
 
     loaded = bundle.load(bundle.resolve(args.bundle, artifacts_dir=args.artifacts_dir))
     mine = [r for r in bundle_reports if r.get("model") == loaded.identity]

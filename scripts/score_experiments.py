@@ -6,7 +6,7 @@ Test folds are never looked at here.
     python scripts/score_experiments.py h512e120bal h512balwd5 h512balt10 --folds 0,2 \
         --features artifacts/hop512/features
 
-``--views`` scores each clip in a set of test-time views (``pipeline.views``), read from
+``--views`` scores each clip in a set of test-time views (``pipeline.signal.views``), read from
 the corpus: ``test`` is the recipe's ``TEST_VIEWS``; the others are the single-change
 sets compared before choosing it (docs/experiments.md, "Fourth round").
 
@@ -25,14 +25,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiment_runs import last_epoch_scorer  # noqa: E402
-from pipeline import layout  # noqa: E402
-from pipeline.labels import EMOTIONS  # noqa: E402
-from pipeline.index import load_index  # noqa: E402
-from pipeline.metrics import confusion, summarise  # noqa: E402
-from pipeline.splits import split_for  # noqa: E402
-from pipeline.store import load_store  # noqa: E402
-from pipeline.augment import AugmentParams as View  # noqa: E402
-from pipeline.views import CLEAN, TEST_VIEWS  # noqa: E402
+from pipeline.core import layout  # noqa: E402
+from pipeline.core.labels import EMOTIONS  # noqa: E402
+from pipeline.corpus.index import load_index  # noqa: E402
+from pipeline.core.metrics import confusion, summarise  # noqa: E402
+from pipeline.corpus.splits import split_for  # noqa: E402
+from pipeline.corpus.store import load_store  # noqa: E402
+from pipeline.signal.augment import AugmentParams as View  # noqa: E402
+from pipeline.signal.views import CLEAN, TEST_VIEWS  # noqa: E402
 
 VIEW_SETS = {
     "clean": CLEAN,
@@ -46,7 +46,7 @@ VIEW_SETS = {
 
 def last_epoch_probabilities(experiment: Path, fold: int, store, rows: np.ndarray, views,
                              clips: list) -> np.ndarray:
-    from pipeline.evaluate import held_out_probabilities
+    from pipeline.evaluation.evaluate import held_out_probabilities
 
     scorer = last_epoch_scorer(experiment, f"fold-{fold}", views)
     return held_out_probabilities(scorer, store, rows, clips=clips, data_dir=Path("data"), jobs=2)

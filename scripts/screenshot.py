@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     from selenium.webdriver.common.by import By
 
-    from pipeline import bundle as bundles
+    from pipeline.inference import bundle as bundles
     from test_page import bars, browser, wait_for
     from test_serve import start_server
 

@@ -70,7 +70,7 @@ def synth_speech(*, emotion: int, seconds: float = 1.2, sample_rate: int = 16000
     whose voice and sentence depend on ``seed``, with 0.3 s of near-silence on both ends.
     Utterances are repeated, 0.4 s apart, until the speech lasts about ``seconds``
     (at least one). float32 ``(num_frames,)`` or ``(num_frames, channels)``."""
-    from pipeline.audio import resample
+    from pipeline.signal.audio import resample
 
     local = np.random.default_rng(seed)
     utterance, rate = _espeak(SENTENCES[seed % len(SENTENCES)], voice=VOICES[seed // 3 % len(VOICES)],
@@ -116,8 +116,8 @@ def corpus(tmp_path) -> Path:
 @pytest.fixture
 def indexed(tmp_path, corpus) -> Path:
     """A data folder whose download and index stages ran on ``corpus`` (2 folds)."""
-    from pipeline.download import download
-    from pipeline.index import IndexConfig, build_index
+    from pipeline.corpus.download import download
+    from pipeline.corpus.index import IndexConfig, build_index
 
     data_dir = tmp_path / "data"
     download(data_dir=data_dir, source=str(corpus))
@@ -136,10 +136,10 @@ def runner():
 def prepare_store(root: Path, *, folds: int, copies: int = 1) -> tuple[Path, Path, Path]:
     """download + index + extract on a fresh 64-clip synthetic corpus under ``root``.
     Returns ``(corpus, data_dir, artifacts_dir)``."""
-    from pipeline.augment import AugmentConfig
-    from pipeline.download import download
-    from pipeline.extract import ExtractConfig, extract
-    from pipeline.index import IndexConfig, build_index
+    from pipeline.signal.augment import AugmentConfig
+    from pipeline.corpus.download import download
+    from pipeline.corpus.extract import ExtractConfig, extract
+    from pipeline.corpus.index import IndexConfig, build_index
 
     corpus, data_dir, artifacts_dir = root / "corpus", root / "data", root / "artifacts"
     write_corpus(corpus)

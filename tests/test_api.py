@@ -1,4 +1,4 @@
-"""pipeline/api.py: an array in memory gets the record a file gets, and the record the
+"""pipeline/inference/api.py: an array in memory gets the record a file gets, and the record the
 command line writes; bad arrays are refused naming the input."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import soundfile
 
 from conftest import synth_speech
-from pipeline import api
-from pipeline.errors import AudioError, NoSpeechError
+from pipeline.inference import api
+from pipeline.core.errors import AudioError, NoSpeechError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests of pipeline/augment.py: seeded parameters, what each augmentation does, and that
+"""Tests of pipeline/signal/augment.py: seeded parameters, what each augmentation does, and that
 a stored row can be rebuilt alone from its recorded parameters."""
 
 from __future__ import annotations
@@ -11,14 +11,20 @@ import numpy as np
 import pytest
 
 from conftest import synth_speech
-from pipeline import frontend
-from pipeline.augment import (AugmentConfig, AugmentParams, copy_rng, params_for, sample_params,
-                              speech_features)
-from pipeline.download import corpus_root
-from pipeline.extract import ExtractConfig, extract
-from pipeline.features import FeatureConfig, clean_features
-from pipeline.index import load_index
-from pipeline.store import read_shard
+from pipeline.signal import frontend
+from pipeline.signal.augment import (
+    AugmentConfig,
+    AugmentParams,
+    copy_rng,
+    params_for,
+    sample_params,
+    speech_features,
+)
+from pipeline.corpus.download import corpus_root
+from pipeline.corpus.extract import ExtractConfig, extract
+from pipeline.signal.features import FeatureConfig, clean_features
+from pipeline.corpus.index import load_index
+from pipeline.corpus.store import read_shard
 
 FEATURES = FeatureConfig()
 AUGMENT = AugmentConfig()
@@ -110,7 +116,7 @@ def test_five_column_rows_from_before_the_recording_conditions_still_read():
 def test_noise_and_reverberation_draw_from_different_streams(speech):
     """The reverberation's generator is seeded by (noise_seed, 1), not noise_seed itself:
     a copy with both must not reuse the noise's samples as its room."""
-    from pipeline import channel
+    from pipeline.signal import channel
 
     room = channel.room_impulse_response(rt60=0.5, drr_db=0.0, sample_rate=16000,
                                          rng=np.random.default_rng([7, 1]))
@@ -175,7 +181,7 @@ def test_noise_fills_the_silence_at_the_requested_level(speech):
 
 def _band_energy_db(features: np.ndarray, low_hz: float, high_hz: float) -> float:
     """Mean log-mel level (dB) over the mel bands centred between ``low_hz`` and ``high_hz``."""
-    from pipeline.features import hz_to_mel, mel_to_hz
+    from pipeline.signal.features import hz_to_mel, mel_to_hz
 
     edges = mel_to_hz(np.linspace(hz_to_mel(np.array(FEATURES.fmin)),
                                   hz_to_mel(np.array(FEATURES.fmax)), FEATURES.n_mels + 2))

@@ -1,4 +1,4 @@
-"""Tests of pipeline/batches.py: the pieces of a training batch outside the loop."""
+"""Tests of pipeline/training/batches.py: the pieces of a training batch outside the loop."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import batches
-from pipeline.errors import TrainingError
-from pipeline.recipe import TrainConfig
+from pipeline.training import batches
+from pipeline.core.errors import TrainingError
+from pipeline.network.recipe import TrainConfig
 
 
 def test_balanced_weights_give_every_class_the_same_total_weight():

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import bundle as bundles, labels
-from pipeline.bundle_header import header_identity
-from pipeline.errors import BundleError, PipelineError
-from pipeline.index import index_record
-from pipeline.predict import predict_files
+from pipeline.inference import bundle as bundles
+from pipeline.core import labels
+from pipeline.inference.bundle_header import header_identity
+from pipeline.core.errors import BundleError, PipelineError
+from pipeline.corpus.index import index_record
+from pipeline.inference.predict import predict_files
 from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,8 +41,8 @@ def write_raw(path: Path, header: dict, tensors: dict) -> Path:
 
 
 def test_bundle_carries_everything_prediction_needs(trained: Trained):
-    from pipeline.model import load_model
-    from pipeline.store import load_manifest
+    from pipeline.network.model import load_model
+    from pipeline.corpus.store import load_manifest
 
     loaded = trained.bundle
     assert loaded.labels == labels.EMOTIONS
@@ -89,8 +90,8 @@ def test_fresh_process_in_an_empty_folder_gets_the_same_probabilities(tmp_path, 
     workdir = tmp_path / "empty"
     workdir.mkdir()
     script = ("import json, sys\n"
-              "from pipeline import bundle\n"
-              "from pipeline.predict import predict_files\n"
+              "from pipeline.inference import bundle\n"
+              "from pipeline.inference.predict import predict_files\n"
               "loaded = bundle.load(sys.argv[1])\n"
               "[result] = predict_files([sys.argv[2]], loaded)\n"
               "print(json.dumps({'probabilities': result.probabilities, 'error': result.error}))\n")
@@ -337,10 +338,10 @@ def test_resolve_latest_and_paths(tmp_path):
 
 
 def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path):
-    from pipeline.model import Ensemble, ModelConfig, load_model
-    from pipeline.recipe import TrainConfig
-    from pipeline.scorer import Scorer
-    from pipeline.train import train
+    from pipeline.network.model import Ensemble, ModelConfig, load_model
+    from pipeline.network.recipe import TrainConfig
+    from pipeline.inference.scorer import Scorer
+    from pipeline.training.train import train
 
     config = TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16))
     train(data_dir=trained.data_dir, artifacts_dir=trained.artifacts_dir, fold=None, member=1,
@@ -374,7 +375,7 @@ def test_the_shipped_bundle_loads_predicts_and_matches_the_readme(tmp_path):
     import soundfile
 
     from conftest import synth_speech
-    from pipeline.recipe import TrainConfig
+    from pipeline.network.recipe import TrainConfig
 
     loaded = bundles.load(bundles.SHIPPED)
     assert loaded.metadata["members"] == TrainConfig().members
@@ -401,8 +402,8 @@ def test_the_shipped_bundle_loads_predicts_and_matches_the_readme(tmp_path):
 def _tiny(**changes):
     from dataclasses import replace
 
-    from pipeline.model import ModelConfig
-    from pipeline.recipe import TrainConfig
+    from pipeline.network.model import ModelConfig
+    from pipeline.network.recipe import TrainConfig
 
     return replace(TrainConfig(epochs=2, members=1,
                                model=ModelConfig(channels=(4, 8, 8), hidden=16)), **changes)
@@ -412,9 +413,9 @@ def _tiny(**changes):
 def cross_validated(tmp_path_factory):
     """Two fold runs, their CV report (1 member, clean views) and the final run."""
     from conftest import prepare_store
-    from pipeline.evaluate import evaluate_folds
-    from pipeline.train import train
-    from pipeline.views import CLEAN
+    from pipeline.evaluation.evaluate import evaluate_folds
+    from pipeline.training.train import train
+    from pipeline.signal.views import CLEAN
 
     _, data_dir, artifacts_dir = prepare_store(tmp_path_factory.mktemp("cv"), folds=2)
     for fold in (0, 1, None):
@@ -436,14 +437,14 @@ def workspace(cross_validated, tmp_path):
 
 
 def _export(artifacts_dir, run="final", **kwargs):
-    from pipeline.views import CLEAN
+    from pipeline.signal.views import CLEAN
 
     return bundles.export(artifacts_dir=artifacts_dir, run=run, members=1, views=CLEAN,
                           out=artifacts_dir / "out.safetensors", **kwargs)
 
 
 def test_a_report_of_the_same_recipe_code_and_features_is_stamped(workspace):
-    from pipeline.stages import read_json
+    from pipeline.core.atomic import read_json
 
     _, artifacts_dir = workspace
     provenance = bundles.load(_export(artifacts_dir)).metadata["provenance"]
@@ -454,7 +455,7 @@ def test_a_report_of_the_same_recipe_code_and_features_is_stamped(workspace):
 
 
 def test_a_final_model_of_another_recipe_is_refused(workspace):
-    from pipeline.train import train
+    from pipeline.training.train import train
 
     data_dir, artifacts_dir = workspace
     train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=None, config=_tiny(epochs=3),
@@ -468,7 +469,7 @@ def test_a_final_model_of_another_recipe_is_refused(workspace):
 
 
 def test_a_final_model_of_other_training_code_is_refused(workspace, monkeypatch):
-    from pipeline import train as train_module
+    from pipeline.training import train as train_module
 
     data_dir, artifacts_dir = workspace
     monkeypatch.setattr(train_module, "code_hash", lambda module: "edited-code")
@@ -479,9 +480,9 @@ def test_a_final_model_of_other_training_code_is_refused(workspace, monkeypatch)
 
 
 def test_a_final_model_on_other_features_is_refused(workspace):
-    from pipeline.augment import AugmentConfig
-    from pipeline.extract import ExtractConfig, extract
-    from pipeline.train import train
+    from pipeline.signal.augment import AugmentConfig
+    from pipeline.corpus.extract import ExtractConfig, extract
+    from pipeline.training.train import train
 
     data_dir, artifacts_dir = workspace
     extract(data_dir=data_dir, artifacts_dir=artifacts_dir,
@@ -493,7 +494,7 @@ def test_a_final_model_on_other_features_is_refused(workspace):
 
 
 def test_a_fold_run_retrained_after_the_report_is_refused(workspace):
-    from pipeline.train import train
+    from pipeline.training.train import train
 
     data_dir, artifacts_dir = workspace
     train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=1, config=_tiny(seed=5),
@@ -509,9 +510,9 @@ def test_a_temperature_fitted_for_the_recipe_goes_into_the_bundle_and_softens_it
                                                                                  trained: Trained):
     import shutil
 
-    from pipeline import layout
-    from pipeline.recipe import recipe_of
-    from pipeline.stages import write_json_atomic
+    from pipeline.core import layout
+    from pipeline.network.recipe import recipe_of
+    from pipeline.core.atomic import write_json_atomic
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(trained.artifacts_dir / "runs", artifacts / "runs")
@@ -542,7 +543,7 @@ def test_exporting_the_same_run_again_keeps_the_bundle_and_its_identity(tmp_path
     again = bundles.export(artifacts_dir=artifacts, run="final", test_figures=False)
     assert again == first and first.stat().st_mtime_ns == written
     assert header_identity(again) == identity
-    from pipeline.views import CLEAN
+    from pipeline.signal.views import CLEAN
 
     other = bundles.export(artifacts_dir=artifacts, run="final", test_figures=False, views=CLEAN)
     assert header_identity(other) != identity  # another export: rewritten

@@ -1,4 +1,4 @@
-"""pipeline/bundle_eval.py on the real RAVDESS copy (the synthetic cases are in
+"""pipeline/evaluation/bundle_eval.py on the real RAVDESS copy (the synthetic cases are in
 tests/test_evaluate.py, beside the fold models they share): the shipped bundle gives the
 same per-emotion recalls on clips under their RAVDESS names and on the same clips copied
 into ``DIR/<emotion>/<names that say nothing>``."""
@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 from conftest import SHARED_RAVDESS
-from pipeline.bundle import SHIPPED
-from pipeline.bundle_eval import evaluate_bundle
-from pipeline.labels import EMOTIONS
+from pipeline.inference.bundle import SHIPPED
+from pipeline.evaluation.bundle_eval import evaluate_bundle
+from pipeline.core.labels import EMOTIONS
 
 
 @pytest.mark.realdata

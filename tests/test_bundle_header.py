@@ -1,9 +1,9 @@
-"""pipeline/bundle_header.py: a bundle's identity from its header alone."""
+"""pipeline/inference/bundle_header.py: a bundle's identity from its header alone."""
 
 from __future__ import annotations
 
-from pipeline.bundle import SHIPPED, load
-from pipeline.bundle_header import header_identity
+from pipeline.inference.bundle import SHIPPED, load
+from pipeline.inference.bundle_header import header_identity
 
 
 def test_the_shipped_bundles_identity_from_its_header_is_the_loaded_ones(tmp_path):

@@ -1,12 +1,13 @@
-"""pipeline/calibration.py: temperature scaling and the expected calibration error."""
+"""pipeline/inference/calibration.py: temperature scaling and the expected calibration error."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline import calibration, layout
-from pipeline.stages import write_json_atomic
+from pipeline.inference import calibration
+from pipeline.core import layout
+from pipeline.core.atomic import write_json_atomic
 
 
 def _overconfident(n: int = 4000, seed: int = 0):

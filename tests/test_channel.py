@@ -1,4 +1,4 @@
-"""Tests of pipeline/channel.py: the telephone band, coloured noise and synthetic room
+"""Tests of pipeline/signal/channel.py: the telephone band, coloured noise and synthetic room
 reverberation used by augmentation, each against what it is defined to do."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import channel
+from pipeline.signal import channel
 
 RATE = 16000
 

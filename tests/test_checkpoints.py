@@ -1,4 +1,4 @@
-"""Tests of pipeline/checkpoints.py: what a resumed run gets back, and what is refused."""
+"""Tests of pipeline/training/checkpoints.py: what a resumed run gets back, and what is refused."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from pipeline.checkpoints import FRESH, load_checkpoint, save_checkpoint
-from pipeline.errors import TrainingError
+from pipeline.training.checkpoints import FRESH, load_checkpoint, save_checkpoint
+from pipeline.core.errors import TrainingError
 
 
 @dataclass

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from cli import cli
 from conftest import clip_name, write_corpus
-from pipeline import labels
+from pipeline.core import labels
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("download", "index", "extract", "train", "evaluate", "export", "predict")
@@ -106,7 +106,7 @@ def test_export_writes_bundles(workspace):
     assert f"bundle written to {bundles / 'ser-fold-0.safetensors'}" in workspace.outputs["export-fold"].output
     assert f"bundle written to {bundles / 'ser-final.safetensors'}" in workspace.outputs["export-final"].output
     assert sorted(p.name for p in bundles.iterdir()) == ["ser-final.safetensors", "ser-fold-0.safetensors"]
-    from pipeline.bundle import load
+    from pipeline.inference.bundle import load
 
     assert load(bundles / "ser-final.safetensors").metadata["members"] == 2
 
@@ -119,7 +119,7 @@ def test_members_option_picks_the_ensemble_size(workspace, tmp_path):
         refused.output and "--no-test-figures" in refused.output
     assert not out.exists()
     ok(workspace.run("export", "--members", "1", "--no-test-figures", "--out", str(out)))
-    from pipeline.bundle import load
+    from pipeline.inference.bundle import load
 
     assert load(out).metadata["members"] == 1
     assert load(out).metadata["provenance"]["test"] is None
@@ -129,8 +129,8 @@ def test_members_option_picks_the_ensemble_size(workspace, tmp_path):
 
 
 def test_tta_option_on_export_and_predict(workspace, tmp_path):
-    from pipeline.bundle import load
-    from pipeline.views import CLEAN, TEST_VIEWS
+    from pipeline.inference.bundle import load
+    from pipeline.signal.views import CLEAN, TEST_VIEWS
 
     bundle = workspace.artifacts_dir / "bundles" / "ser-final.safetensors"
     assert load(bundle).views == TEST_VIEWS

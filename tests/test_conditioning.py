@@ -1,12 +1,18 @@
-"""Tests of pipeline/conditioning.py: channel mix, DC removal and BS.1770 loudness."""
+"""Tests of pipeline/signal/conditioning.py: channel mix, DC removal and BS.1770 loudness."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.conditioning import (TARGET_LUFS, loudness, loudness_gain, mix_channels,
-                                   peak_normalise, remove_dc)
+from pipeline.signal.conditioning import (
+    TARGET_LUFS,
+    loudness,
+    loudness_gain,
+    mix_channels,
+    peak_normalise,
+    remove_dc,
+)
 
 RATE = 16000
 

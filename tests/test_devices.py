@@ -1,12 +1,12 @@
-"""Tests of pipeline/devices.py: a device this machine lacks is one clear error."""
+"""Tests of pipeline/training/devices.py: a device this machine lacks is one clear error."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pipeline.devices import pick_device
-from pipeline.errors import TrainingError
+from pipeline.training.devices import pick_device
+from pipeline.core.errors import TrainingError
 
 
 def test_auto_picks_the_best_device_there_is():

@@ -1,4 +1,4 @@
-"""Tests of pipeline/distributed.py: one training run on 2 processes under torchrun (gloo
+"""Tests of pipeline/training/distributed.py: one training run on 2 processes under torchrun (gloo
 on CPU), resumed after a crash, and the pieces it is built from."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import distributed, layout
-from pipeline.recipe import TrainConfig
+from pipeline.training import distributed
+from pipeline.core import layout
+from pipeline.network.recipe import TrainConfig
 from test_train import write_store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The ``download`` stage (``pipeline/download.py``): HTTP fetch with resume and checksum,
+"""The ``download`` stage (``pipeline/corpus/download.py``): HTTP fetch with resume and checksum,
 safe unpacking of zips, folders used in place, and the CLI command.
 
 No test touches the network: archives are served by ``http.server`` on 127.0.0.1.
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from conftest import write_corpus
-from pipeline.download import UNPACKED_MARK, Remote, download
-from pipeline.layout import download_manifest as manifest_path
-from pipeline.errors import DownloadError
+from pipeline.corpus.download import UNPACKED_MARK, Remote, download
+from pipeline.core.layout import download_manifest as manifest_path
+from pipeline.core.errors import DownloadError
 
 ARCHIVE = "corpus.zip"
 
@@ -584,7 +584,7 @@ def test_cli_download_error_is_one_clean_line(tmp_path, runner, make_source, mes
 @pytest.fixture(autouse=True)
 def no_retry_pause(monkeypatch) -> None:
     """The pause between attempts is for real servers; tests need not wait."""
-    monkeypatch.setattr("pipeline.download.RETRY_PAUSE_S", 0.0, raising=False)
+    monkeypatch.setattr("pipeline.corpus.download.RETRY_PAUSE_S", 0.0, raising=False)
 
 
 def _cli_download(runner, data_dir: Path, source: str):
@@ -687,7 +687,7 @@ def test_a_truncated_archive_kept_as_finished_is_fetched_again(tmp_path, archive
 def test_a_relative_source_is_recorded_as_given_and_found_from_anywhere(
         tmp_path, runner, monkeypatch, small_corpus) -> None:
     from cli import cli
-    from pipeline.download import corpus_root
+    from pipeline.corpus.download import corpus_root
 
     work, data_dir = tmp_path / "work", tmp_path / "data"
     shutil.copytree(small_corpus, work / "mine")
@@ -710,7 +710,7 @@ def test_a_relative_source_is_recorded_as_given_and_found_from_anywhere(
 
 
 def test_no_record_at_all_still_says_so(tmp_path) -> None:
-    from pipeline.download import corpus_root
+    from pipeline.corpus.download import corpus_root
 
     with pytest.raises(DownloadError, match="no corpus recorded in"):
         corpus_root(tmp_path / "data")
@@ -719,7 +719,7 @@ def test_no_record_at_all_still_says_so(tmp_path) -> None:
 def test_a_source_through_a_link_follows_the_link(tmp_path, small_corpus) -> None:
     """The record keeps the path given, not where it pointed then: a link moved to a new
     copy (a corpus moved to another disk) is followed."""
-    from pipeline.download import corpus_root
+    from pipeline.corpus.download import corpus_root
 
     shutil.copytree(small_corpus, tmp_path / "disk1" / "ravdess")
     link = tmp_path / "current"
@@ -733,7 +733,7 @@ def test_a_source_through_a_link_follows_the_link(tmp_path, small_corpus) -> Non
 
 
 def test_an_unpacked_corpus_moves_with_its_data_folder(tmp_path, archive) -> None:
-    from pipeline.download import corpus_root
+    from pipeline.corpus.download import corpus_root
 
     zip_path = tmp_path / "corpus.zip"
     zip_path.write_bytes(archive)

@@ -1,4 +1,4 @@
-"""Tests of pipeline/duplicates.py, and of evaluate counting one clip once however many
+"""Tests of pipeline/corpus/duplicates.py, and of evaluate counting one clip once however many
 copies of it a folder holds."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.duplicates import audio_sha256, by_audio, by_clip_id
-from pipeline.manifest import Row
-from pipeline.results import FileResult
+from pipeline.signal.audio import audio_sha256
+from pipeline.corpus.duplicates import by_audio, by_clip_id
+from pipeline.corpus.manifest import Row
+from pipeline.inference.results import FileResult
 
 
 def _row(path: str, clip_id: str) -> Row:

@@ -1,4 +1,4 @@
-"""Tests of pipeline/engines.py: the same outputs here, in joblib workers and on a real
+"""Tests of pipeline/core/engines.py: the same outputs here, in joblib workers and on a real
 Dask cluster (started in-process: ``LocalCluster`` with 2 worker processes), and clear
 errors when the cluster cannot be used."""
 
@@ -9,8 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from pipeline import engines
-from pipeline.errors import PipelineError
+from pipeline.core import engines
+from pipeline.core.errors import PipelineError
 from test_extract import CONFIG, _assert_same_shards, _run
 from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
 
@@ -51,7 +51,7 @@ def test_extract_on_the_cluster_writes_the_local_runs_shards(indexed, tmp_path, 
 def test_predict_on_the_cluster_gives_the_local_rows(trained, cluster):  # noqa: F811
     from distributed import get_task_stream
 
-    from pipeline.predict import predict_files
+    from pipeline.inference.predict import predict_files
 
     local, client = cluster
     files = [corpus_clip(trained, emotion=e, actor=a) for e, a in ((1, 1), (4, 2), (6, 3), (8, 4))]
@@ -111,7 +111,7 @@ def test_without_a_scheduler_dask_is_never_imported():
     import subprocess
     import sys
 
-    program = ("import sys; from pipeline import engines; "
+    program = ("import sys; from pipeline.core import engines; "
                "assert list(engines.run(abs, [-1, -2], jobs=1)) == [1, 2]; "
                "import cli; print(sorted(m for m in sys.modules if m.split('.')[0] in "
                "('dask', 'distributed')))")

@@ -1,4 +1,4 @@
-"""Tests of pipeline/errors.py: every project error is a PipelineError, which the CLI
+"""Tests of pipeline/core/errors.py: every project error is a PipelineError, which the CLI
 prints as one line (exit 1) instead of a traceback."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from pipeline import errors
+from pipeline.core import errors
 
 
 def test_every_error_class_is_a_pipeline_error():

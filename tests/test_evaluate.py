@@ -13,13 +13,13 @@ import pytest
 import soundfile
 
 from conftest import clip_name, prepare_store, synth_speech, write_corpus
-from pipeline import layout
-from pipeline.bundle_eval import evaluate_bundle
-from pipeline.labels import EMOTIONS
-from pipeline.errors import PipelineError, StaleInputError
-from pipeline.evaluate import evaluate_folds, format_report
-from pipeline.metrics import confusion, summarise
-from pipeline.views import CLEAN, TEST_VIEWS, to_list
+from pipeline.core import layout
+from pipeline.evaluation.bundle_eval import evaluate_bundle
+from pipeline.core.labels import EMOTIONS
+from pipeline.core.errors import PipelineError, StaleInputError
+from pipeline.evaluation.evaluate import evaluate_folds, format_report
+from pipeline.core.metrics import confusion, summarise
+from pipeline.signal.views import CLEAN, TEST_VIEWS, to_list
 
 FOLDS = [0, 1, 2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -35,9 +35,9 @@ class FoldRuns:
 @pytest.fixture(scope="module")
 def fold_runs(tmp_path_factory) -> FoldRuns:
     """Tiny models for each of 3 actor folds."""
-    from pipeline.model import ModelConfig
-    from pipeline.recipe import TrainConfig
-    from pipeline.train import train
+    from pipeline.network.model import ModelConfig
+    from pipeline.network.recipe import TrainConfig
+    from pipeline.training.train import train
 
     corpus, data_dir, artifacts_dir = prepare_store(tmp_path_factory.mktemp("evaluate"),
                                                     folds=len(FOLDS))
@@ -48,7 +48,7 @@ def fold_runs(tmp_path_factory) -> FoldRuns:
 
 
 def test_cross_validation_report(fold_runs):
-    from pipeline.index import load_index
+    from pipeline.corpus.index import load_index
 
     report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
                             folds=FOLDS)
@@ -99,11 +99,11 @@ def _expected_confusion(fold_runs, fold: int, runs: list[str], views) -> list:
     probabilities averaged: computed here without the evaluate or predict code."""
     import torch
 
-    from pipeline import frontend
-    from pipeline.features import FeatureConfig
-    from pipeline.index import load_index
-    from pipeline.model import load_model
-    from pipeline.views import window_views
+    from pipeline.signal import frontend
+    from pipeline.signal.features import FeatureConfig
+    from pipeline.corpus.index import load_index
+    from pipeline.network.model import load_model
+    from pipeline.signal.views import window_views
 
     loaded = [load_model(fold_runs.artifacts_dir / "runs" / run / "model.pt") for run in runs]
     config = FeatureConfig.from_dict(loaded[0][1]["feature_config"])
@@ -138,19 +138,19 @@ def test_test_time_views_without_the_audio_name_the_file_and_the_fix(tmp_path, f
                                                                      monkeypatch):
     import dataclasses
 
-    from pipeline.index import load_index
+    from pipeline.corpus.index import load_index
 
     moved = [dataclasses.replace(c, path=str(tmp_path / Path(c.path).name))
              for c in load_index(fold_runs.data_dir)]  # the corpus is gone from where it was
-    monkeypatch.setattr("pipeline.evaluate.load_index", lambda data_dir: moved)
+    monkeypatch.setattr("pipeline.evaluation.evaluate.load_index", lambda data_dir: moved)
     with pytest.raises(PipelineError, match=r"\.wav: .*restore the file"):
         evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
                        folds=[1])
 
 
 def test_models_trained_on_other_features_are_refused(tmp_path, fold_runs):
-    from pipeline.augment import AugmentConfig
-    from pipeline.extract import ExtractConfig, extract
+    from pipeline.signal.augment import AugmentConfig
+    from pipeline.corpus.extract import ExtractConfig, extract
 
     artifacts_dir = tmp_path / "artifacts"
     shutil.copytree(fold_runs.artifacts_dir, artifacts_dir)
@@ -172,14 +172,14 @@ def test_missing_fold_model_names_the_fix(tmp_path, fold_runs):
 
 @pytest.fixture(scope="module")
 def fold_bundle(fold_runs) -> Path:
-    from pipeline.bundle import export
+    from pipeline.inference.bundle import export
 
     return export(artifacts_dir=fold_runs.artifacts_dir, run="fold-0")
 
 
 def test_bundle_on_a_ravdess_named_folder_goes_through_predict(tmp_path, fold_runs, fold_bundle):
-    from pipeline import bundle as bundles
-    from pipeline.predict import predict_files
+    from pipeline.inference import bundle as bundles
+    from pipeline.inference.predict import predict_files
 
     source = tmp_path / "clips"
     good = write_corpus(source, actors=(5, 6), takes=1)
@@ -289,7 +289,7 @@ def test_a_clip_in_three_formats_or_copied_under_another_name_counts_once(tmp_pa
 
 def test_the_bundles_own_training_actors_are_warned_about(tmp_path, fold_runs, fold_bundle,
                                                          caplog):
-    from pipeline import bundle as bundles
+    from pipeline.inference import bundle as bundles
 
     trained = bundles.load(fold_bundle).metadata["provenance"]["actors"]["train"]
     with caplog.at_level("WARNING", logger="pipeline"):
@@ -345,7 +345,7 @@ def test_bundle_on_a_folder_without_labels_is_an_error_naming_the_layouts(tmp_pa
 
 
 def test_fold_bundle_carries_its_cross_validation_result(fold_runs):
-    from pipeline import bundle as bundles
+    from pipeline.inference import bundle as bundles
 
     report = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir,
                             folds=FOLDS)
@@ -358,7 +358,7 @@ def test_fold_bundle_carries_its_cross_validation_result(fold_runs):
 
 def test_a_fold_evaluated_alone_stamps_its_own_figures_and_a_stale_one_gives_way(fold_runs,
                                                                                   tmp_path):
-    from pipeline import bundle as bundles
+    from pipeline.inference import bundle as bundles
 
     artifacts = fold_runs.artifacts_dir
     alone = evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=artifacts, folds=[1],
@@ -376,10 +376,10 @@ def test_a_fold_evaluated_alone_stamps_its_own_figures_and_a_stale_one_gives_way
 
 
 def test_ensemble_evaluation_averages_the_members_probabilities(fold_runs):
-    from pipeline.errors import TrainingError
-    from pipeline.model import ModelConfig
-    from pipeline.recipe import TrainConfig
-    from pipeline.train import train
+    from pipeline.core.errors import TrainingError
+    from pipeline.network.model import ModelConfig
+    from pipeline.network.recipe import TrainConfig
+    from pipeline.training.train import train
 
     config = TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16))
     train(data_dir=fold_runs.data_dir, artifacts_dir=fold_runs.artifacts_dir, fold=2, member=1,
@@ -397,7 +397,7 @@ def test_ensemble_evaluation_averages_the_members_probabilities(fold_runs):
 
 
 def test_without_matplotlib_the_json_report_is_written_and_the_png_skipped(tmp_path, hide_module):
-    from pipeline.evaluate import write_report
+    from pipeline.evaluation.evaluate import write_report
 
     hide_module("matplotlib")
     report = {"kind": "bundle", "pooled": {"confusion": [[1, 0], [0, 1]], "ua": 1.0}}
@@ -410,10 +410,10 @@ def test_folds_of_different_recipes_are_not_summarised_together(fold_runs, tmp_p
     """A CV mean over folds trained with other settings would describe no recipe."""
     import shutil
 
-    from pipeline.errors import StaleInputError
-    from pipeline.model import ModelConfig
-    from pipeline.recipe import TrainConfig
-    from pipeline.train import train
+    from pipeline.core.errors import StaleInputError
+    from pipeline.network.model import ModelConfig
+    from pipeline.network.recipe import TrainConfig
+    from pipeline.training.train import train
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(fold_runs.artifacts_dir, artifacts)
@@ -434,15 +434,15 @@ def _never(*_args, **_kwargs):
 
 def test_a_report_folder_that_is_a_file_is_refused_before_any_clip_is_scored(
         tmp_path, fold_runs, fold_bundle, monkeypatch):
-    import pipeline.evaluate
-    import pipeline.predict
+    import pipeline.evaluation.evaluate
+    import pipeline.inference.predict
 
     source = tmp_path / "clips"
     write_corpus(source, actors=(5,), emotions=(1, 5), takes=1)
     artifacts_dir = tmp_path / "artifacts"
     artifacts_dir.mkdir()
     (artifacts_dir / "reports").write_text("not a folder")  # refused by root too
-    monkeypatch.setattr(pipeline.predict, "predict_files", _never)
+    monkeypatch.setattr(pipeline.inference.predict, "predict_files", _never)
     with pytest.raises(PipelineError, match=rf"^--artifacts-dir {artifacts_dir}: "
                                             rf"{artifacts_dir / 'reports'} is a file, not a "
                                             "folder: move it away or point --artifacts-dir "
@@ -452,19 +452,19 @@ def test_a_report_folder_that_is_a_file_is_refused_before_any_clip_is_scored(
     copied = tmp_path / "copied"
     shutil.copytree(fold_runs.artifacts_dir, copied, ignore=shutil.ignore_patterns("reports"))
     (copied / "reports").write_text("not a folder")
-    monkeypatch.setattr(pipeline.evaluate, "held_out_probabilities", _never)
+    monkeypatch.setattr(pipeline.evaluation.evaluate, "held_out_probabilities", _never)
     with pytest.raises(PipelineError, match="reports is a file, not a folder"):
         evaluate_folds(data_dir=fold_runs.data_dir, artifacts_dir=copied, folds=FOLDS)
 
 
 def test_ser_evaluate_refuses_an_unwritable_artifacts_folder_in_one_line(tmp_path, runner,
                                                                           monkeypatch):
-    import pipeline.predict
+    import pipeline.inference.predict
     from cli import cli
 
     source = tmp_path / "clips"
     write_corpus(source, actors=(5,), emotions=(1,), takes=1)
-    monkeypatch.setattr(pipeline.predict, "predict_files", _never)
+    monkeypatch.setattr(pipeline.inference.predict, "predict_files", _never)
     unwritable = Path("/proc/ser-test/artifacts")  # not even root can create folders in /proc
     result = runner.invoke(cli, ["--artifacts-dir", str(unwritable), "evaluate", "--bundle",
                                  "shipped", "--source", str(source), "-j", "1"])
@@ -510,12 +510,12 @@ def test_commands_that_write_no_folder_ignore_a_dangling_one(tmp_path, runner):
 def test_two_corpora_train_together_and_are_reported_per_corpus_and_pooled(tmp_path):
     """A RAVDESS-named corpus and an emotion-folders corpus without calm: one index, one
     store, one fold model, and the cross-validation report per corpus and pooled."""
-    from pipeline.augment import AugmentConfig
-    from pipeline.extract import ExtractConfig, extract
-    from pipeline.index import IndexConfig, Source, build_index
-    from pipeline.model import ModelConfig
-    from pipeline.recipe import TrainConfig
-    from pipeline.train import train
+    from pipeline.signal.augment import AugmentConfig
+    from pipeline.corpus.extract import ExtractConfig, extract
+    from pipeline.corpus.index import IndexConfig, Source, build_index
+    from pipeline.network.model import ModelConfig
+    from pipeline.network.recipe import TrainConfig
+    from pipeline.training.train import train
 
     write_corpus(tmp_path / "rav", actors=(1, 2, 3, 4), emotions=range(1, 9), takes=1)
     mine = tmp_path / "mylabels"

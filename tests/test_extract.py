@@ -1,4 +1,4 @@
-"""Tests of the extract stage (pipeline/extract.py): shards and counts, determinism across
+"""Tests of the extract stage (pipeline/corpus/extract.py): shards and counts, determinism across
 worker counts, the cache and --force, bad clips, picklable tasks, resume after a killed
 run, and the CLI command."""
 
@@ -21,15 +21,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline.augment import AugmentConfig, AugmentParams
-from pipeline.download import corpus_root
-from pipeline.errors import PipelineError
-from pipeline.extract import ExtractConfig, ShardTask, build_shard, extract, plan_shards
-from pipeline.features import FeatureConfig
-from pipeline.frontend import FrontEndConfig
-from pipeline.index import IndexConfig, build_index, clips_hash, load_index
-from pipeline.stages import read_json
-from pipeline.store import load_store
+from pipeline.signal.augment import AugmentConfig, AugmentParams
+from pipeline.corpus.download import corpus_root
+from pipeline.core.errors import PipelineError
+from pipeline.corpus.extract import ExtractConfig, ShardTask, build_shard, extract, plan_shards
+from pipeline.signal.features import FeatureConfig
+from pipeline.signal.frontend import FrontEndConfig
+from pipeline.corpus.index import IndexConfig, build_index, clips_hash, load_index
+from pipeline.core.atomic import read_json
+from pipeline.corpus.store import load_store
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=8)
@@ -114,7 +114,7 @@ def test_one_or_two_workers_give_identical_shards(indexed, tmp_path):
 
 
 def test_a_second_run_is_a_cache_hit_that_decodes_nothing(indexed, tmp_path, monkeypatch):
-    from pipeline import extract as extract_module
+    from pipeline.corpus import extract as extract_module
 
     first = _run(indexed, tmp_path / "artifacts")
     stamps = _stamps(first.features_dir)
@@ -145,8 +145,8 @@ def test_a_shard_changed_in_place_is_rebuilt_alone_and_train_then_accepts_it(
         indexed, tmp_path, caplog, monkeypatch):
     """extract and train agree: a shard whose content no longer matches the manifest is
     not "current" for extract (which would leave train refusing it until --force)."""
-    from pipeline.errors import StaleInputError
-    from pipeline.progress import log
+    from pipeline.core.errors import StaleInputError
+    from pipeline.core.progress import log
 
     first = _run(indexed, tmp_path / "artifacts")
     reference = _shards(first.features_dir)
@@ -341,8 +341,8 @@ def test_tasks_and_config_pickle_and_travel_to_a_joblib_worker(indexed, tmp_path
 RUN_EXTRACT = """
 import json, sys
 from pathlib import Path
-from pipeline import progress
-from pipeline.extract import ExtractConfig, extract
+from pipeline.core import progress
+from pipeline.corpus.extract import ExtractConfig, extract
 progress.configure(level="INFO")
 extract(data_dir=Path(sys.argv[1]), artifacts_dir=Path(sys.argv[2]), jobs=1,
         config=ExtractConfig.from_dict(json.loads(sys.argv[3])))

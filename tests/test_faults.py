@@ -1,4 +1,4 @@
-"""Tests of pipeline/faults.py: the test-only fault points exit exactly where named."""
+"""Tests of pipeline/core/faults.py: the test-only fault points exit exactly where named."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from pipeline.faults import FAULT_EXIT
+from pipeline.core.faults import FAULT_EXIT
 
 PROGRAM = """
-from pipeline import faults
+from pipeline.core import faults
 for step in range(3):
     print(step, flush=True)
     faults.point("train:step")

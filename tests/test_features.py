@@ -1,4 +1,4 @@
-"""Tests of pipeline/features.py: shapes, agreement with librosa, windowing."""
+"""Tests of pipeline/signal/features.py: shapes, agreement with librosa, windowing."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import synth_speech
-from pipeline.audio import resample
-from pipeline.features import (FeatureConfig, clean_features, mfcc_and_log_mel, mel_filterbank,
-                               place)
-from pipeline.frontend import FrontEndConfig
-from pipeline.vad import VadConfig
+from pipeline.signal.audio import resample
+from pipeline.signal.features import (
+    FeatureConfig,
+    clean_features,
+    mfcc_and_log_mel,
+    mel_filterbank,
+    place,
+)
+from pipeline.signal.frontend import FrontEndConfig
+from pipeline.signal.vad import VadConfig
 
 # A config that differs from the defaults in every knob that changes the output.
 OTHER = FeatureConfig(sample_rate=22050, window_seconds=2.0, n_fft=2048, hop_length=512,

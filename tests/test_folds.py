@@ -1,4 +1,4 @@
-"""Tests of pipeline/folds.py: speakers whole, spread over the folds, balanced per corpus
+"""Tests of pipeline/corpus/folds.py: speakers whole, spread over the folds, balanced per corpus
 and gender; RAVDESS alone keeps the folds earlier versions assigned."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import CorpusError
-from pipeline.folds import assign_folds
+from pipeline.core.errors import CorpusError
+from pipeline.corpus.folds import assign_folds
 
 # The folds the index assigned to RAVDESS actors 01-20 (split seed 0, 5 folds) before
 # the index knew several corpora (index format 2, main at 2e9c4c0): actor -> fold.

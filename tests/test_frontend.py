@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import synth_speech
-from pipeline import frontend
-from pipeline.errors import AudioError, NoSpeechError
-from pipeline.features import FeatureConfig, clean_features
-from pipeline.vad import VAD_FRAME_SAMPLES
+from pipeline.signal import frontend
+from pipeline.core.errors import AudioError, NoSpeechError
+from pipeline.signal.features import FeatureConfig, clean_features
+from pipeline.signal.vad import VAD_FRAME_SAMPLES
 
 CONFIG = FeatureConfig()
 RATE = 44100  # as many real recordings: the front end resamples to 16 kHz
@@ -73,7 +73,7 @@ def test_peak_normalised_copy_changes_nothing(speech):
 
 
 def test_the_conditioned_speech_has_the_target_loudness(speech):
-    from pipeline.conditioning import loudness
+    from pipeline.signal.conditioning import loudness
 
     for gain in (0.03, 1.0, 10.0):
         audio = _prepared(speech * np.float32(gain)).main_segment_audio()
@@ -201,7 +201,7 @@ def test_a_click_at_the_start_or_next_to_the_speech_is_not_speech(speech, second
 
 
 def test_extract_trains_on_the_segment_with_the_most_speech():
-    from pipeline.vad import Segment
+    from pipeline.signal.vad import Segment
 
     rate = CONFIG.sample_rate
     signal = np.random.default_rng(0).standard_normal(10 * rate).astype(np.float32)

@@ -110,7 +110,7 @@ def test_an_unwritable_output_is_refused_before_any_work(hostile, monkeypatch):
     from click.testing import CliRunner
 
     from cli import cli
-    from pipeline import predict as predict_module
+    from pipeline.inference import predict as predict_module
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("files were scored before the output was checked")

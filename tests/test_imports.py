@@ -70,3 +70,63 @@ def test_a_cycle_is_found(tmp_path):
     graph = import_graph(package)
     assert graph["pkg.c"] == {"pkg.a", "pkg.b"}
     assert find_cycle(graph) in (["pkg.a", "pkg.b", "pkg.a"], ["pkg.b", "pkg.a", "pkg.b"])
+
+
+# Each subpackage's layer: a module imports only from lower layers or its own subpackage.
+# Training and inference share a layer, so neither imports the other (issue 30).
+LAYERS = {"core": 0, "signal": 1, "corpus": 2, "network": 3, "training": 4, "inference": 4,
+          "evaluation": 5, "cli": 6, "__main__": 7}
+
+
+def layer_of(module: str) -> tuple[str, int]:
+    """``(subpackage, layer)`` of a dotted module name; the package root is below all."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "", -1
+    if parts[1] not in LAYERS:
+        raise AssertionError(f"{module} is in no layer: put it in a subpackage of LAYERS")
+    return parts[1], LAYERS[parts[1]]
+
+
+def upward_arrows(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that goes to a higher layer, or sideways to another subpackage."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        package, layer = layer_of(module)
+        for target in sorted(targets):
+            target_package, target_layer = layer_of(target)
+            if target_package != package and target_layer >= layer:
+                found.append(f"{module} -> {target}")
+    return found
+
+
+def test_imports_go_only_downward():
+    assert upward_arrows(import_graph()) == []
+
+
+def test_an_upward_or_sideways_arrow_is_found():
+    graph = {"pipeline.core.a": {"pipeline.signal.b"}, "pipeline.signal.b": {"pipeline.core.a"},
+             "pipeline.training.t": {"pipeline.inference.i"}, "pipeline.inference.i": set(),
+             "pipeline.cli.c": {"pipeline", "pipeline.training.t"}, "pipeline": set()}
+    assert upward_arrows(graph) == ["pipeline.core.a -> pipeline.signal.b",
+                                    "pipeline.training.t -> pipeline.inference.i"]
+
+
+def test_every_module_is_in_a_layer():
+    for module in import_graph():
+        layer_of(module)
+
+
+def test_inference_imports_no_torch_at_module_level():
+    """Scoring must be able to run without the training stack: importing every inference
+    module leaves torch unloaded (it is imported inside the functions that need it)."""
+    import subprocess
+    import sys
+
+    modules = sorted(m for m in import_graph() if m.startswith("pipeline.inference."))
+    program = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
+               + "print(sorted(m for m in ('torch', 'h5py', 'joblib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          cwd=PACKAGE.parent, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

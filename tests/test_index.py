@@ -1,4 +1,4 @@
-"""The ``index`` stage (``pipeline/index.py``): what is indexed and what is left out,
+"""The ``index`` stage (``pipeline/corpus/index.py``): what is indexed and what is left out,
 duplicates and stereo files, the cache, actor-disjoint gender-balanced folds, the CLI
 command, and (marked ``realdata``) the facts of the shared RAVDESS copy."""
 
@@ -19,13 +19,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SHARED_RAVDESS, clip_name, synth_speech, write_corpus
-from pipeline import layout
-from pipeline.download import download
-from pipeline.errors import CorpusError, PipelineError
-from pipeline.index import (Clip, IndexConfig, Source, build_index, clips_hash, load_index,
-                            summary)
-from pipeline.labels import EMOTIONS
-from pipeline.manifest import read as read_manifest
+from pipeline.core import layout
+from pipeline.corpus.download import download
+from pipeline.core.errors import CorpusError, PipelineError
+from pipeline.corpus.index import (
+    Clip,
+    IndexConfig,
+    Source,
+    build_index,
+    clips_hash,
+    load_index,
+    summary,
+)
+from pipeline.core.labels import EMOTIONS
+from pipeline.corpus.manifest import read as read_manifest
 
 
 def _prepare(tmp_path: Path, corpus: Path) -> Path:
@@ -225,7 +232,7 @@ def test_changed_config_or_corpus_rebuilds(tmp_path) -> None:
 def test_interrupted_rebuild_is_not_trusted(tmp_path, corpus, monkeypatch) -> None:
     """A run that wrote index.csv but died before its manifest must not make the next
     run return that CSV under the old manifest's name."""
-    import pipeline.index as index_module
+    import pipeline.corpus.index as index_module
 
     data_dir = _prepare(tmp_path, corpus)
     two = build_index(data_dir=data_dir, config=IndexConfig(folds=2))
@@ -349,7 +356,7 @@ def test_a_manifest_is_indexed_and_a_bad_one_writes_nothing(tmp_path) -> None:
     assert {p.name: p.read_bytes() for p in data_dir.iterdir()} == before  # nothing written
 
 
-# --- folds (pipeline/folds.py has the assignment's own tests) ---------------------------
+# --- folds (pipeline/corpus/folds.py has the assignment's own tests) ---------------------------
 
 @pytest.fixture(scope="module")
 def seven_actors(tmp_path_factory) -> Path:

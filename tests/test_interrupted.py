@@ -1,4 +1,4 @@
-"""Runs killed at an exact step (``SER_FAULT``, pipeline/faults.py: the process leaves by
+"""Runs killed at an exact step (``SER_FAULT``, pipeline/core/faults.py: the process leaves by
 ``os._exit``, like ``kill -9``) leave no corrupt output, and the rerun ends with the same
 arrays and weights as a run that was never interrupted."""
 
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import write_corpus
-from pipeline.faults import FAULT_EXIT
+from pipeline.core.faults import FAULT_EXIT
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def test_training_killed_anywhere_resumes_to_the_same_weights(extracted_root, tm
 
 
 def test_export_killed_mid_write_leaves_no_bundle_and_reruns(extracted_root, tmp_path):
-    from pipeline import bundle as bundles
+    from pipeline.inference import bundle as bundles
 
     root = extracted_root
     out = tmp_path / "ser.safetensors"

@@ -1,4 +1,4 @@
-"""Tests of pipeline/layout.py: the one owner of artifact paths, and that no other
+"""Tests of pipeline/core/layout.py: the one owner of artifact paths, and that no other
 module builds them."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline import layout
+from pipeline.core import layout
 
 PACKAGE = Path(layout.__file__).parent
 

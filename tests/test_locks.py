@@ -1,4 +1,4 @@
-"""Tests of pipeline/locks.py: one job per output at a time, the holder named, a dead
+"""Tests of pipeline/core/locks.py: one job per output at a time, the holder named, a dead
 holder's lock taken over."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.locks import LockedError, job_lock
+from pipeline.core.locks import LockedError, job_lock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def _hold(folder: Path) -> subprocess.Popen:
     """A child process that holds the lock of ``folder`` until killed."""
     ready = folder.parent / f"{folder.name}.held"
     script = ("import sys, time, pathlib\n"
-              "from pipeline.locks import job_lock\n"
+              "from pipeline.core.locks import job_lock\n"
               "with job_lock(pathlib.Path(sys.argv[1]), 'extract'):\n"
               "    pathlib.Path(sys.argv[2]).touch()\n"
               "    time.sleep(600)\n")
@@ -92,7 +92,7 @@ def test_a_second_extract_on_the_cli_is_refused_at_once(tmp_path, runner):
 
 
 def test_a_second_training_of_the_same_run_is_refused_before_any_work(tmp_path):
-    from pipeline.train import train
+    from pipeline.training.train import train
 
     artifacts = tmp_path / "artifacts"
     child = _hold(artifacts / "runs" / "fold-0")

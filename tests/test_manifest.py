@@ -1,4 +1,4 @@
-"""Tests of pipeline/manifest.py: JSONL and CSV manifests read and written, each bad
+"""Tests of pipeline/corpus/manifest.py: JSONL and CSV manifests read and written, each bad
 manifest refused in one line naming the row and the fix."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import manifest
-from pipeline.errors import CorpusError
-from pipeline.manifest import Row
+from pipeline.corpus import manifest
+from pipeline.core.errors import CorpusError
+from pipeline.corpus.manifest import Row
 
 
 @pytest.fixture

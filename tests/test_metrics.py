@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.labels import EMOTIONS
-from pipeline.metrics import confusion, cross_corpus, summarise
+from pipeline.core.labels import EMOTIONS
+from pipeline.core.metrics import confusion, cross_corpus, summarise
 
 LABELS = ("a", "b", "c", "d")
 # class d never occurs in the truth but is predicted once

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.model import EmotionCNN, ModelConfig, flops_per_sample
+from pipeline.network.model import EmotionCNN, ModelConfig, flops_per_sample
 
 SMALL = ModelConfig(n_mels=16, channels=(8, 16, 16), hidden=32)
 
@@ -153,7 +153,7 @@ def test_every_pooling_gives_logits(pooling):
 
 
 def test_ensemble_returns_the_log_of_the_members_mean_probabilities():
-    from pipeline.model import Ensemble, build
+    from pipeline.network.model import Ensemble, build
 
     torch.manual_seed(0)
     members = [EmotionCNN(SMALL).eval() for _ in range(3)]
@@ -174,7 +174,7 @@ def test_ensemble_returns_the_log_of_the_members_mean_probabilities():
 
 @pytest.mark.parametrize("members", [1, 2])
 def test_inference_copy_folds_batch_norm_and_gives_the_same_outputs(members):
-    from pipeline.model import build, for_inference
+    from pipeline.network.model import build, for_inference
 
     torch.manual_seed(1)
     model = build(SMALL, members)
@@ -214,7 +214,7 @@ def test_attentive_statistics_pooling_weights_frames_and_takes_any_length():
 
 
 def test_delta_matches_the_htk_regression_and_is_scaled_per_clip():
-    from pipeline.model import delta
+    from pipeline.network.model import delta
 
     ramp = torch.arange(20.0).view(1, 1, 1, 20).repeat(2, 1, 3, 1)
     ramp[1] *= 5  # a steeper clip: the same delta after scaling
@@ -238,7 +238,7 @@ def test_delta_input_replaces_channel_0_by_the_log_mel_derivative():
 
 @pytest.mark.parametrize("members", [1, 2])
 def test_squeeze_excite_gates_channels_and_survives_batch_norm_folding(members):
-    from pipeline.model import SqueezeExcite, build, for_inference
+    from pipeline.network.model import SqueezeExcite, build, for_inference
 
     config = dataclasses.replace(SMALL, squeeze_excite=True)
     model = build(config, members).eval()

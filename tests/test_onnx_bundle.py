@@ -1,4 +1,4 @@
-"""Tests of pipeline/onnx_bundle.py: the network as ONNX scores as torch does, carries
+"""Tests of pipeline/inference/onnx_bundle.py: the network as ONNX scores as torch does, carries
 what other runtimes need in its metadata, and foreign files are refused."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import bundle as bundles
-from pipeline import labels
-from pipeline.errors import BundleError
+from pipeline.inference import bundle as bundles
+from pipeline.core import labels
+from pipeline.core.errors import BundleError
 from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
@@ -18,9 +18,9 @@ onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx extra is not i
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):  # noqa: F811
-    from pipeline.model import ModelConfig
-    from pipeline.recipe import TrainConfig
-    from pipeline.train import train
+    from pipeline.network.model import ModelConfig
+    from pipeline.network.recipe import TrainConfig
+    from pipeline.training.train import train
 
     train(data_dir=trained.data_dir, artifacts_dir=trained.artifacts_dir, fold=None, member=1,
           device="cpu", config=TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8),
@@ -50,7 +50,7 @@ def test_onnxruntime_gives_torchs_probabilities(exported, members):
 
 
 def test_predict_through_onnx_matches_the_torch_bundle(exported, trained):  # noqa: F811
-    from pipeline.predict import predict_files
+    from pipeline.inference.predict import predict_files
 
     files = [corpus_clip(trained, emotion=e, actor=a) for e, a in ((2, 1), (5, 3), (8, 4))]
     torch_rows = predict_files(files, bundles.load(exported[2][0]))
@@ -157,7 +157,7 @@ def test_the_checksum_covers_the_metadata_and_sits_where_the_loader_finds_it(exp
     import hashlib
 
     from onnx import StringStringEntryProto
-    from pipeline import onnx_bundle
+    from pipeline.inference import onnx_bundle
 
     data = exported[1][1].read_bytes()
     stored = _props(exported[1][1])["checksum"]

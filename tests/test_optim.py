@@ -1,4 +1,4 @@
-"""Tests of pipeline/optim.py: the run's optimiser and schedule."""
+"""Tests of pipeline/training/optim.py: the run's optimiser and schedule."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import optim
-from pipeline.recipe import TrainConfig
+from pipeline.training import optim
+from pipeline.network.recipe import TrainConfig
 
 
 @pytest.mark.parametrize("total_steps", range(1, 13))

@@ -15,11 +15,11 @@ import soundfile
 from click.testing import CliRunner
 
 from conftest import clip_name, prepare_store, synth_speech
-from pipeline import labels
-from pipeline.errors import PipelineError
-from pipeline.predict import expand_inputs, file_windows, predict_files
-from pipeline.results import TIMELINE_FIELDS, format_single
-from pipeline.sink import write_results
+from pipeline.core import labels
+from pipeline.core.errors import PipelineError
+from pipeline.inference.predict import expand_inputs, file_windows, predict_files
+from pipeline.inference.results import TIMELINE_FIELDS, format_single
+from pipeline.inference.sink import write_results
 
 CSV_COLUMNS = ["path", "emotion", "confidence", "neutral", "calm", "happy", "sad", "angry",
                "fearful", "disgust", "surprised", "notes", "error", "bundle"]
@@ -37,10 +37,10 @@ class Trained:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Trained:
     """A tiny final model on the 64-clip synthetic corpus, exported and loaded."""
-    from pipeline import bundle
-    from pipeline.model import ModelConfig
-    from pipeline.recipe import TrainConfig
-    from pipeline.train import train
+    from pipeline.inference import bundle
+    from pipeline.network.model import ModelConfig
+    from pipeline.network.recipe import TrainConfig
+    from pipeline.training.train import train
 
     corpus, data_dir, artifacts_dir = prepare_store(tmp_path_factory.mktemp("predict"), folds=2)
     train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=None, device="cpu",
@@ -57,8 +57,8 @@ def corpus_clip(trained: Trained, *, emotion: int, actor: int) -> Path:
 
 
 def test_prediction_features_equal_stored_clean_copy(trained):
-    from pipeline.index import load_index
-    from pipeline.store import load_store
+    from pipeline.corpus.index import load_index
+    from pipeline.corpus.store import load_store
 
     store = load_store(trained.artifacts_dir, clips=load_index(trained.data_dir))
     config = trained.bundle.feature_config
@@ -85,7 +85,7 @@ def test_prediction_features_equal_stored_clean_copy(trained):
 def test_a_bundle_scores_every_test_time_view_and_averages_them(trained):
     import dataclasses
 
-    from pipeline.views import CLEAN, TEST_VIEWS, to_list
+    from pipeline.signal.views import CLEAN, TEST_VIEWS, to_list
 
     bundle = trained.bundle
     assert bundle.views == TEST_VIEWS  # export records the recipe's views by default
@@ -359,7 +359,7 @@ def test_timeline_csv_has_one_row_per_segment_and_a_row_per_failed_file(tmp_path
 
 def test_an_unwritable_output_fails_before_any_scoring(tmp_path, trained, monkeypatch):
     from cli import cli
-    from pipeline import predict as predict_module
+    from pipeline.inference import predict as predict_module
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

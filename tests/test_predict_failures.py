@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.predict import predict_files
-from pipeline.views import CLEAN
+from pipeline.core.errors import PipelineError
+from pipeline.inference.predict import predict_files
+from pipeline.signal.views import CLEAN
 from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
 
 
 def _with_nan_windows(monkeypatch, bad_name: str):
     """Make the feature worker hand over NaN windows for the file named ``bad_name``."""
-    from pipeline import predict as predict_module
+    from pipeline.inference import predict as predict_module
 
     real = predict_module.file_windows
 
@@ -32,13 +32,13 @@ def _with_nan_windows(monkeypatch, bad_name: str):
 
 @pytest.mark.parametrize("failure", ["non-finite", "raises"])
 def test_a_scoring_failure_is_that_files_error_row_alone(trained, monkeypatch, failure):
-    from pipeline import predict as predict_module
+    from pipeline.inference import predict as predict_module
 
     files = [corpus_clip(trained, emotion=e, actor=a) for e, a in ((2, 1), (3, 2), (7, 4))]
     expected = predict_files(files, trained.bundle)
     _with_nan_windows(monkeypatch, files[1].name)
     if failure == "raises":
-        from pipeline.scorer import Scorer
+        from pipeline.inference.scorer import Scorer
 
         real = Scorer.probabilities
 
@@ -57,7 +57,7 @@ def test_a_scoring_failure_is_that_files_error_row_alone(trained, monkeypatch, f
 
 
 def test_a_killed_feature_worker_is_one_line_naming_the_files(trained, monkeypatch, tmp_path):
-    from pipeline import predict as predict_module
+    from pipeline.inference import predict as predict_module
 
     real = predict_module.file_windows
 

@@ -1,4 +1,4 @@
-"""Tests of pipeline/progress.py: the log handler and when bars are drawn."""
+"""Tests of pipeline/core/progress.py: the log handler and when bars are drawn."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pipeline import progress
+from pipeline.core import progress
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
-"""Tests of pipeline/recipe.py: the training recipe and what a member's key holds."""
+"""Tests of pipeline/network/recipe.py: the training recipe and what a member's key holds."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 
-from pipeline.model import ModelConfig
-from pipeline.recipe import TrainConfig, recipe_of
+from pipeline.network.model import ModelConfig
+from pipeline.network.recipe import TrainConfig, recipe_of
 
 
 def test_the_config_round_trips_through_json():

@@ -1,4 +1,4 @@
-"""pipeline.recipes: the named corpora's recipes on tiny trees named the corpus's way,
+"""pipeline.corpus.recipes: the named corpora's recipes on tiny trees named the corpus's way,
 find_rows' refusals, Found.summary and detect."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from conftest import write_tiny_tree
-from pipeline import labels, recipes
-from pipeline.errors import CorpusError
-from pipeline.manifest import Row
+from pipeline.core import labels
+from pipeline.corpus import recipes
+from pipeline.core.errors import CorpusError
+from pipeline.corpus.manifest import Row
 
 
 make = write_tiny_tree  # a tiny audio file at each root-relative path
@@ -47,7 +48,7 @@ def test_ravdess_speech_rows_song_skipped_clip_id_is_the_stem(tmp_path):
 
 
 def test_two_copies_of_a_clip_share_its_id_for_the_caller_to_keep_one(tmp_path):
-    # (pipeline.duplicates.by_clip_id keeps the lossless copy: index and evaluate use it)
+    # (pipeline.corpus.duplicates.by_clip_id keeps the lossless copy: index and evaluate use it)
     root = make(tmp_path / "r", "Actor_01/03-01-05-01-02-01-01.wav",
                 "audio_speech_actors_01-24/Actor_01/03-01-05-01-02-01-01.flac")
     found = recipes.find_rows("ravdess", root)

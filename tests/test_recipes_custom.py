@@ -1,4 +1,4 @@
-"""pipeline.recipes.custom: a user's emotion folders and CSV file."""
+"""pipeline.corpus.recipes.custom: a user's emotion folders and CSV file."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import write_tiny_tree
-from pipeline import recipes
-from pipeline.errors import CorpusError
+from pipeline.corpus import recipes
+from pipeline.core.errors import CorpusError
 
 
 make = write_tiny_tree  # a tiny audio file at each root-relative path

@@ -1,4 +1,4 @@
-"""The RAVDESS file-name parser and label map (``pipeline/recipes/ravdess_names.py``)."""
+"""The RAVDESS file-name parser and label map (``pipeline/corpus/recipes/ravdess_names.py``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.recipes import ravdess_names as ravdess
-from pipeline.recipes.ravdess_names import BadClipName, parse_name
+from pipeline.corpus.recipes import ravdess_names as ravdess
+from pipeline.corpus.recipes.ravdess_names import BadClipName, parse_name
 
 # The convention, written independently of the module: seven ASCII two-digit fields.
 _VALID_FIELDS = {

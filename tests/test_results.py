@@ -1,4 +1,4 @@
-"""Tests of pipeline/results.py: the verdict, the timeline record and the output files."""
+"""Tests of pipeline/inference/results.py: the verdict, the timeline record and the output files."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.results import FileResult, format_single, format_table, timeline_record, verdict
-from pipeline.sink import write_results
+from pipeline.core.errors import PipelineError
+from pipeline.inference.results import (
+    FileResult,
+    format_single,
+    format_table,
+    timeline_record,
+    verdict,
+)
+from pipeline.inference.sink import write_results
 
 LABELS = ("calm", "sad", "angry")
 

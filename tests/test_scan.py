@@ -1,4 +1,4 @@
-"""Tests of pipeline/scan.py: one rule for finding audio in folders (formats libsndfile
+"""Tests of pipeline/corpus/scan.py: one rule for finding audio in folders (formats libsndfile
 decodes, hidden files skipped, a summary of what was skipped)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline.scan import audio_suffixes, scan
+from pipeline.corpus.scan import audio_suffixes, scan
 
 
 def _write(path, fmt=None, subtype=None):

@@ -1,4 +1,4 @@
-"""Tests of pipeline/scorer.py: the one object evaluate and predict score with."""
+"""Tests of pipeline/inference/scorer.py: the one object evaluate and predict score with."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import labels
-from pipeline.features import FeatureConfig
-from pipeline.model import EmotionCNN, Ensemble, ModelConfig
-from pipeline.scorer import Scorer
-from pipeline.views import CLEAN, TEST_VIEWS
+from pipeline.core import labels
+from pipeline.signal.features import FeatureConfig
+from pipeline.network.model import EmotionCNN, Ensemble, ModelConfig
+from pipeline.inference.scorer import Scorer
+from pipeline.signal.views import CLEAN, TEST_VIEWS
 
 CONFIG = ModelConfig(n_mels=64, channels=(4, 8), hidden=8)
 
@@ -61,10 +61,10 @@ def test_a_batch_larger_than_one_forward_pass_scores_as_the_parts_do():
 
 @pytest.mark.parametrize("members", [1, 2])
 def test_a_scorer_from_runs_is_the_runs_members(tmp_path, members):
-    from pipeline import layout
-    from pipeline.model import save_model
-    from pipeline.recipe import TrainConfig
-    from pipeline.scorer import from_run
+    from pipeline.core import layout
+    from pipeline.network.model import save_model
+    from pipeline.network.recipe import TrainConfig
+    from pipeline.inference.scorer import from_run
 
     for member, run in enumerate(layout.member_runs("fold-0", members)):
         save_model(layout.model_file(tmp_path, run), _model(member),

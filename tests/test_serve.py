@@ -1,4 +1,4 @@
-"""Tests of pipeline/serve.py against a real server process (``ser serve`` on a free
+"""Tests of pipeline/inference/serve.py against a real server process (``ser serve`` on a free
 loopback port, the module's tiny model): every endpoint, and every kind of bad upload
 answered with a 4xx and the CLI's message, never a 500."""
 
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline import labels
+from pipeline.core import labels
 from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
@@ -102,7 +102,7 @@ def test_health_model_and_page(server):
 
 
 def test_predict_answers_what_the_cli_scores(server, trained):  # noqa: F811
-    from pipeline.predict import predict_files
+    from pipeline.inference.predict import predict_files
 
     clip = corpus_clip(trained, emotion=5, actor=2)
     status, body = upload(server, clip.read_bytes(), name=clip.name)

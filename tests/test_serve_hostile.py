@@ -1,4 +1,4 @@
-"""Hostile request bodies against ``POST /predict`` of pipeline/serve.py: malformed
+"""Hostile request bodies against ``POST /predict`` of pipeline/inference/serve.py: malformed
 multipart (no or an empty boundary, a part without a name, a broken header line, a cut-off
 body), oversized part headers, generated garbage; and the upload limits' agreement. The app
 is driven in this process through ASGI (no network, no httpx), with a stand-in scorer:
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 pytest.importorskip("python_multipart", reason="the serve extra is not installed")
 
-from pipeline import serve  # noqa: E402
+from pipeline.inference import serve  # noqa: E402
 
 BOUNDARY = "a1b2c3"
 SCORE_UPLOAD = serve.score_upload
@@ -73,12 +73,12 @@ class Client:
 
 @pytest.fixture(scope="module")
 def stand_in_load():
-    import pipeline.bundle
+    import pipeline.inference.bundle
 
-    saved = pipeline.bundle.load
-    pipeline.bundle.load = lambda path: StandIn()
+    saved = pipeline.inference.bundle.load
+    pipeline.inference.bundle.load = lambda path: StandIn()
     yield
-    pipeline.bundle.load = saved
+    pipeline.inference.bundle.load = saved
 
 
 @pytest.fixture(scope="module")
@@ -294,10 +294,10 @@ def test_the_worker_processes_get_the_limits_serve_was_given(monkeypatch):
     without the variable a worker takes the defaults."""
     import uvicorn
 
-    import pipeline.bundle
+    import pipeline.inference.bundle
 
     made = []
-    monkeypatch.setattr(pipeline.bundle, "load", lambda path: StandIn())
+    monkeypatch.setattr(pipeline.inference.bundle, "load", lambda path: StandIn())
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     monkeypatch.setattr(serve, "create_app", lambda bundle, limits: made.append(limits))
     monkeypatch.setenv(serve.BUNDLE_ENV, "unset")  # serve sets both: restored afterwards

@@ -1,7 +1,7 @@
 """SIGTERM and Ctrl-C (SIGINT) during ``ser predict FOLDER -o out.csv -j 2``: the joblib
 worker processes (and loky's resource tracker) end with the command instead of running
 on as orphans, the exit status is 128 + the signal, one line says what was kept, and a
-rerun resumes to every file (pipeline/engines.py, pipeline/cli/base.py)."""
+rerun resumes to every file (pipeline/core/engines.py, pipeline/cli/base.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 import soundfile
 
 from conftest import synth_speech
-from pipeline import engines
+from pipeline.core import engines
 
 psutil = pytest.importorskip("psutil")
 

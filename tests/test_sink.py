@@ -1,4 +1,4 @@
-"""Tests of pipeline/sink.py: each result is on disk as soon as it is scored, and a rerun
+"""Tests of pipeline/inference/sink.py: each result is on disk as soon as it is scored, and a rerun
 resumes: files already written are skipped, the last one written is scored again."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.results import FileResult, timeline_record
-from pipeline.sink import ResultSink
+from pipeline.core.errors import PipelineError
+from pipeline.inference.results import FileResult, timeline_record
+from pipeline.inference.sink import ResultSink
 
 LABELS = ("calm", "sad")
 
@@ -232,7 +232,7 @@ def test_a_write_that_fails_leaves_the_output_at_its_last_whole_row(tmp_path, mo
 
     with ResultSink(out, LABELS) as sink:
         sink.start(resume=False)
-        monkeypatch.setattr("pipeline.sink.os.write", disk_fills)
+        monkeypatch.setattr("pipeline.inference.sink.os.write", disk_fills)
         sink.file(_result("a.wav"))
         sink.file(_result("b.wav"))
         with pytest.raises(PipelineError, match=r"out.csv: writing failed \(No space left on "

@@ -1,4 +1,4 @@
-"""Tests of pipeline/sink.py through real ``ser predict`` processes (the shipped model):
+"""Tests of pipeline/inference/sink.py through real ``ser predict`` processes (the shipped model):
 two runs on one ``--output``, a file size limit hit mid-run, and file names that a
 spreadsheet would run or that hold a carriage return, resumed."""
 

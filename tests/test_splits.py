@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import TrainingError
-from pipeline.splits import fold_split
+from pipeline.core.errors import TrainingError
+from pipeline.corpus.splits import fold_split
 
 
 def _store(*, actors: int = 8, folds: int = 4, clips: int = 3, copies: int = 2):
@@ -128,7 +128,7 @@ def test_fold_split_invariants(case):
 
 
 def test_random_clip_split_shares_actors_but_never_trains_on_a_held_out_clip():
-    from pipeline.splits import random_clip_split
+    from pipeline.corpus.splits import random_clip_split
 
     actors = np.repeat(np.arange(1, 9), 30 * 3)  # 8 actors x 30 clips x 3 copies
     clip_id = np.repeat([f"c{i}" for i in range(240)], 3)
@@ -145,8 +145,8 @@ def test_random_clip_split_shares_actors_but_never_trains_on_a_held_out_clip():
 
 
 def test_a_random_split_without_room_for_training_names_the_fix():
-    from pipeline.errors import TrainingError
-    from pipeline.splits import random_clip_split
+    from pipeline.core.errors import TrainingError
+    from pipeline.corpus.splits import random_clip_split
 
     clip_id = np.array([f"c{i}" for i in range(20)])
     with pytest.raises(TrainingError, match="5 folds leave no training clips.*--val-folds"):
@@ -159,7 +159,7 @@ def test_a_random_split_without_room_for_training_names_the_fix():
     ("3", None, [3]),  # no index yet: the stage reports that
 ])
 def test_a_fold_choice_names_its_runs(choice, folds, expected):
-    from pipeline.splits import runs_for
+    from pipeline.corpus.splits import runs_for
 
     assert runs_for(choice, folds) == expected
 
@@ -167,7 +167,7 @@ def test_a_fold_choice_names_its_runs(choice, folds, expected):
 @pytest.mark.parametrize("choice, message", [("7", "the index has folds 0 to 2"),
                                              ("seven", "give a fold number, 'all', or 'random'")])
 def test_a_fold_choice_outside_the_index_is_refused(choice, message):
-    from pipeline.splits import runs_for
+    from pipeline.corpus.splits import runs_for
 
     with pytest.raises(ValueError, match=message):
         runs_for(choice, [0, 1, 2])

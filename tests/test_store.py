@@ -1,4 +1,4 @@
-"""Tests of pipeline/store.py: shard round trip, atomic writes, and a store that refuses
+"""Tests of pipeline/corpus/store.py: shard round trip, atomic writes, and a store that refuses
 to load when it no longer matches what was extracted."""
 
 from __future__ import annotations
@@ -12,13 +12,20 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.augment import AugmentConfig, AugmentParams
-from pipeline.errors import StaleInputError
-from pipeline.extract import ExtractConfig, extract
-from pipeline import layout
-from pipeline.index import load_index
-from pipeline.stages import hash_file, read_json, write_json_atomic
-from pipeline.store import load_store, read_shard, shard_attrs, shard_problem, write_shard
+from pipeline.signal.augment import AugmentConfig, AugmentParams
+from pipeline.core.errors import StaleInputError
+from pipeline.corpus.extract import ExtractConfig, extract
+from pipeline.core import layout
+from pipeline.corpus.index import load_index
+from pipeline.core.hashing import hash_file
+from pipeline.core.atomic import read_json, write_json_atomic
+from pipeline.corpus.store import (
+    load_store,
+    read_shard,
+    shard_attrs,
+    shard_problem,
+    write_shard,
+)
 
 CONFIG = ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=16)
 
@@ -92,8 +99,8 @@ def test_shard_attrs_are_none_for_a_missing_or_unreadable_file(tmp_path):
 def extracted(tmp_path_factory) -> tuple[Path, Path]:
     """(data_dir, artifacts_dir) of a store extracted once from the 64-clip corpus."""
     from conftest import write_corpus
-    from pipeline.download import download
-    from pipeline.index import IndexConfig, build_index
+    from pipeline.corpus.download import download
+    from pipeline.corpus.index import IndexConfig, build_index
 
     tmp = tmp_path_factory.mktemp("extracted")
     write_corpus(tmp / "corpus")

@@ -1,4 +1,4 @@
-"""Tests of pipeline/stream.py: a long recording decoded and segmented block by block
+"""Tests of pipeline/signal/stream.py: a long recording decoded and segmented block by block
 finds the speech the whole-file front end finds, never cut at a block edge, and is
 scored as it goes. Blocks are shrunk (8 s, margin 6 s) so a 40 s file spans five."""
 
@@ -9,9 +9,9 @@ import pytest
 import soundfile
 
 from conftest import synth_speech
-from pipeline import frontend, stream
-from pipeline.errors import NoSpeechError
-from pipeline.features import FeatureConfig
+from pipeline.signal import frontend, stream
+from pipeline.core.errors import NoSpeechError
+from pipeline.signal.features import FeatureConfig
 
 RATE = 22050  # another rate than the features': the streaming resampler runs
 SPEECH_AT = (1.0, 7.2, 13.0, 20.5, 30.0, 37.0)  # 7.2 s: speech across the first block edge
@@ -51,8 +51,8 @@ def test_blocks_find_the_segments_the_whole_file_front_end_finds(long_file, smal
 
 
 def test_the_carried_filter_and_resampler_equal_the_whole_file_ones(long_file):
-    from pipeline import conditioning
-    from pipeline.audio import resample
+    from pipeline.signal import conditioning
+    from pipeline.signal.audio import resample
 
     # one channel: how a block's channels are mixed (polarity) is decided per block
     samples = soundfile.read(long_file, dtype="float32", always_2d=True)[0][:, :1]
@@ -86,10 +86,10 @@ def test_only_files_longer_than_the_threshold_are_streamed(long_file, tmp_path, 
 
 def test_a_long_file_is_scored_segment_by_segment_as_it_goes(long_file, small_blocks):
     from test_scorer import _model
-    from pipeline import labels
-    from pipeline.predict import iter_predictions
-    from pipeline.scorer import Scorer
-    from pipeline.views import CLEAN
+    from pipeline.core import labels
+    from pipeline.inference.predict import iter_predictions
+    from pipeline.inference.scorer import Scorer
+    from pipeline.signal.views import CLEAN
 
     scorer = Scorer(_model(0), FeatureConfig(), labels.EMOTIONS, CLEAN)
     seen = []

@@ -1,7 +1,7 @@
 """The train stage on a tiny synthetic feature store (no audio): learning, resume,
 determinism, speaker-disjoint splits, stale inputs, NaN guard, caching, metrics, CLI.
 
-The store is written directly with ``pipeline.store.write_shard`` plus an index and a
+The store is written directly with ``pipeline.corpus.store.write_shard`` plus an index and a
 features manifest in the formats ``index`` and ``extract`` write, so training runs in
 seconds. Each clip's label is easy to see: a bright striped band at mel row ``2 * label``
 (striped over time, so a per-clip mean subtraction in the model cannot remove it).
@@ -21,22 +21,23 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import layout
-from pipeline.labels import EMOTIONS
-from pipeline import session as session_module
-from pipeline import train as train_module
-from pipeline.augment import AugmentConfig, AugmentParams
-from pipeline.errors import StaleInputError, TrainingError
-from pipeline.extract import ExtractConfig
-from pipeline.features import FEATURES_VERSION, FeatureConfig
-from pipeline.index import Clip, clips_hash, load_index
-from pipeline.model import Ensemble, ModelConfig, load_model
-from pipeline.recipe import TrainConfig
-from pipeline.scorer import from_run
-from pipeline.splits import fold_split
-from pipeline.stages import hash_file, manifest, read_json, write_json_atomic, write_text_atomic
-from pipeline.store import load_store, read_shard, write_shard
-from pipeline.train import TrainingInterrupted, train
+from pipeline.core import layout
+from pipeline.core.labels import EMOTIONS
+from pipeline.training import session as session_module
+from pipeline.training import train as train_module
+from pipeline.signal.augment import AugmentConfig, AugmentParams
+from pipeline.core.errors import StaleInputError, TrainingError
+from pipeline.corpus.extract import ExtractConfig
+from pipeline.signal.features import FEATURES_VERSION, FeatureConfig
+from pipeline.corpus.index import Clip, clips_hash, load_index
+from pipeline.network.model import Ensemble, ModelConfig, load_model
+from pipeline.network.recipe import TrainConfig
+from pipeline.inference.scorer import from_run
+from pipeline.corpus.splits import fold_split
+from pipeline.core.hashing import hash_file
+from pipeline.core.atomic import manifest, read_json, write_json_atomic, write_text_atomic
+from pipeline.corpus.store import load_store, read_shard, write_shard
+from pipeline.training.train import TrainingInterrupted, train
 
 N_MELS = 16
 N_FRAMES = 32  # 1 + window_samples // hop_length for a 0.5 s window at 16 kHz, 256 hop
@@ -354,7 +355,7 @@ def test_new_folds_retrain_fold_runs_but_not_the_final_model(store):
 def test_a_relabelled_clip_retrains_every_run_and_evaluate_refuses_the_old_one(store):
     """Labels are joined from the index, not stored with the features: a fixed manifest
     row (or a changed label map) changes no feature key, but it is in every run's key."""
-    from pipeline.evaluate import evaluate_folds
+    from pipeline.evaluation.evaluate import evaluate_folds
 
     config = replace(SMALL, epochs=1, val_folds=0)
     _run(store, config, fold=0)
@@ -742,7 +743,7 @@ def test_cli_reports_stale_features_in_one_line(store):
 def test_the_gpu_path_runs_on_cpu_with_resident_data_and_bf16_autocast(store, monkeypatch):
     """What CUDA runs (every row moved to the device once, bf16 autocast), exercised here
     on CPU: it trains, is keyed apart from the float32 run, and autocast is really on."""
-    from pipeline import model as model_module
+    from pipeline.network import model as model_module
 
     seen = []
 

@@ -1,4 +1,4 @@
-"""Tests of pipeline/vad.py: how detected speech regions become the segments that are
+"""Tests of pipeline/signal/vad.py: how detected speech regions become the segments that are
 scored (the detector itself is exercised on real speech in test_frontend.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.vad import Segment, VadConfig, group_segments
+from pipeline.signal.vad import Segment, VadConfig, group_segments
 
 RATE = 16000
 WINDOW = 3 * RATE

@@ -1,4 +1,4 @@
-"""Tests of pipeline/vbr_header.py and of what it is for: an MP3 whose VBR (Xing) header
+"""Tests of pipeline/signal/vbr_header.py and of what it is for: an MP3 whose VBR (Xing) header
 lies about its length decodes to the audio really in it, the same frames on the
 whole-file path, the in-memory path (the service) and the streamed path, and a claim
 of hours on a small file makes none of them spin."""
@@ -16,10 +16,10 @@ import pytest
 import soundfile
 
 from conftest import synth_speech
-from pipeline import audio, frontend, stream
-from pipeline.errors import TooLongError, UnreadableAudioError
-from pipeline.features import FeatureConfig
-from pipeline.vbr_header import frame_count_offset
+from pipeline.signal import audio, frontend, stream
+from pipeline.core.errors import TooLongError, UnreadableAudioError
+from pipeline.signal.features import FeatureConfig
+from pipeline.signal.vbr_header import frame_count_offset
 
 RATE = 16000
 HOURS_26_7 = int(26.7 * 3600 * RATE / 576)  # MPEG-2 layer III: 576 samples a frame

@@ -1,4 +1,4 @@
-"""Tests of pipeline/views.py: the test-time views are the clean window plus one mild,
+"""Tests of pipeline/signal/views.py: the test-time views are the clean window plus one mild,
 noise-free change each, computed exactly as the augmentation computes them."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import synth_speech
-from pipeline import frontend
-from pipeline.augment import AugmentParams, speech_features
-from pipeline.features import FeatureConfig, clean_features
-from pipeline.views import CLEAN, TEST_VIEWS, from_list, to_list, window_views
+from pipeline.signal import frontend
+from pipeline.signal.augment import AugmentParams, speech_features
+from pipeline.signal.features import FeatureConfig, clean_features
+from pipeline.signal.views import CLEAN, TEST_VIEWS, from_list, to_list, window_views
 
 FEATURES = FeatureConfig()
 

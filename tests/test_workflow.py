@@ -1,4 +1,4 @@
-"""``ser run`` (pipeline/cli/workflow.py, pipeline/profiles.py): the quick profile end to
+"""``ser run`` (pipeline/cli/workflow.py, pipeline/cli/profiles.py): the quick profile end to
 end on a tiny synthetic corpus (5 actors, 40 clips, 2 epochs), every stage's manifest
 and report, the bundle it exports, and a rerun after an interruption resuming."""
 
@@ -11,10 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import write_corpus
-from pipeline import api, layout
-from pipeline import train as train_module
+from pipeline.inference import api
+from pipeline.core import layout
+from pipeline.training import train as train_module
 from pipeline.cli import cli
-from pipeline.profiles import FULL, PROFILES, QUICK
+from pipeline.cli.profiles import FULL, PROFILES, QUICK
 
 ACTORS = (1, 2, 3, 4, 5)
 

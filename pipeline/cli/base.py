@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from pipeline import options
-from pipeline.errors import PipelineError
+from pipeline.cli import options
+from pipeline.core.errors import PipelineError
 
 # The folders each stage command writes in, checked before it starts (a dangling link, a
 # file, a read-only place: one line, not a traceback or lost work). predict and serve
@@ -32,7 +32,7 @@ class Context:
         """Raise ``PipelineError`` naming the option and the fix unless files can be
         written in each folder ``names`` (``"data_dir"``, ``"artifacts_dir"``) names
         (``layout.check_output_folder``; a missing folder is created)."""
-        from pipeline.layout import check_output_folder
+        from pipeline.core.layout import check_output_folder
 
         for name in names:
             check_output_folder(getattr(self, name), option="--" + name.replace("_", "-"))
@@ -55,7 +55,7 @@ def friendly_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from pipeline.engines import raise_on_sigterm, stop_workers
+        from pipeline.core.engines import raise_on_sigterm, stop_workers
 
         try:
             with raise_on_sigterm():
@@ -92,8 +92,8 @@ def print_version(ctx, _param, value) -> None:
     if not value or ctx.resilient_parsing:
         return
     from pipeline import __version__
-    from pipeline.bundle import SHIPPED
-    from pipeline.bundle_header import header_identity
+    from pipeline.inference.bundle import SHIPPED
+    from pipeline.inference.bundle_header import header_identity
 
     click.echo(f"ser-pipeline {__version__}; shipped model {header_identity(SHIPPED)}")
     ctx.exit()
@@ -117,7 +117,7 @@ def cli(ctx, data_dir, artifacts_dir, log_level, quiet):
     """Speech emotion recognition on labelled corpora (RAVDESS by default): download ->
     index -> extract -> train -> evaluate -> export -> predict. Each stage caches its
     output and can be rerun alone."""
-    from pipeline import progress
+    from pipeline.core import progress
 
     # a file name that is not UTF-8 is printed escaped, never a UnicodeEncodeError
     for stream in (sys.stdout, sys.stderr):
@@ -148,14 +148,14 @@ scheduler_option = click.option(
 tta_option = click.option(
     "--tta/--no-tta", default=True,
     help="Score each window as it is and in mild pitch / shift / speed variants, "
-         "probabilities averaged (pipeline.views); --no-tta scores the window alone.")
+         "probabilities averaged (pipeline.signal.views); --no-tta scores the window alone.")
 
 
 
 def run_targets(obj: Context, fold: str, final: bool) -> list:
     """The runs a --fold / --final choice names: [k], every fold, or [None] (final)."""
-    from pipeline.index import load_index
-    from pipeline.splits import runs_for
+    from pipeline.corpus.index import load_index
+    from pipeline.corpus.splits import runs_for
 
     if final:
         return [None]

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from pipeline import options
+from pipeline.cli import options
 from pipeline.cli.base import (Context, cli, members_option, run_targets, scheduler_option,
                                seed_option, stage)
 
@@ -20,7 +20,7 @@ from pipeline.cli.base import (Context, cli, members_option, run_targets, schedu
 @stage
 def download(obj: Context, source, force):
     """Fetch the RAVDESS speech corpus (checksum, resume), or use a local copy."""
-    from pipeline.download import download as run
+    from pipeline.corpus.download import download as run
 
     result = run(data_dir=obj.data_dir, source=source, force=force)
     click.echo(f"corpus {'already ' if result.skipped else ''}at {result.root}")
@@ -49,7 +49,7 @@ def index(obj: Context, corpora, manifests, speaker_pattern, folds, seed, force)
     """Index labelled corpora (recipes or manifests) and assign speaker-disjoint folds."""
     from pathlib import Path
 
-    from pipeline.index import IndexConfig, Source, build_index, summary
+    from pipeline.corpus.index import IndexConfig, Source, build_index, summary
 
     if speaker_pattern and not any(text.partition("=")[0].strip() == "folders"
                                    for text in corpora):
@@ -81,7 +81,7 @@ def index(obj: Context, corpora, manifests, speaker_pattern, folds, seed, force)
 def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_share, seed, force,
             scheduler):
     """Compute clean + augmented MFCC/log-mel tensors into HDF5 shards (cached)."""
-    from pipeline.extract import ExtractConfig, extract as run
+    from pipeline.corpus.extract import ExtractConfig, extract as run
 
     config = ExtractConfig(seed=seed, max_failure_share=max_failure_share)
     if copies is not None:
@@ -121,12 +121,12 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
 @stage
 def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, resume, force):
     """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
-    from pipeline import layout
-    from pipeline.devices import pick_device
-    from pipeline.errors import TrainingError
-    from pipeline.progress import JobBar
-    from pipeline.recipe import TrainConfig
-    from pipeline.train import train as run
+    from pipeline.core import layout
+    from pipeline.training.devices import pick_device
+    from pipeline.core.errors import TrainingError
+    from pipeline.core.progress import JobBar
+    from pipeline.network.recipe import TrainConfig
+    from pipeline.training.train import train as run
 
     try:
         pick_device(device)  # a device this machine lacks is refused before any work

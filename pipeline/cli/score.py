@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipeline import options
+from pipeline.cli import options
 from pipeline.cli.base import (Context, cli, members_option, model_threads, run_targets,
                                scheduler_option, stage, tta_option)
 
@@ -40,7 +40,7 @@ def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, spe
              jobs, members, tta):
     """Per-emotion and summary metrics on held-out folds (per corpus and pooled), or a
     bundle on a labelled folder or manifest."""
-    from pipeline import evaluate as evaluation
+    from pipeline.evaluation import evaluate as evaluation
 
     if bundle_path or source or manifest_path:
         if not bundle_path:
@@ -50,18 +50,18 @@ def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, spe
             raise click.UsageError("--bundle goes with one of --source or --manifest")
         if members:
             raise click.UsageError("--members is for --fold runs; a bundle already holds its members")
-        from pipeline.bundle import resolve
+        from pipeline.inference.bundle import resolve
 
         path = resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
         model_threads(jobs)
-        from pipeline.bundle_eval import evaluate_bundle
+        from pipeline.evaluation.bundle_eval import evaluate_bundle
 
         report = evaluate_bundle(bundle_path=path, source=source, manifest_path=manifest_path,
                                  tta=tta, corpus=corpus, artifacts_dir=obj.artifacts_dir,
                                  jobs=jobs, speaker_pattern=speaker_pattern)
     else:
-        from pipeline.recipe import TrainConfig
-        from pipeline.views import CLEAN, TEST_VIEWS
+        from pipeline.network.recipe import TrainConfig
+        from pipeline.signal.views import CLEAN, TEST_VIEWS
 
         report = evaluation.evaluate_folds(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir,
                                            folds=run_targets(obj, fold or "all", final=False),
@@ -93,9 +93,9 @@ def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, spe
 def export(obj: Context, run, out, test_figures, fmt, bundle_path, members, tta):
     """Write a self-contained model bundle (weights, configs, labels, test-time views,
     provenance), or its network as ONNX."""
-    from pipeline import bundle as bundles
-    from pipeline.recipe import TrainConfig
-    from pipeline.views import CLEAN, TEST_VIEWS
+    from pipeline.inference import bundle as bundles
+    from pipeline.network.recipe import TrainConfig
+    from pipeline.signal.views import CLEAN, TEST_VIEWS
 
     if bundle_path:
         if fmt != "onnx":
@@ -133,8 +133,8 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
     """Predict the emotion of audio files or folders (WAV/FLAC/OGG/MP3, any rate), or of
     one recording on standard input ('-'). With --output, each file is written as it is
     scored, and a rerun resumes where it stopped."""
-    from pipeline import bundle as bundles
-    from pipeline.predict import is_stream, predict_files, score_bytes
+    from pipeline.inference import bundle as bundles
+    from pipeline.inference.predict import is_stream, predict_files, score_bytes
 
     stream = any(map(is_stream, inputs))
     if stream and len(inputs) > 1:
@@ -143,7 +143,7 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
     if output and output.suffix.lower() not in (".csv", ".jsonl"):
         raise click.BadParameter(f"{output}: use a .csv or .jsonl file name", param_hint="--output")
     if output:
-        from pipeline.stages import check_writable
+        from pipeline.core.atomic import check_writable
 
         check_writable(output)
         if stream and output.exists() and not overwrite:
@@ -153,7 +153,7 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
     loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
     model_threads(jobs)
     if output and not stream:
-        from pipeline.sink import score_into
+        from pipeline.inference.sink import score_into
 
         counts = score_into(output, list(inputs), loaded, jobs=jobs, tta=tta,
                             scheduler=scheduler, windows=windows, resume=not overwrite)
@@ -178,8 +178,8 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
 def _show(results, scorer, *, output, windows: bool) -> None:
     """Print ``results`` (one file in full, several as a table), or write them to
     ``output`` afresh."""
-    from pipeline.results import format_single, format_table
-    from pipeline.sink import write_results
+    from pipeline.inference.results import format_single, format_table
+    from pipeline.inference.sink import write_results
 
     if output:
         write_results(results, output, scorer.labels, windows=windows, bundle=scorer.identity)
@@ -211,8 +211,8 @@ def _show(results, scorer, *, output, windows: bool) -> None:
 def serve(obj: Context, bundle_path, host, port, workers, max_upload_mb, max_seconds):
     """Serve the model over HTTP: POST /predict, GET /health, GET /model, and a page at /
     to try files, recordings and live microphone scoring."""
-    from pipeline import bundle as bundles
-    from pipeline.serve import Limits, serve as run
+    from pipeline.inference import bundle as bundles
+    from pipeline.inference.serve import Limits, serve as run
 
     path = bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
     click.echo(f"serving {path.name} on http://{host}:{port}/ (Ctrl-C stops)", err=True)

@@ -1,4 +1,4 @@
-"""``ser run``: every stage end to end in one of two profiles (``pipeline.profiles``),
+"""``ser run``: every stage end to end in one of two profiles (``pipeline.cli.profiles``),
 printing where each output went. Reruns resume: the stages are cached and training
 continues from its checkpoints."""
 
@@ -9,10 +9,10 @@ import time
 
 import click
 
-from pipeline import options
+from pipeline.cli import options
 from pipeline.cli import prepare, score
 from pipeline.cli.base import Context, cli
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 
 @cli.command("run")
@@ -30,7 +30,7 @@ from pipeline.errors import PipelineError
 def run(ctx, profile, source, epochs, jobs):
     """Run the whole pipeline (download, index, extract, train, evaluate, export, predict)
     in a profile, resuming whatever an earlier run left unfinished."""
-    from pipeline.profiles import PROFILES
+    from pipeline.cli.profiles import PROFILES
 
     chosen, root = PROFILES[profile], ctx.obj
     started = time.perf_counter()
@@ -83,21 +83,21 @@ def _stepper(ctx):
 
 
 def _bundle_path(obj: Context, chosen):
-    from pipeline import layout
+    from pipeline.core import layout
 
     return layout.bundle_file(obj.artifacts_dir, chosen.export_run)
 
 
 def _example(obj: Context, chosen):
-    from pipeline.index import load_index
-    from pipeline.profiles import example_clip
+    from pipeline.corpus.index import load_index
+    from pipeline.cli.profiles import example_clip
 
     return example_clip(load_index(obj.data_dir), chosen.fold)
 
 
 def _where(obj: Context, chosen, bundle, seconds: float) -> None:
     """The closing summary: every output's absolute path, and what to run next."""
-    from pipeline import layout
+    from pipeline.core import layout
 
     run = "cv" if chosen.fold == "all" else f"fold-{chosen.fold}"
     report = layout.report_stem(obj.artifacts_dir, run).with_suffix(".json")

@@ -1,0 +1,112 @@
+"""What scoring a file produces, and how it is written: the per-file result, the timeline
+record, CSV / JSONL files and terminal text.
+
+**The timeline record** (one per scored segment; ``predict --windows``, later the
+service and streaming scorers reuse it): ``file``, ``start_s`` and ``end_s`` (the
+segment's bounds in the recording, seconds), ``speech_s`` (seconds of detected speech
+in it), ``emotion``, ``confidence`` and one probability per emotion. A segment is scored
+in one analysis window centred on it: one longer than the window (up to 1.5 windows,
+``VadConfig.max_segment_seconds``) is scored on its middle ``window_seconds``.
+
+**The file's verdict** is the mean of its segments' probabilities weighted by each
+segment's seconds of speech, so a long stretch of talk counts more than a short
+interjection; a recording that is one segment gets that segment's probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+TIMELINE_FIELDS = ("file", "start_s", "end_s", "speech_s", "emotion", "confidence")
+
+
+@dataclass
+class FileResult:
+    """One file's verdict, or the reason it has none in ``error``; ``segments`` holds its
+    timeline records."""
+
+    path: str
+    emotion: str = ""
+    confidence: float = float("nan")
+    probabilities: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+    segments: list[dict] = field(default_factory=list)
+    audio_sha256: str = ""  # of the decoded samples (pipeline.corpus.duplicates); not written out
+
+
+def timeline_record(path: str, *, start_s: float, end_s: float, speech_s: float,
+                    probabilities: np.ndarray, labels: tuple[str, ...]) -> dict:
+    """The timeline record of one segment (see module docstring); ``probabilities``
+    float ``(len(labels),)``."""
+    best = int(np.argmax(probabilities))
+    return {"file": path, "start_s": round(start_s, 3), "end_s": round(end_s, 3),
+            "speech_s": round(speech_s, 3), "emotion": labels[best],
+            "confidence": float(probabilities[best]),
+            **{label: float(p) for label, p in zip(labels, probabilities)}}
+
+
+def verdict(segment_probabilities: np.ndarray, speech_seconds: np.ndarray) -> np.ndarray:
+    """The file's probabilities: segment probabilities ``(n_segments, classes)`` averaged
+    with weights ``speech_seconds`` ``(n_segments,)``. Returns ``(classes,)``."""
+    weights = np.asarray(speech_seconds, dtype=np.float64)
+    return (weights @ segment_probabilities / weights.sum()).astype(np.float64)
+
+
+def result_rows(results: list[FileResult], labels: tuple[str, ...], *,
+                bundle: str = "") -> list[dict]:
+    """The CSV contract: path, emotion, confidence, one column per emotion, notes (joined
+    with "; "), error, and the model that scored it (``Scorer.identity``)."""
+    return [{"path": r.path, "emotion": r.emotion,
+             "confidence": "" if r.error else f"{r.confidence:.6f}",
+             **{label: "" if r.error else f"{r.probabilities[label]:.6f}" for label in labels},
+             "notes": "; ".join(r.notes), "error": r.error, "bundle": bundle} for r in results]
+
+
+def timeline_rows(results: list[FileResult], labels: tuple[str, ...], *,
+                  bundle: str = "") -> list[dict]:
+    """The timeline CSV: one row per scored segment; a file without segments gets one
+    row holding its error."""
+    rows = []
+    for r in results:
+        if r.error:
+            rows.append({"file": r.path, "error": r.error, "bundle": bundle})
+        for record in r.segments:
+            rows.append({**record, "confidence": f"{record['confidence']:.6f}",
+                         **{label: f"{record[label]:.6f}" for label in labels}, "error": "",
+                         "bundle": bundle})
+    return rows
+
+
+def _segment_lines(result: FileResult) -> list[str]:
+    return [f"  {s['start_s']:7.2f}-{s['end_s']:7.2f} s  {s['emotion']:<10} "
+            f"{s['confidence']:.0%}  ({s['speech_s']:.1f} s of speech)" for s in result.segments]
+
+
+def format_single(result: FileResult, labels: tuple[str, ...], *, windows: bool = False,
+                  bundle: str = "") -> str:
+    """The original tool's output: the verdict, then every emotion's probability (and
+    with ``windows`` each segment), then the model that scored it."""
+    if result.error:
+        return f"{result.path}: error: {result.error}"
+    lines = [f"Predicted emotion: {result.emotion} with {result.confidence:.2%} confidence"]
+    lines += [f"  {label:<10} {result.probabilities[label]:7.2%}" for label in labels]
+    lines += [f"  note: {note}" for note in result.notes]
+    lines += _segment_lines(result) if windows else []
+    return "\n".join(lines + ([f"model: {bundle}"] if bundle else []))
+
+
+def format_table(results: list[FileResult], *, windows: bool = False, bundle: str = "") -> str:
+    """One line per file (path, emotion, confidence, error), each file's segments under
+    it with ``windows``, its notes, and the model that scored them."""
+    width = max(len(r.path) for r in results)
+    lines = [f"{'path':<{width}}  {'emotion':<10} {'confidence':>10}  error"]
+    for r in results:
+        confidence = "" if r.error else f"{r.confidence:.2%}"
+        lines.append(f"{r.path:<{width}}  {r.emotion:<10} {confidence:>10}  {r.error}".rstrip())
+        lines += [f"  note: {note}" for note in r.notes]
+        lines += _segment_lines(r) if windows else []
+    return "\n".join(lines + ([f"model: {bundle}"] if bundle else []))
