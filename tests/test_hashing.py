@@ -68,6 +68,7 @@ def test_imports_of_subpackage_modules_are_followed():
     source = b"from pipeline.core import layout, errors\nfrom pipeline.signal.vad import x\n"
     assert {"pipeline.core.layout", "pipeline.core.errors",
             "pipeline.signal.vad"} <= _pipeline_imports(source)
-    modules = code_modules("pipeline.training.train")
-    assert "pipeline.network.model" in modules and "pipeline.signal.frontend" in modules
-    assert "pipeline.core.layout" not in modules  # NO_EFFECT: paths compute nothing
+    assert "pipeline.network.model" in code_modules("pipeline.training.train")
+    extract = code_modules("pipeline.corpus.extract")
+    assert "pipeline.signal.frontend" in extract and "pipeline.signal.vad" in extract
+    assert "pipeline.core.layout" not in extract  # NO_EFFECT: paths compute nothing
