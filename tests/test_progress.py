@@ -46,18 +46,18 @@ def test_quiet_keeps_warnings_and_drops_info(restored_logger, monkeypatch):
     assert stream.getvalue() == "problem\n"
 
 
-@pytest.mark.parametrize("quiet, ci, terminal, drawn", [
-    (False, "", True, True),
-    (True, "", True, False),   # --quiet
-    (False, "true", True, False),  # CI logs
-    (False, "", False, False),  # a pipe or a file: tqdm's own check
+@pytest.mark.parametrize("quiet, bars, terminal, drawn", [
+    (False, None, True, True),
+    (True, None, True, False),   # --quiet
+    (False, False, True, False),  # bars off (the command line, under CI)
+    (False, None, False, False),  # a pipe or a file: tqdm's own check
 ])
-def test_a_bar_is_drawn_only_on_a_terminal_when_not_quiet_and_not_in_ci(
-        restored_logger, monkeypatch, quiet, ci, terminal, drawn):
+def test_a_bar_is_drawn_only_on_a_terminal_when_not_quiet_and_not_turned_off(
+        restored_logger, monkeypatch, quiet, bars, terminal, drawn):
     stream = _Terminal() if terminal else io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
-    monkeypatch.setenv("CI", ci)
-    progress.configure(level="INFO", quiet=quiet)
+    monkeypatch.setenv("CI", "true")  # the library never reads it
+    progress.configure(level="INFO", quiet=quiet, bars=bars)
     with progress.bar(total=3, desc="work") as bar:
         bar.update(3)
     assert ("work" in stream.getvalue()) == drawn
@@ -67,7 +67,6 @@ def test_one_job_bar_counts_every_epoch_still_to_train_with_an_estimate(restored
                                                                        monkeypatch):
     stream = _Terminal()
     monkeypatch.setattr(sys, "stderr", stream)
-    monkeypatch.setenv("CI", "")
     progress.configure(level="INFO")
     with progress.JobBar(runs=2, members=2, epochs=10) as job:
         assert job.bar.total == 40
@@ -87,3 +86,15 @@ def test_one_job_bar_counts_every_epoch_still_to_train_with_an_estimate(restored
     assert "train fold-1 (run 2/2, member 1/2)" in text and "epoch" in text
     assert "fold-1 epoch 6/10  loss 1.0\n" in text
     assert re.search(r"\d\d:\d\d<\d\d:\d\d", text)  # tqdm's estimate: elapsed<remaining
+
+
+@pytest.mark.parametrize("ci, bars", [("true", False), ("", None)])
+def test_the_command_line_turns_bars_off_under_ci(restored_logger, monkeypatch, ci, bars):
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    monkeypatch.setattr(progress, "_bars", "unset")
+    done = CliRunner().invoke(cli, ["train", "--help"], env={"CI": ci})
+    assert done.exit_code == 0
+    assert progress._bars is bars

@@ -289,24 +289,31 @@ def test_a_real_wav_just_under_the_seconds_limit_passes_the_byte_limit(stand_in_
         client.close()
 
 
-def test_the_worker_processes_get_the_limits_serve_was_given(monkeypatch):
-    """``serve`` passes the limits to uvicorn's worker processes through the environment;
-    without the variable a worker takes the defaults."""
+def test_serve_passes_its_settings_as_arguments_and_leaves_the_environment_alone(monkeypatch):
+    """One worker: the app is built here from the arguments. Several: uvicorn's worker
+    processes get the bundle and limits as JSON in ``WORKER_SETTINGS`` while uvicorn runs,
+    and the variable is gone again afterwards."""
+    import os
+
     import uvicorn
 
     import pipeline.inference.bundle
 
-    made = []
+    made, seen = [], []
     monkeypatch.setattr(pipeline.inference.bundle, "load", lambda path: StandIn())
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     monkeypatch.setattr(serve, "create_app", lambda bundle, limits: made.append(limits))
-    monkeypatch.setenv(serve.BUNDLE_ENV, "unset")  # serve sets both: restored afterwards
-    monkeypatch.setenv(serve.BUNDLE_ENV + "_LIMITS", "")
+    monkeypatch.delenv(serve.WORKER_SETTINGS, raising=False)
+
+    def run(app, **kwargs):
+        if kwargs.get("workers", 1) > 1:
+            seen.append(os.environ.get(serve.WORKER_SETTINGS))
+            serve.app_for_worker()  # what each worker process does
+
+    monkeypatch.setattr(uvicorn, "run", run)
     for limits in (serve.Limits(max_seconds=30), serve.Limits(max_seconds=30, max_mb=0.25),
                    serve.Limits()):
         serve.serve("x.safetensors", limits=limits)
-        serve.app_from_environment()
-        assert made.pop() == limits
-    monkeypatch.setenv(serve.BUNDLE_ENV + "_LIMITS", "")
-    serve.app_from_environment()
-    assert made.pop() == serve.Limits()
+        assert made.pop() == limits and seen == []
+        serve.serve("x.safetensors", limits=limits, workers=2)
+        assert made.pop() == limits and seen.pop()
+        assert serve.WORKER_SETTINGS not in os.environ

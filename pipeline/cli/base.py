@@ -117,13 +117,17 @@ def cli(ctx, data_dir, artifacts_dir, log_level, quiet):
     """Speech emotion recognition on labelled corpora (RAVDESS by default): download ->
     index -> extract -> train -> evaluate -> export -> predict. Each stage caches its
     output and can be rerun alone."""
-    from pipeline.core import progress
+    from pipeline.core import faults, progress
 
     # a file name that is not UTF-8 is printed escaped, never a UnicodeEncodeError
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    progress.configure(level=log_level, quiet=quiet)
+    progress.configure(level=log_level, quiet=quiet, bars=False if os.environ.get("CI") else None)
+    try:  # test-only fault points: the process's one reading of SER_FAULT
+        faults.install(faults.from_environment())
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     # absolute from here on: every message names the folder it searched, wherever it runs
     ctx.obj = Context(data_dir.absolute(), artifacts_dir.absolute())
 

@@ -38,6 +38,7 @@ import weakref
 from pathlib import Path
 from typing import Callable, Iterator
 
+from pipeline.core import faults
 from pipeline.core.errors import PipelineError
 
 SCHEDULER_ENV = "SER_DASK_SCHEDULER"
@@ -118,10 +119,12 @@ def run(function: Callable, items: list, *, jobs: int = 1, scheduler: str | None
     Raises ``WorkerKilled`` when a worker dies, ``PipelineError`` naming the fix when
     Dask is missing, the scheduler cannot be reached or a worker cannot see
     ``shared_path``; a task's own exception propagates."""
+    if jobs == 1 and not scheduler:
+        yield from map(function, items)
+        return
+    function = faults.carrying(function, faults.installed())  # workers have no entry point
     if scheduler:
         yield from _on_dask(function, items, scheduler, ordered=ordered, shared_path=shared_path)
-    elif jobs == 1:
-        yield from map(function, items)
     else:
         yield from _on_joblib(function, items, jobs, ordered=ordered, batch_size=batch_size)
 

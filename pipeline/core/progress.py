@@ -7,10 +7,10 @@ No state of its own: whether bars are drawn follows the ``pipeline`` logger's le
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 log = logging.getLogger("pipeline")
+_bars: bool | None = None  # set by configure: False turns every bar off
 
 
 class _CurrentStderr(logging.StreamHandler):
@@ -38,22 +38,27 @@ class _CurrentStderr(logging.StreamHandler):
             self.handleError(record)
 
 
-def configure(*, level: str = "INFO", quiet: bool = False) -> None:
+def configure(*, level: str = "INFO", quiet: bool = False, bars: bool | None = None) -> None:
     """Set the ``pipeline`` logger's level and handler (the CLI's global options);
-    ``quiet`` means warnings only, and with them no progress bars."""
+    ``quiet`` means warnings only, and with them no progress bars. ``bars``: False turns
+    every bar off (the command line does under CI), None lets tqdm decide (drawn only on
+    a terminal)."""
+    global _bars
     handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
     log.setLevel("WARNING" if quiet else level.upper())
     log.propagate = False
+    _bars = bars
 
 
 def bar(*, total: int | None, desc: str, unit: str = "it", unit_scale: bool = False):
     """A tqdm bar on stderr. Off when the ``pipeline`` logger is set above INFO (quiet) or
-    under CI; otherwise tqdm decides (``disable=None``: drawn only on a terminal)."""
+    ``configure`` turned bars off; otherwise tqdm decides (``disable=None``: drawn only on
+    a terminal)."""
     from tqdm.auto import tqdm
 
-    off = log.level > logging.INFO or bool(os.environ.get("CI"))
+    off = log.level > logging.INFO or _bars is False
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale, file=sys.stderr,
                 disable=True if off else None, dynamic_ncols=True, leave=False)
 

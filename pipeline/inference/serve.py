@@ -22,6 +22,8 @@ unless told otherwise (browsers allow the microphone only on localhost or over H
 
 # no "from __future__ import annotations": FastAPI reads the handlers' annotations at run
 # time, and Request is imported inside create_app
+import contextlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from pipeline.core.errors import (
 )
 
 PAGE = Path(__file__).parent / "web" / "index.html"
-BUNDLE_ENV = "SER_SERVE_BUNDLE"  # how the worker processes learn which bundle to load
+WORKER_SETTINGS = "SER_SERVE_WORKER"  # how uvicorn's worker processes get their settings
 INSTALL = "pip install 'ser-pipeline[serve]'"
 WAV_BYTES_PER_SECOND = 48_000 * 2 * 2  # 16-bit stereo at 48 kHz: the largest ordinary WAV
 HEADROOM_MB = 1.0  # the WAV header, metadata chunks and the form's own part headers
@@ -267,26 +269,45 @@ def describe(scorer) -> dict:
 def serve(bundle: Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           limits: Limits = Limits()) -> None:
     """Run the service under uvicorn until interrupted; ``workers`` processes, each
-    loading the scorer once. Raises ``PipelineError`` with the install hint when
-    uvicorn or FastAPI is missing, ``BundleError`` for a bundle that does not load."""
+    loading the scorer once. One worker serves the app built here; several build their
+    own from ``WORKER_SETTINGS``, set for their start and put back after (uvicorn hands
+    its worker processes nothing else). Raises ``PipelineError`` with the install hint
+    when uvicorn or FastAPI is missing, ``BundleError`` for a bundle that does not load."""
     try:
         import uvicorn
     except ImportError:
         raise PipelineError(f"serve needs FastAPI and uvicorn: {INSTALL}") from None
+    if workers == 1:
+        uvicorn.run(create_app(Path(bundle), limits), host=host, port=port,
+                    log_level="warning")
+        return
     from pipeline.inference.bundle import load
 
     load(bundle)  # a bad bundle is one line here, not a traceback in each worker
-    os.environ[BUNDLE_ENV] = str(Path(bundle).resolve())
-    os.environ[BUNDLE_ENV + "_LIMITS"] = f"{limits.max_mb!r},{limits.max_seconds!r}"
-    uvicorn.run("pipeline.inference.serve:app_from_environment", factory=True, host=host, port=port,
-                workers=workers, log_level="warning")
+    settings = json.dumps({"bundle": str(Path(bundle).resolve()), "max_mb": limits.max_mb,
+                           "max_seconds": limits.max_seconds})
+    with _environment(WORKER_SETTINGS, settings):
+        uvicorn.run("pipeline.inference.serve:app_for_worker", factory=True, host=host,
+                    port=port, workers=workers, log_level="warning")
 
 
-def app_from_environment():
-    """The app a uvicorn worker process builds (``serve`` passes the bundle and limits
-    through the environment, which worker processes inherit)."""
-    limits = Limits()
-    if os.environ.get(BUNDLE_ENV + "_LIMITS"):
-        max_mb, max_seconds = os.environ[BUNDLE_ENV + "_LIMITS"].split(",")
-        limits = Limits(max_seconds=float(max_seconds), max_mb=float(max_mb))
-    return create_app(Path(os.environ[BUNDLE_ENV]), limits)
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    """``os.environ[name] = value`` inside the block, the previous state put back after."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def app_for_worker():
+    """The app a uvicorn worker process builds from the settings ``serve`` gave it
+    (``WORKER_SETTINGS``: JSON with the bundle's path and the limits)."""
+    settings = json.loads(os.environ[WORKER_SETTINGS])
+    return create_app(Path(settings["bundle"]),
+                      Limits(max_seconds=settings["max_seconds"], max_mb=settings["max_mb"]))

@@ -92,8 +92,8 @@ def detector_version() -> str:
         return "not installed"
 
 
-# Silero's model keeps recurrent state between frames, and the thread count is set per
-# process: one detection at a time in a process (the service scores in several threads).
+# Silero's model keeps recurrent state between frames: one detection at a time in a
+# process (the service scores in several threads).
 _DETECTING = threading.Lock()
 
 
@@ -110,18 +110,16 @@ def speech_regions(y: np.ndarray, config: VadConfig) -> list[tuple[int, int]]:
 def _detect(y: np.ndarray, config: VadConfig) -> list[tuple[int, int]]:
     import torch
 
-    (model, get_speech_timestamps), threads = _silero(), torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the workers: the same probabilities in every process
-    try:
-        with torch.inference_mode():
-            found = get_speech_timestamps(
-                torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), model,
-                threshold=config.threshold, sampling_rate=VAD_SAMPLE_RATE,
-                min_speech_duration_ms=config.min_speech_ms,
-                min_silence_duration_ms=config.min_silence_ms,
-                speech_pad_ms=config.speech_pad_ms)
-    finally:
-        torch.set_num_threads(threads)
+    # torch's thread count is the process's, set once by its entry point (the command
+    # line, a worker); Silero's probabilities were checked equal at 1 and 2 threads.
+    model, get_speech_timestamps = _silero()
+    with torch.inference_mode():
+        found = get_speech_timestamps(
+            torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), model,
+            threshold=config.threshold, sampling_rate=VAD_SAMPLE_RATE,
+            min_speech_duration_ms=config.min_speech_ms,
+            min_silence_duration_ms=config.min_silence_ms,
+            speech_pad_ms=config.speech_pad_ms)
     return [(int(r["start"]), int(r["end"])) for r in found]
 
 
