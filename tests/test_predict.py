@@ -156,12 +156,13 @@ def test_jsonl_output_with_the_timeline(tmp_path, trained):
     write_results(results, out, trained.bundle.labels, windows=True)
     # the timeline records of a file come first, a line each, then the file's own line
     segment, good, missing = [json.loads(line) for line in out.read_text().splitlines()]
-    assert good["path"] == str(files[0]) and good["error"] == "" and good["segments"] == 1
+    assert good["path"] == str(files[0]) and good["error"] == "" and good["speech"]["segments"] == 1
     assert set(good["probabilities"]) == set(labels.EMOTIONS)
     assert sum(good["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert good["confidence"] == pytest.approx(max(good["probabilities"].values()))
-    assert set(segment) == {*TIMELINE_FIELDS, *labels.EMOTIONS, "bundle"}
-    assert segment["file"] == good["path"] and segment["emotion"] == good["emotion"]
+    assert set(segment) == {*TIMELINE_FIELDS, "probabilities", "bundle"}
+    assert set(segment["probabilities"]) == set(labels.EMOTIONS)
+    assert segment["path"] == good["path"] and segment["emotion"] == good["emotion"]
     assert missing["path"] == str(files[1])
     assert missing["error"] and missing["emotion"] is None and missing["confidence"] is None
 
@@ -277,11 +278,12 @@ def test_long_clip_reports_its_segments_and_weights_them_by_speech(mixed_results
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
     for segment in result.segments:
         assert segment["end_s"] > segment["start_s"]
-        assert sum(segment[e] for e in labels.EMOTIONS) == pytest.approx(1.0, abs=1e-5)
-        assert segment["emotion"] == max(labels.EMOTIONS, key=lambda e: segment[e])
+        assert sum(segment["probabilities"][e] for e in labels.EMOTIONS) == pytest.approx(1.0, abs=1e-5)
+        assert segment["emotion"] == max(labels.EMOTIONS, key=segment["probabilities"].get)
     # the file's probabilities are the mean of its segments', weighted by seconds of speech
     weights = np.array([s["speech_s"] for s in result.segments])
-    per_segment = np.array([[s[e] for e in labels.EMOTIONS] for s in result.segments])
+    per_segment = np.array([[s["probabilities"][e] for e in labels.EMOTIONS]
+                            for s in result.segments])
     expected = weights @ per_segment / weights.sum()
     assert np.allclose(expected, [result.probabilities[e] for e in labels.EMOTIONS], atol=1e-5)
     assert re.fullmatch(r"[0-9.]+ s of speech in [0-9]+ segments", result.notes[0])
@@ -349,11 +351,11 @@ def test_timeline_csv_has_one_row_per_segment_and_a_row_per_failed_file(tmp_path
         reader = csv.DictReader(handle)
         rows = list(reader)
         assert reader.fieldnames == [*TIMELINE_FIELDS, *labels.EMOTIONS, "error", "bundle"]
-    long_rows = [row for row in rows if row["file"].endswith("long.wav")]
+    long_rows = [row for row in rows if row["path"].endswith("long.wav")]
     assert len(long_rows) == len(mixed_results["long.wav"].segments)
     assert [float(row["start_s"]) for row in long_rows] == [
         s["start_s"] for s in mixed_results["long.wav"].segments]
-    [hum] = [row for row in rows if row["file"].endswith("hum.wav")]
+    [hum] = [row for row in rows if row["path"].endswith("hum.wav")]
     assert hum["error"].startswith("no speech detected") and hum["emotion"] == ""
 
 

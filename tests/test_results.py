@@ -43,7 +43,7 @@ def test_a_timeline_record_names_the_segment_and_its_best_emotion():
     record = timeline_record("a.wav", start_s=1.23456, end_s=4.0, speech_s=2.0,
                              probabilities=np.array([0.1, 0.6, 0.3]), labels=LABELS)
     assert record["start_s"] == 1.235 and record["emotion"] == "sad"
-    assert record["confidence"] == pytest.approx(0.6) and record["angry"] == pytest.approx(0.3)
+    assert record["confidence"] == pytest.approx(0.6) and record["probabilities"]["angry"] == pytest.approx(0.3)
 
 
 def test_csv_has_one_row_per_file_and_the_timeline_one_per_segment(tmp_path):
@@ -55,7 +55,7 @@ def test_csv_has_one_row_per_file_and_the_timeline_one_per_segment(tmp_path):
     assert rows[1]["confidence"] == "" and rows[1]["error"] == "no speech detected"
     write_results(results, tmp_path / "timeline.csv", LABELS, windows=True)
     rows = list(csv.DictReader(open(tmp_path / "timeline.csv")))
-    assert [(r["file"], r["emotion"]) for r in rows] == [("a.wav", "calm"), ("a.wav", "angry"),
+    assert [(r["path"], r["emotion"]) for r in rows] == [("a.wav", "calm"), ("a.wav", "angry"),
                                                           ("b.wav", "")]
 
 
@@ -63,8 +63,11 @@ def test_jsonl_is_strict_json_with_null_for_a_file_without_a_verdict(tmp_path):
     results = [_scored("a.wav"), FileResult("b.wav", error="unreadable")]
     write_results(results, tmp_path / "out.jsonl", LABELS, windows=True)
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert [line.get("file") for line in lines[:2]] == ["a.wav", "a.wav"]  # its timeline
-    assert lines[2]["notes"] == ["4.00 s of speech"] and lines[2]["segments"] == 2
+    assert [line["path"] for line in lines] == ["a.wav", "a.wav", "a.wav", "b.wav"]
+    assert ["start_s" in line for line in lines] == [True, True, False, False]  # its timeline
+    assert lines[0]["probabilities"]["calm"] == pytest.approx(0.7)
+    assert lines[2]["notes"] == ["4.00 s of speech"]
+    assert lines[2]["speech"] == {"seconds": 4.0, "segments": 2}
     assert lines[3]["confidence"] is None and lines[3]["probabilities"] is None
     assert "NaN" not in (tmp_path / "out.jsonl").read_text()
     with pytest.raises(PipelineError, match="use a .csv or .jsonl"):
@@ -95,3 +98,23 @@ def test_the_terminal_table_shows_segments_with_windows_and_names_the_model():
     assert "angry" not in plain and plain.splitlines()[-1] == "model: m@1+2"
     timeline = format_table(results, windows=True)
     assert timeline.count("3.00-   5.50 s  angry") == 2  # each file's segments under it
+
+
+def test_a_line_of_the_old_shape_is_read_in_the_scoring_records_shape():
+    """JSONL written before the scoring record said ``file`` on segment lines, with flat
+    probabilities, and ``segments`` (a count) on the file's line."""
+    from pipeline.inference.results import file_record, upgrade
+
+    speech: dict = {}
+    old = [{"file": "a.wav", "start_s": 0.0, "end_s": 2.5, "speech_s": 3.0, "emotion": "calm",
+            "confidence": 0.7, "calm": 0.7, "sad": 0.2, "angry": 0.1, "bundle": "m@1"},
+           {"file": "a.wav", "start_s": 3.0, "end_s": 5.5, "speech_s": 1.0, "emotion": "angry",
+            "confidence": 0.8, "calm": 0.1, "sad": 0.1, "angry": 0.8, "bundle": "m@1"},
+           {"path": "a.wav", "emotion": "calm", "confidence": 0.55, "probabilities": {},
+            "error": "", "notes": [], "bundle": "m@1", "segments": 2}]
+    new = [upgrade(line, LABELS, speech) for line in old]
+    result = _scored("a.wav")
+    assert new[:2] == [{**segment, "bundle": "m@1"} for segment in result.segments]
+    assert new[2]["speech"] == file_record(result)["speech"] == {"seconds": 4.0, "segments": 2}
+    assert "segments" not in new[2]
+    assert [upgrade(line, LABELS, {}) for line in new] == new  # already in shape

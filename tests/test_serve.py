@@ -108,7 +108,7 @@ def test_predict_answers_what_the_cli_scores(server, trained):  # noqa: F811
     status, body = upload(server, clip.read_bytes(), name=clip.name)
     assert status == 200
     [expected] = predict_files([clip], trained.bundle)
-    assert body["emotion"] == expected.emotion and body["file"] == clip.name
+    assert body["emotion"] == expected.emotion and body["path"] == clip.name
     assert body["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
     assert body["speech"]["segments"] == len(body["timeline"]) == 1
     assert set(body["timeline"][0]) >= {"start_s", "end_s", "speech_s", "emotion"}

@@ -145,14 +145,14 @@ def test_the_cli_honours_windows_in_every_output(tmp_path, trained, runner, suff
     name = trained.bundle_path.stem + "@"
     if suffix == ".csv":
         rows = list(csv.DictReader(open(out)))
-        assert [r["file"] for r in rows] == files  # one segment per short clip
+        assert [r["path"] for r in rows] == files  # one segment per short clip
         assert all(r["start_s"] and r["bundle"].startswith(name) for r in rows)
     elif suffix == ".jsonl":
         lines = [json.loads(line) for line in out.read_text().splitlines()]
-        assert [line.get("file") or line["path"] for line in lines] == [f for f in files
+        assert [line["path"] for line in lines] == [f for f in files
                                                                        for _ in (0, 1)]
         assert all(line["bundle"].startswith(name) for line in lines)
-        assert lines[1]["segments"] == 1 and "start_s" in lines[0]
+        assert lines[1]["speech"]["segments"] == 1 and "start_s" in lines[0]
     else:
         text = result.output
         assert sum(" s  " in line and "of speech" in line for line in text.splitlines()) == 2
@@ -241,3 +241,39 @@ def test_a_write_that_fails_leaves_the_output_at_its_last_whole_row(tmp_path, mo
     rows = list(csv.reader(out.open(newline="")))
     assert [row[0] for row in rows[1:]] == ["a.wav", "b.wav"]
     assert out.read_bytes().endswith(b"\r\n")
+
+
+OLD_TIMELINE_CSV = ("file,start_s,end_s,speech_s,emotion,confidence,calm,sad,error,bundle\r\n"
+                    "a.wav,0.0,1.5,1.0,sad,0.750000,0.250000,0.750000,,m@1\r\n"
+                    "b.wav,0.0,1.5,1.0,sad,0.750000,0.250000,0.750000,,m@1\r\n")
+OLD_TIMELINE_JSONL = (
+    '{"file": "a.wav", "start_s": 0.0, "end_s": 1.5, "speech_s": 1.0, "emotion": "sad", '
+    '"confidence": 0.75, "calm": 0.25, "sad": 0.75, "bundle": "m@1"}\n'
+    '{"path": "a.wav", "emotion": "sad", "confidence": 0.75, "probabilities": {"calm": 0.25, '
+    '"sad": 0.75}, "error": "", "notes": [], "bundle": "m@1", "segments": 1}\n'
+    '{"file": "b.wav", "start_s": 0.0, "end_s": 1.5, "speech_s": 1.0, "emotion": "sad", '
+    '"confidence": 0.75, "calm": 0.25, "sad": 0.75, "bundle": "m@1"}\n')
+
+
+@pytest.mark.parametrize("suffix, old", [(".csv", OLD_TIMELINE_CSV),
+                                         (".jsonl", OLD_TIMELINE_JSONL)])
+def test_a_timeline_written_before_the_scoring_record_is_resumed_in_its_shape(
+        tmp_path, suffix, old):
+    """An output whose lines say ``file`` (written before every output said ``path``) is
+    resumed: what is kept is rewritten in the scoring record's shape, and the rest is
+    appended in it, so the file ends in one shape."""
+    out = tmp_path / f"timeline{suffix}"
+    out.write_bytes(old.encode())
+    with ResultSink(out, LABELS, windows=True, bundle="m@1") as sink:
+        assert sink.start(resume=True) == {"a.wav"}  # b.wav was cut short: scored again
+        sink.file(_result("b.wav"))
+        sink.file(_result("c.wav"))
+    if suffix == ".csv":
+        rows = list(csv.DictReader(open(out, newline="")))
+        assert [r["path"] for r in rows] == ["a.wav", "b.wav", "c.wav"]
+        return
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["path"] for line in lines] == ["a.wav"] * 2 + ["b.wav"] * 2 + ["c.wav"] * 2
+    assert all("file" not in line for line in lines)
+    assert lines[0]["probabilities"] == {"calm": 0.25, "sad": 0.75}
+    assert lines[1]["speech"] == {"seconds": 1.0, "segments": 1} == lines[3]["speech"]

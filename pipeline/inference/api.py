@@ -10,13 +10,10 @@ command line and the service give.
     record["emotion"], record["confidence"]   # "angry", 0.83
 
 **The record** (``predict_array``, ``predict_file``; ``POST /predict`` of ``ser
-serve`` answers the same): ``file`` (the name given), ``emotion`` (the verdict),
-``confidence`` (its probability), ``probabilities`` (one per emotion, summing to 1),
-``speech`` (``seconds`` of speech found and its number of ``segments``), ``timeline``
-(one record per segment: ``start_s``, ``end_s``, ``speech_s``, ``emotion``,
-``confidence`` and the eight probabilities; ``pipeline.inference.results``), ``notes``,
-``test_time_views`` (how many views of each window were averaged) and ``bundle`` (the
-model that scored it: ``NAME@VERSION+CHECKSUM``).
+serve`` answers the same) is the file record of every output
+(``pipeline.inference.results``; README, "The scoring record"), ``path`` being the name
+given, with its ``timeline`` of segment records, plus ``test_time_views`` (how many views
+of each window were averaged).
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.errors import AudioError
-from pipeline.inference.results import FileResult
+from pipeline.inference.results import FileResult, file_record
 
 
 def load_model(bundle: str | Path = "shipped", *, artifacts_dir: Path = Path("artifacts")):
@@ -62,7 +59,7 @@ def predict_array(samples: np.ndarray, sample_rate: int, *, model=None, name: st
 
 def predict_file(path: str | Path, *, model=None, tta: bool = True) -> dict:
     """``predict_array`` of a file read from disk (WAV, FLAC, OGG, MP3; any rate): the
-    same record, ``file`` being the path. Raises ``AudioError`` naming the file when it
+    same record, ``path`` being the file's path. Raises ``AudioError`` naming the file when it
     is unreadable or holds no speech."""
     from pipeline.signal.audio import read
 
@@ -99,10 +96,7 @@ def as_pcm(samples, sample_rate: int, *, name: str) -> np.ndarray:
 
 
 def record_of(result: FileResult, scorer, *, tta: bool) -> dict:
-    """The record (module docstring) of one scored ``FileResult``."""
-    speech = sum(segment["speech_s"] for segment in result.segments)
-    return {"file": result.path, "emotion": result.emotion, "confidence": result.confidence,
-            "probabilities": result.probabilities,
-            "speech": {"seconds": round(float(speech), 3), "segments": len(result.segments)},
-            "timeline": result.segments, "notes": result.notes,
-            "test_time_views": len(scorer.views) if tta else 1, "bundle": scorer.identity}
+    """The file record (``results.file_record``, with its ``timeline``) of one scored
+    ``FileResult``, and how many ``test_time_views`` scored it."""
+    return {**file_record(result, bundle=scorer.identity, timeline=True),
+            "test_time_views": len(scorer.views) if tta else 1}

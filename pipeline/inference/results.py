@@ -1,12 +1,20 @@
-"""What scoring a file produces, and how it is written: the per-file result, the timeline
-record, CSV / JSONL files and terminal text.
+"""What scoring a file produces, and how it is written: one record for a file and one for
+each of its segments, the same field names in the terminal, CSV, JSONL, the service and
+the Python API (README, "The scoring record").
 
-**The timeline record** (one per scored segment; ``predict --windows``, later the
-service and streaming scorers reuse it): ``file``, ``start_s`` and ``end_s`` (the
-segment's bounds in the recording, seconds), ``speech_s`` (seconds of detected speech
-in it), ``emotion``, ``confidence`` and one probability per emotion. A segment is scored
-in one analysis window centred on it: one longer than the window (up to 1.5 windows,
-``VadConfig.max_segment_seconds``) is scored on its middle ``window_seconds``.
+**The segment record** (``timeline_record``; one per scored segment): ``path``,
+``start_s`` and ``end_s`` (the segment's bounds in the recording, seconds), ``speech_s``
+(seconds of detected speech in it), ``emotion``, ``confidence`` and ``probabilities``
+(``{emotion: probability}``). A segment is scored in one analysis window centred on it:
+one longer than the window (up to 1.5 windows, ``VadConfig.max_segment_seconds``) is
+scored on its middle ``window_seconds``.
+
+**The file record** (``file_record``): ``path``, ``emotion``, ``confidence``,
+``probabilities``, ``speech`` (``seconds`` of speech found, its number of ``segments``),
+``notes``, ``error`` (empty, or why the file has no verdict: then ``emotion``,
+``confidence`` and ``probabilities`` are null), ``bundle`` (the model's identity) and,
+where asked for, ``timeline`` (its segment records). CSV has no nesting: its columns are
+the same names with one column per emotion for ``probabilities``.
 
 **The file's verdict** is the mean of its segments' probabilities weighted by each
 segment's seconds of speech, so a long stretch of talk counts more than a short
@@ -20,7 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-TIMELINE_FIELDS = ("file", "start_s", "end_s", "speech_s", "emotion", "confidence")
+# The segment record's scalar fields: the timeline CSV's first columns.
+TIMELINE_FIELDS = ("path", "start_s", "end_s", "speech_s", "emotion", "confidence")
+# What outputs written before the scoring record had one shape called a field.
+OLD_NAMES = {"file": "path"}
 
 
 @dataclass
@@ -43,10 +54,43 @@ def timeline_record(path: str, *, start_s: float, end_s: float, speech_s: float,
     """The timeline record of one segment (see module docstring); ``probabilities``
     float ``(len(labels),)``."""
     best = int(np.argmax(probabilities))
-    return {"file": path, "start_s": round(start_s, 3), "end_s": round(end_s, 3),
+    return {"path": path, "start_s": round(start_s, 3), "end_s": round(end_s, 3),
             "speech_s": round(speech_s, 3), "emotion": labels[best],
             "confidence": float(probabilities[best]),
-            **{label: float(p) for label, p in zip(labels, probabilities)}}
+            "probabilities": {label: float(p) for label, p in zip(labels, probabilities)}}
+
+
+def file_record(result: FileResult, *, bundle: str = "", timeline: bool = False) -> dict:
+    """The file record of ``result`` (see module docstring), with its segment records as
+    ``timeline`` when asked."""
+    speech = sum(segment["speech_s"] for segment in result.segments)
+    record = {"path": result.path, "emotion": result.emotion or None,
+              "confidence": None if result.error else result.confidence,
+              "probabilities": result.probabilities or None,
+              "speech": {"seconds": round(float(speech), 3), "segments": len(result.segments)},
+              "notes": result.notes, "error": result.error, "bundle": bundle}
+    if timeline:
+        record["timeline"] = result.segments
+    return record
+
+
+def upgrade(record: dict, labels: tuple[str, ...], speech: dict[str, list[float]]) -> dict:
+    """A JSONL line written before the scoring record, in its shape: ``file`` read as
+    ``path``, a segment's flat probabilities nested, a file line's ``segments`` count made
+    its ``speech`` (``speech``: each path's segments' ``speech_s`` read so far, filled in
+    here). A line already in shape comes back unchanged."""
+    record = {OLD_NAMES.get(key, key): value for key, value in record.items()}
+    if "start_s" in record:
+        if "probabilities" not in record:
+            record["probabilities"] = {label: record.pop(label) for label in labels
+                                       if label in record}
+        speech.setdefault(record.get("path"), []).append(record.get("speech_s") or 0.0)
+    elif "speech" not in record:
+        seconds = speech.get(record.get("path"), [])
+        record.pop("segments", None)
+        record["speech"] = {"seconds": round(float(sum(seconds)), 3),
+                            "segments": len(seconds)} if seconds else None
+    return record
 
 
 def verdict(segment_probabilities: np.ndarray, speech_seconds: np.ndarray) -> np.ndarray:
@@ -73,11 +117,12 @@ def timeline_rows(results: list[FileResult], labels: tuple[str, ...], *,
     rows = []
     for r in results:
         if r.error:
-            rows.append({"file": r.path, "error": r.error, "bundle": bundle})
+            rows.append({"path": r.path, "error": r.error, "bundle": bundle})
         for record in r.segments:
-            rows.append({**record, "confidence": f"{record['confidence']:.6f}",
-                         **{label: f"{record[label]:.6f}" for label in labels}, "error": "",
-                         "bundle": bundle})
+            rows.append({**{name: record[name] for name in TIMELINE_FIELDS},
+                         "confidence": f"{record['confidence']:.6f}",
+                         **{label: f"{record['probabilities'][label]:.6f}" for label in labels},
+                         "error": "", "bundle": bundle})
     return rows
 
 

@@ -38,7 +38,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.errors import PipelineError
-from pipeline.inference.results import TIMELINE_FIELDS, FileResult, result_rows, timeline_rows
+from pipeline.inference.results import (
+    OLD_NAMES,
+    TIMELINE_FIELDS,
+    FileResult,
+    file_record,
+    result_rows,
+    timeline_rows,
+    upgrade,
+)
 from pipeline.core.atomic import strict_json, write_text_atomic
 
 
@@ -54,7 +62,6 @@ class ResultSink:
             raise PipelineError(f"--output {out}: use a .csv or .jsonl file name")
         self.columns = ([*TIMELINE_FIELDS, *labels, "error", "bundle"] if windows else
                         ["path", "emotion", "confidence", *labels, "notes", "error", "bundle"])
-        self.key = "file" if windows and self.kind == ".csv" else "path"
         self.handle = None
         self.held = contextlib.ExitStack()  # the output's lock, from start to close
         self.streamed: str | None = None  # the file whose timeline went out segment by segment
@@ -95,8 +102,8 @@ class ResultSink:
         """One timeline record of a file being scored (written now with ``windows``)."""
         if not self.windows:
             return
-        self.streamed = record["file"]
-        self._write_records(timeline_rows([FileResult(record["file"], segments=[record])],
+        self.streamed = record["path"]
+        self._write_records(timeline_rows([FileResult(record["path"], segments=[record])],
                                           self.labels, bundle=self.bundle)
                             if self.kind == ".csv" else [{**record, "bundle": self.bundle}])
 
@@ -111,12 +118,7 @@ class ResultSink:
                     if self.windows else result_rows([result], self.labels, bundle=self.bundle))
             self._write_records(rows)
             return
-        record = {"path": result.path, "emotion": result.emotion or None,
-                  "confidence": None if result.error else result.confidence,
-                  "probabilities": result.probabilities or None, "error": result.error,
-                  "notes": result.notes, "bundle": self.bundle}
-        if self.windows:
-            record["segments"] = len(result.segments)
+        record = file_record(result, bundle=self.bundle)
         segments = [{**segment, "bundle": self.bundle} for segment in segments]
         self._write_records([*segments, record] if self.windows else [record])
 
@@ -151,21 +153,21 @@ class ResultSink:
         the last file's rows stay when it is not in ``wanted``: it will not be scored again."""
         if self.kind == ".csv":
             rows = list(csv.reader(io.StringIO(text)))
-            if rows and rows[0] != self.columns:
+            if rows and [OLD_NAMES.get(name, name) for name in rows[0]] != self.columns:
                 raise PipelineError(f"--output {self.out} holds other columns (written with "
                                     "other options or labels): choose another file, or pass "
                                     "--overwrite to replace it")
             records = [dict(zip(self.columns, map(restore, row))) for row in rows[1:]
                        if len(row) == len(self.columns)]
         else:
-            records = [_json_or_none(line) for line in text.split("\n")]
-            records = [r for r in records if isinstance(r, dict)]
+            records, speech = [_json_or_none(line) for line in text.split("\n")], {}
+            records = [upgrade(r, self.labels, speech) for r in records if isinstance(r, dict)]
         others = {r.get("bundle") for r in records} - {self.bundle, "", None}
         if others and self.bundle:
             raise PipelineError(f"--output {self.out} holds results of another model "
                                 f"({', '.join(sorted(others))}, not {self.bundle}): choose "
                                 "another file, or pass --overwrite to replace it")
-        paths = [r.get("path") or r.get("file") for r in records]
+        paths = [r.get("path") for r in records]
         if not paths:
             return set(), ""
         last = paths[-1] if wanted is None or paths[-1] in wanted else None
