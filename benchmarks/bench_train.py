@@ -27,14 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.core import layout  # noqa: E402
+from pipeline.corpus.splits import Split  # noqa: E402
+from pipeline.network.model import flops_per_sample  # noqa: E402
+from pipeline.network.recipe import TrainConfig  # noqa: E402
 from pipeline.signal.augment import AugmentConfig  # noqa: E402
+from pipeline.signal.features import FeatureConfig  # noqa: E402
 from pipeline.training.batches import spec_augment  # noqa: E402
 from pipeline.training.devices import pick_device  # noqa: E402
-from pipeline.signal.features import FeatureConfig  # noqa: E402
-from pipeline.network.model import flops_per_sample  # noqa: E402
 from pipeline.training.optim import optimiser_and_schedule  # noqa: E402
-from pipeline.network.recipe import TrainConfig  # noqa: E402
-from pipeline.corpus.splits import Split  # noqa: E402
 from pipeline.training.train import train_epoch  # noqa: E402
 
 

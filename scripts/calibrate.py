@@ -22,15 +22,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.inference import calibration
 from pipeline.core import layout, progress  # noqa: E402
-from pipeline.evaluation.evaluate import held_out_probabilities  # noqa: E402
-from pipeline.corpus.index import load_index  # noqa: E402
-from pipeline.network.recipe import recipe_of  # noqa: E402
-from pipeline.inference.scorer import from_run  # noqa: E402
-from pipeline.corpus.splits import split_for  # noqa: E402
 from pipeline.core.atomic import write_json_atomic  # noqa: E402
+from pipeline.corpus.index import load_index  # noqa: E402
+from pipeline.corpus.splits import split_for  # noqa: E402
 from pipeline.corpus.store import load_store  # noqa: E402
+from pipeline.evaluation.evaluate import held_out_probabilities  # noqa: E402
+from pipeline.inference import calibration  # noqa: E402
+from pipeline.inference.scorer import from_run  # noqa: E402
+from pipeline.network.recipe import recipe_of  # noqa: E402
 
 
 def validation_probabilities(root: Path, fold: int, clips, store, jobs: int,

@@ -91,9 +91,9 @@ def main() -> None:
 
     from experiment_runs import last_epoch_scorer
     from pipeline.core import layout
-    from pipeline.corpus.index import load_index
     from pipeline.core.labels import EMOTIONS
     from pipeline.core.metrics import confusion, summarise
+    from pipeline.corpus.index import load_index
     from pipeline.inference.predict import predict_files
     from pipeline.signal.views import CLEAN
 

@@ -70,8 +70,8 @@ def main() -> None:
 
     from pipeline.core.layout import run_name
     from pipeline.inference.predict import predict_files
-    from pipeline.network.recipe import TrainConfig
     from pipeline.inference.scorer import from_run
+    from pipeline.network.recipe import TrainConfig
     from pipeline.signal.views import CLEAN, TEST_VIEWS
 
     kept = {name: 0 for name in VARIANTS}

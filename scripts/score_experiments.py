@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiment_runs import last_epoch_scorer  # noqa: E402
 from pipeline.core import layout  # noqa: E402
 from pipeline.core.labels import EMOTIONS  # noqa: E402
-from pipeline.corpus.index import load_index  # noqa: E402
 from pipeline.core.metrics import confusion, summarise  # noqa: E402
+from pipeline.corpus.index import load_index  # noqa: E402
 from pipeline.corpus.splits import split_for  # noqa: E402
 from pipeline.corpus.store import load_store  # noqa: E402
 from pipeline.signal.augment import AugmentParams as View  # noqa: E402

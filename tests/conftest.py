@@ -136,10 +136,10 @@ def runner():
 def prepare_store(root: Path, *, folds: int, copies: int = 1) -> tuple[Path, Path, Path]:
     """download + index + extract on a fresh 64-clip synthetic corpus under ``root``.
     Returns ``(corpus, data_dir, artifacts_dir)``."""
-    from pipeline.signal.augment import AugmentConfig
     from pipeline.corpus.download import download
     from pipeline.corpus.extract import ExtractConfig, extract
     from pipeline.corpus.index import IndexConfig, build_index
+    from pipeline.signal.augment import AugmentConfig
 
     corpus, data_dir, artifacts_dir = root / "corpus", root / "data", root / "artifacts"
     write_corpus(corpus)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.training.adversary import Adversarial, actor_targets, reverse_gradient
 from pipeline.network.model import EmotionCNN, ModelConfig
+from pipeline.training.adversary import Adversarial, actor_targets, reverse_gradient
 
 
 def test_reverse_gradient_is_identity_forward_and_negated_scaled_backward():

@@ -13,8 +13,8 @@ import pytest
 import soundfile
 
 from conftest import synth_speech
-from pipeline.inference import api
 from pipeline.core.errors import AudioError, NoSpeechError
+from pipeline.inference import api
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,6 +14,7 @@ from pipeline.signal import frontend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.core.errors import AudioError, PipelineError
 from pipeline.signal.audio import (
     MAX_CHANNELS,
     MAX_SAMPLE_RATE,
@@ -21,7 +22,6 @@ from pipeline.signal.audio import (
     read,
     resample,
 )
-from pipeline.core.errors import AudioError, PipelineError
 from pipeline.signal.features import FeatureConfig
 
 
@@ -188,8 +188,8 @@ def test_a_header_promising_more_than_the_budget_is_refused_before_decoding(tmp_
                                                                             monkeypatch):
     """200 KB of FLAC that decodes to 737 MB (8 channels, 384 kHz, 60 s): refused from
     the header alone, on disk and in memory (an upload), with the budget in the line."""
-    from pipeline.signal.audio import DECODE_BUDGET_BYTES, read_bytes
     from pipeline.core.errors import TooLongError
+    from pipeline.signal.audio import DECODE_BUDGET_BYTES, read_bytes
 
     path = _silence_flac(tmp_path / "bomb.flac", seconds=60, rate=384_000, channels=8)
     assert path.stat().st_size < 300_000
@@ -205,8 +205,8 @@ def test_a_header_promising_more_than_the_budget_is_refused_before_decoding(tmp_
 
 
 def test_the_seconds_limit_of_an_upload_is_checked_before_decoding(monkeypatch):
-    from pipeline.signal.audio import read_bytes
     from pipeline.core.errors import TooLongError
+    from pipeline.signal.audio import read_bytes
 
     buffer = io.BytesIO()
     soundfile.write(buffer, np.zeros(3 * 16000, np.float32), 16000, format="WAV")
@@ -219,8 +219,8 @@ def test_the_seconds_limit_of_an_upload_is_checked_before_decoding(monkeypatch):
 def test_a_file_over_the_budget_is_streamed_in_bounded_blocks(tmp_path, monkeypatch):
     """The CLI does not refuse it: it goes the streamed way, whose blocks never hold more
     than ``BLOCK_BYTES`` decoded, and ends with the one line a silent file gets."""
-    from pipeline.signal import stream
     from pipeline.core.errors import NoSpeechError
+    from pipeline.signal import stream
 
     path = _silence_flac(tmp_path / "wide.flac", seconds=4, rate=96_000, channels=8)
     monkeypatch.setattr("pipeline.signal.audio.DECODE_BUDGET_BYTES", 1_000_000)

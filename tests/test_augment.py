@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import synth_speech
+from pipeline.corpus.download import corpus_root
+from pipeline.corpus.extract import ExtractConfig, extract
+from pipeline.corpus.index import load_index
+from pipeline.corpus.store import read_shard
 from pipeline.signal import frontend
 from pipeline.signal.augment import (
     AugmentConfig,
@@ -20,11 +24,7 @@ from pipeline.signal.augment import (
     sample_params,
     speech_features,
 )
-from pipeline.corpus.download import corpus_root
-from pipeline.corpus.extract import ExtractConfig, extract
 from pipeline.signal.features import FeatureConfig, clean_features
-from pipeline.corpus.index import load_index
-from pipeline.corpus.store import read_shard
 
 FEATURES = FeatureConfig()
 AUGMENT = AugmentConfig()

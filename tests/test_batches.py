@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.training import batches
 from pipeline.core.errors import TrainingError
 from pipeline.network.recipe import TrainConfig
+from pipeline.training import batches
 
 
 def test_balanced_weights_give_every_class_the_same_total_weight():

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.inference import bundle as bundles
 from pipeline.core import labels
-from pipeline.inference.bundle_header import header_identity
 from pipeline.core.errors import BundleError, PipelineError
 from pipeline.corpus.index import index_record
+from pipeline.inference import bundle as bundles
+from pipeline.inference.bundle_header import header_identity
 from pipeline.inference.predict import predict_files
 from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
 
@@ -41,8 +41,8 @@ def write_raw(path: Path, header: dict, tensors: dict) -> Path:
 
 
 def test_bundle_carries_everything_prediction_needs(trained: Trained):
-    from pipeline.network.model import load_model
     from pipeline.corpus.store import load_manifest
+    from pipeline.network.model import load_model
 
     loaded = trained.bundle
     assert loaded.labels == labels.EMOTIONS
@@ -338,9 +338,9 @@ def test_resolve_latest_and_paths(tmp_path):
 
 
 def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path):
+    from pipeline.inference.scorer import Scorer
     from pipeline.network.model import Ensemble, ModelConfig, load_model
     from pipeline.network.recipe import TrainConfig
-    from pipeline.inference.scorer import Scorer
     from pipeline.training.train import train
 
     config = TrainConfig(epochs=2, model=ModelConfig(channels=(4, 8, 8), hidden=16))
@@ -414,8 +414,8 @@ def cross_validated(tmp_path_factory):
     """Two fold runs, their CV report (1 member, clean views) and the final run."""
     from conftest import prepare_store
     from pipeline.evaluation.evaluate import evaluate_folds
-    from pipeline.training.train import train
     from pipeline.signal.views import CLEAN
+    from pipeline.training.train import train
 
     _, data_dir, artifacts_dir = prepare_store(tmp_path_factory.mktemp("cv"), folds=2)
     for fold in (0, 1, None):
@@ -480,8 +480,8 @@ def test_a_final_model_of_other_training_code_is_refused(workspace, monkeypatch)
 
 
 def test_a_final_model_on_other_features_is_refused(workspace):
-    from pipeline.signal.augment import AugmentConfig
     from pipeline.corpus.extract import ExtractConfig, extract
+    from pipeline.signal.augment import AugmentConfig
     from pipeline.training.train import train
 
     data_dir, artifacts_dir = workspace
@@ -511,8 +511,8 @@ def test_a_temperature_fitted_for_the_recipe_goes_into_the_bundle_and_softens_it
     import shutil
 
     from pipeline.core import layout
-    from pipeline.network.recipe import recipe_of
     from pipeline.core.atomic import write_json_atomic
+    from pipeline.network.recipe import recipe_of
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(trained.artifacts_dir / "runs", artifacts / "runs")

@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 from conftest import SHARED_RAVDESS
-from pipeline.inference.bundle import SHIPPED
-from pipeline.evaluation.bundle_eval import evaluate_bundle
 from pipeline.core.labels import EMOTIONS
+from pipeline.evaluation.bundle_eval import evaluate_bundle
+from pipeline.inference.bundle import SHIPPED
 
 
 @pytest.mark.realdata

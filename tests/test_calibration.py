@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.inference import calibration
 from pipeline.core import layout
 from pipeline.core.atomic import write_json_atomic
+from pipeline.inference import calibration
 
 
 def _overconfident(n: int = 4000, seed: int = 0):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from pipeline.training.checkpoints import FRESH, load_checkpoint, save_checkpoint
 from pipeline.core.errors import TrainingError
+from pipeline.training.checkpoints import FRESH, load_checkpoint, save_checkpoint
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.training.devices import pick_device
 from pipeline.core.errors import TrainingError
+from pipeline.training.devices import pick_device
 
 
 def test_auto_picks_the_best_device_there_is():

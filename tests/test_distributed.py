@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.training import distributed
 from pipeline.core import layout
 from pipeline.network.recipe import TrainConfig
+from pipeline.training import distributed
 from test_train import write_store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from conftest import write_corpus
-from pipeline.corpus.download import UNPACKED_MARK, Remote, download
-from pipeline.core.layout import download_manifest as manifest_path
 from pipeline.core.errors import DownloadError
+from pipeline.core.layout import download_manifest as manifest_path
+from pipeline.corpus.download import UNPACKED_MARK, Remote, download
 
 ARCHIVE = "corpus.zip"
 

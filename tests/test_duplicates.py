@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.signal.audio import audio_sha256
 from pipeline.corpus.duplicates import by_audio, by_clip_id
 from pipeline.corpus.manifest import Row
 from pipeline.inference.results import FileResult
+from pipeline.signal.audio import audio_sha256
 
 
 def _row(path: str, clip_id: str) -> Row:

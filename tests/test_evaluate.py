@@ -14,11 +14,11 @@ import soundfile
 
 from conftest import clip_name, prepare_store, synth_speech, write_corpus
 from pipeline.core import layout
-from pipeline.evaluation.bundle_eval import evaluate_bundle
-from pipeline.core.labels import EMOTIONS
 from pipeline.core.errors import PipelineError, StaleInputError
-from pipeline.evaluation.evaluate import evaluate_folds, format_report
+from pipeline.core.labels import EMOTIONS
 from pipeline.core.metrics import confusion, summarise
+from pipeline.evaluation.bundle_eval import evaluate_bundle
+from pipeline.evaluation.evaluate import evaluate_folds, format_report
 from pipeline.signal.views import CLEAN, TEST_VIEWS, to_list
 
 FOLDS = [0, 1, 2]
@@ -99,10 +99,10 @@ def _expected_confusion(fold_runs, fold: int, runs: list[str], views) -> list:
     probabilities averaged: computed here without the evaluate or predict code."""
     import torch
 
-    from pipeline.signal import frontend
-    from pipeline.signal.features import FeatureConfig
     from pipeline.corpus.index import load_index
     from pipeline.network.model import load_model
+    from pipeline.signal import frontend
+    from pipeline.signal.features import FeatureConfig
     from pipeline.signal.views import window_views
 
     loaded = [load_model(fold_runs.artifacts_dir / "runs" / run / "model.pt") for run in runs]
@@ -149,8 +149,8 @@ def test_test_time_views_without_the_audio_name_the_file_and_the_fix(tmp_path, f
 
 
 def test_models_trained_on_other_features_are_refused(tmp_path, fold_runs):
-    from pipeline.signal.augment import AugmentConfig
     from pipeline.corpus.extract import ExtractConfig, extract
+    from pipeline.signal.augment import AugmentConfig
 
     artifacts_dir = tmp_path / "artifacts"
     shutil.copytree(fold_runs.artifacts_dir, artifacts_dir)
@@ -510,11 +510,11 @@ def test_commands_that_write_no_folder_ignore_a_dangling_one(tmp_path, runner):
 def test_two_corpora_train_together_and_are_reported_per_corpus_and_pooled(tmp_path):
     """A RAVDESS-named corpus and an emotion-folders corpus without calm: one index, one
     store, one fold model, and the cross-validation report per corpus and pooled."""
-    from pipeline.signal.augment import AugmentConfig
     from pipeline.corpus.extract import ExtractConfig, extract
     from pipeline.corpus.index import IndexConfig, Source, build_index
     from pipeline.network.model import ModelConfig
     from pipeline.network.recipe import TrainConfig
+    from pipeline.signal.augment import AugmentConfig
     from pipeline.training.train import train
 
     write_corpus(tmp_path / "rav", actors=(1, 2, 3, 4), emotions=range(1, 9), takes=1)

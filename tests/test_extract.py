@@ -21,15 +21,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline.signal.augment import AugmentConfig, AugmentParams
-from pipeline.corpus.download import corpus_root
+from pipeline.core.atomic import read_json
 from pipeline.core.errors import PipelineError
+from pipeline.corpus.download import corpus_root
 from pipeline.corpus.extract import ExtractConfig, ShardTask, build_shard, extract, plan_shards
+from pipeline.corpus.index import IndexConfig, build_index, clips_hash, load_index
+from pipeline.corpus.store import load_store
+from pipeline.signal.augment import AugmentConfig, AugmentParams
 from pipeline.signal.features import FeatureConfig
 from pipeline.signal.frontend import FrontEndConfig
-from pipeline.corpus.index import IndexConfig, build_index, clips_hash, load_index
-from pipeline.core.atomic import read_json
-from pipeline.corpus.store import load_store
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=8)

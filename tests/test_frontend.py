@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import synth_speech
-from pipeline.signal import frontend
 from pipeline.core.errors import AudioError, NoSpeechError
+from pipeline.signal import frontend
 from pipeline.signal.features import FeatureConfig, clean_features
 from pipeline.signal.vad import VAD_FRAME_SAMPLES
 

@@ -7,9 +7,9 @@ import os
 
 _KEYS = """
 import json
+from pipeline.core.hashing import code_hash
 from pipeline.corpus.extract import ExtractConfig
 from pipeline.network.recipe import TrainConfig
-from pipeline.core.hashing import code_hash
 from pipeline.training.train import run_key
 features_key = ExtractConfig().cache_key("clips")  # what extract writes in its manifest
 print(json.dumps({

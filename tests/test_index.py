@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from conftest import SHARED_RAVDESS, clip_name, synth_speech, write_corpus
 from pipeline.core import layout
-from pipeline.corpus.download import download
 from pipeline.core.errors import CorpusError, PipelineError
+from pipeline.core.labels import EMOTIONS
+from pipeline.corpus.download import download
 from pipeline.corpus.index import (
     Clip,
     IndexConfig,
@@ -31,7 +32,6 @@ from pipeline.corpus.index import (
     load_index,
     summary,
 )
-from pipeline.core.labels import EMOTIONS
 from pipeline.corpus.manifest import read as read_manifest
 
 

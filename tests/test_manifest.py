@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.corpus import manifest
 from pipeline.core.errors import CorpusError
+from pipeline.corpus import manifest
 from pipeline.corpus.manifest import Row
 
 

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.inference import bundle as bundles
 from pipeline.core import labels
 from pipeline.core.errors import BundleError
+from pipeline.inference import bundle as bundles
 from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")

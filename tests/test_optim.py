@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.training import optim
 from pipeline.network.recipe import TrainConfig
+from pipeline.training import optim
 
 
 @pytest.mark.parametrize("total_steps", range(1, 13))

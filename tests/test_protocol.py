@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_RAVDESS
-from pipeline.signal.augment import AugmentConfig
 from pipeline.corpus.download import download
 from pipeline.corpus.index import IndexConfig, build_index
 from pipeline.corpus.splits import fold_split
+from pipeline.signal.augment import AugmentConfig
 
 
 @pytest.mark.realdata

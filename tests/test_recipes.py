@@ -9,8 +9,8 @@ import pytest
 
 from conftest import write_tiny_tree
 from pipeline.core import labels
-from pipeline.corpus import recipes
 from pipeline.core.errors import CorpusError
+from pipeline.corpus import recipes
 from pipeline.corpus.manifest import Row
 
 

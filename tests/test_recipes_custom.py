@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import write_tiny_tree
-from pipeline.corpus import recipes
 from pipeline.core.errors import CorpusError
+from pipeline.corpus import recipes
 
 
 make = write_tiny_tree  # a tiny audio file at each root-relative path

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from pipeline.core import labels
-from pipeline.signal.features import FeatureConfig
-from pipeline.network.model import EmotionCNN, Ensemble, ModelConfig
 from pipeline.inference.scorer import Scorer
+from pipeline.network.model import EmotionCNN, Ensemble, ModelConfig
+from pipeline.signal.features import FeatureConfig
 from pipeline.signal.views import CLEAN, TEST_VIEWS
 
 CONFIG = ModelConfig(n_mels=64, channels=(4, 8), hidden=8)
@@ -62,9 +62,9 @@ def test_a_batch_larger_than_one_forward_pass_scores_as_the_parts_do():
 @pytest.mark.parametrize("members", [1, 2])
 def test_a_scorer_from_runs_is_the_runs_members(tmp_path, members):
     from pipeline.core import layout
+    from pipeline.inference.scorer import from_run
     from pipeline.network.model import save_model
     from pipeline.network.recipe import TrainConfig
-    from pipeline.inference.scorer import from_run
 
     for member, run in enumerate(layout.member_runs("fold-0", members)):
         save_model(layout.model_file(tmp_path, run), _model(member),

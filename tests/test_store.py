@@ -12,13 +12,12 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.signal.augment import AugmentConfig, AugmentParams
-from pipeline.core.errors import StaleInputError
-from pipeline.corpus.extract import ExtractConfig, extract
 from pipeline.core import layout
-from pipeline.corpus.index import load_index
-from pipeline.core.hashing import hash_file
 from pipeline.core.atomic import read_json, write_json_atomic
+from pipeline.core.errors import StaleInputError
+from pipeline.core.hashing import hash_file
+from pipeline.corpus.extract import ExtractConfig, extract
+from pipeline.corpus.index import load_index
 from pipeline.corpus.store import (
     load_store,
     read_shard,
@@ -26,6 +25,7 @@ from pipeline.corpus.store import (
     shard_problem,
     write_shard,
 )
+from pipeline.signal.augment import AugmentConfig, AugmentParams
 
 CONFIG = ExtractConfig(augment=AugmentConfig(copies=1), shard_clips=16)
 

@@ -9,8 +9,8 @@ import pytest
 import soundfile
 
 from conftest import synth_speech
-from pipeline.signal import frontend, stream
 from pipeline.core.errors import NoSpeechError
+from pipeline.signal import frontend, stream
 from pipeline.signal.features import FeatureConfig
 
 RATE = 22050  # another rate than the features': the streaming resampler runs

@@ -22,21 +22,21 @@ import pytest
 import torch
 
 from pipeline.core import layout
-from pipeline.core.labels import EMOTIONS
-from pipeline.training import session as session_module
-from pipeline.training import train as train_module
-from pipeline.signal.augment import AugmentConfig, AugmentParams
+from pipeline.core.atomic import manifest, read_json, write_json_atomic, write_text_atomic
 from pipeline.core.errors import StaleInputError, TrainingError
+from pipeline.core.hashing import hash_file
+from pipeline.core.labels import EMOTIONS
 from pipeline.corpus.extract import ExtractConfig
-from pipeline.signal.features import FEATURES_VERSION, FeatureConfig
 from pipeline.corpus.index import Clip, clips_hash, load_index
+from pipeline.corpus.splits import fold_split
+from pipeline.corpus.store import load_store, read_shard, write_shard
+from pipeline.inference.scorer import from_run
 from pipeline.network.model import Ensemble, ModelConfig, load_model
 from pipeline.network.recipe import TrainConfig
-from pipeline.inference.scorer import from_run
-from pipeline.corpus.splits import fold_split
-from pipeline.core.hashing import hash_file
-from pipeline.core.atomic import manifest, read_json, write_json_atomic, write_text_atomic
-from pipeline.corpus.store import load_store, read_shard, write_shard
+from pipeline.signal.augment import AugmentConfig, AugmentParams
+from pipeline.signal.features import FEATURES_VERSION, FeatureConfig
+from pipeline.training import session as session_module
+from pipeline.training import train as train_module
 from pipeline.training.train import TrainingInterrupted, train
 
 N_MELS = 16

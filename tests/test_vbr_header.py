@@ -16,8 +16,8 @@ import pytest
 import soundfile
 
 from conftest import synth_speech
-from pipeline.signal import audio, frontend, stream
 from pipeline.core.errors import TooLongError, UnreadableAudioError
+from pipeline.signal import audio, frontend, stream
 from pipeline.signal.features import FeatureConfig
 from pipeline.signal.vbr_header import frame_count_offset
 

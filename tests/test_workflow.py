@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import write_corpus
-from pipeline.inference import api
-from pipeline.core import layout
-from pipeline.training import train as train_module
 from pipeline.cli import cli
 from pipeline.cli.profiles import FULL, PROFILES, QUICK
+from pipeline.core import layout
+from pipeline.inference import api
+from pipeline.training import train as train_module
 
 ACTORS = (1, 2, 3, 4, 5)
 

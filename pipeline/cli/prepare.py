@@ -122,10 +122,10 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
 def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, resume, force):
     """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
     from pipeline.core import layout
-    from pipeline.training.devices import pick_device
     from pipeline.core.errors import TrainingError
     from pipeline.core.progress import JobBar
     from pipeline.network.recipe import TrainConfig
+    from pipeline.training.devices import pick_device
     from pipeline.training.train import train as run
 
     try:

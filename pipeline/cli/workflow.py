@@ -89,8 +89,8 @@ def _bundle_path(obj: Context, chosen):
 
 
 def _example(obj: Context, chosen):
-    from pipeline.corpus.index import load_index
     from pipeline.cli.profiles import example_clip
+    from pipeline.corpus.index import load_index
 
     return example_clip(load_index(obj.data_dir), chosen.fold)
 

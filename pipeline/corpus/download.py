@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pipeline.core import layout
-from pipeline.core.errors import DownloadError
-from pipeline.core.progress import bar, log
-from pipeline.core.hashing import hash_file, stable_json
 from pipeline.core.atomic import manifest, read_json, write_json_atomic, write_text_atomic
+from pipeline.core.errors import DownloadError
+from pipeline.core.hashing import hash_file, stable_json
+from pipeline.core.progress import bar, log
 
 OFFICIAL_URL = "https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip"
 OFFICIAL_SIZE = 208_468_073

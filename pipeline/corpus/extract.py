@@ -31,16 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.signal import frontend
 from pipeline.core import layout
-from pipeline.signal.augment import AugmentConfig, AugmentParams, params_for, speech_features
-from pipeline.core.errors import AudioError, PipelineError
-from pipeline.signal.features import FEATURES_VERSION, FeatureConfig
-from pipeline.corpus.index import clips_hash, load_index
-from pipeline.core.progress import bar, log
-from pipeline.core.hashing import CODE_VERSION, code_hash, hash_file, hash_obj
 from pipeline.core.atomic import manifest, read_json, write_json_atomic
+from pipeline.core.errors import AudioError, PipelineError
+from pipeline.core.hashing import CODE_VERSION, code_hash, hash_file, hash_obj
+from pipeline.core.progress import bar, log
+from pipeline.corpus.index import clips_hash, load_index
 from pipeline.corpus.store import shard_attrs, shard_problem, write_shard
+from pipeline.signal import frontend
+from pipeline.signal.augment import AugmentConfig, AugmentParams, params_for, speech_features
+from pipeline.signal.features import FEATURES_VERSION, FeatureConfig
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import labels, layout
-from pipeline.corpus import manifest
-from pipeline.core.errors import AudioError, CorpusError
-from pipeline.corpus.folds import assign_folds
-from pipeline.core.progress import bar, log
-from pipeline.core.hashing import code_hash, hash_obj
-from pipeline.core.atomic import read_json, write_json_atomic, write_text_atomic
 from pipeline.core.atomic import manifest as stage_record
+from pipeline.core.atomic import read_json, write_json_atomic, write_text_atomic
+from pipeline.core.errors import AudioError, CorpusError
+from pipeline.core.hashing import code_hash, hash_obj
+from pipeline.core.progress import bar, log
+from pipeline.corpus import manifest
+from pipeline.corpus.folds import assign_folds
 
 INDEX_FORMAT = 3  # 3: any corpus (manifest rows, speaker names, absolute paths)
 
@@ -218,8 +218,8 @@ def build_index(*, data_dir: Path, sources: list[Source] | None = None,
 def _audio_facts(rows: list[manifest.Row], skipped: dict) -> list[dict]:
     """Each readable row as the fields of a ``Clip`` (without ``duplicate_of``, ``fold``);
     an unreadable or empty file goes to ``skipped`` by reason."""
-    from pipeline.signal import audio
     from pipeline.core.errors import UnreadableAudioError
+    from pipeline.signal import audio
 
     records = []
     with bar(total=len(rows), desc="index", unit="file") as progress:

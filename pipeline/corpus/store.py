@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import faults, layout
+from pipeline.core.atomic import read_json
 from pipeline.core.errors import StaleInputError
 from pipeline.core.hashing import hash_file
-from pipeline.core.atomic import read_json
 
 COLUMNS = ("copy",)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import layout
-from pipeline.signal import views as test_views
 from pipeline.core.errors import PipelineError
+from pipeline.core.hashing import code_hash, hash_obj
 from pipeline.core.metrics import cross_corpus
 from pipeline.core.progress import log
-from pipeline.core.hashing import code_hash, hash_obj
+from pipeline.signal import views as test_views
 
 
 def labelled_rows(*, source: Path | None, manifest_path: Path | None,
@@ -62,9 +62,9 @@ def evaluate_bundle(*, bundle_path: Path, source: Path | None, artifacts_dir: Pa
     The returned dict also holds the report's path as ``report_path``. Raises
     ``PipelineError`` before scoring when the report cannot be written
     (``layout.check_output_folder``) or nothing is labelled."""
-    from pipeline.inference import bundle as bundles
     from pipeline.corpus import duplicates
     from pipeline.evaluation.evaluate import write_report
+    from pipeline.inference import bundle as bundles
     from pipeline.inference.predict import predict_files
 
     loaded = bundles.load(bundle_path)

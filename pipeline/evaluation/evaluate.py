@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import layout
-from pipeline.signal import views as test_views
+from pipeline.core.atomic import read_json, write_json_atomic
 from pipeline.core.errors import PipelineError, StaleInputError
-from pipeline.corpus.index import load_index
+from pipeline.core.hashing import code_hash, hash_obj
 from pipeline.core.metrics import confusion, cross_corpus, summarise
 from pipeline.core.progress import log
+from pipeline.corpus.index import load_index
 from pipeline.corpus.splits import split_for
-from pipeline.core.hashing import code_hash, hash_obj
-from pipeline.core.atomic import read_json, write_json_atomic
 from pipeline.corpus.store import load_store
+from pipeline.signal import views as test_views
 
 SUMMARY_KEYS = ("ua", "wa", "macro_f1")
 
@@ -46,8 +46,8 @@ def evaluate_folds(*, data_dir: Path, artifacts_dir: Path, folds: list[int | str
     ``reports/cv.json`` (several folds) or ``reports/<run>.json``; the returned dict also
     holds its path as ``report_path``. Raises ``PipelineError`` before scoring when the
     report cannot be written (``layout.check_output_folder``)."""
-    from pipeline.network.recipe import recipe_of
     from pipeline.inference.scorer import from_run
+    from pipeline.network.recipe import recipe_of
 
     clips = load_index(data_dir)
     store = load_store(artifacts_dir, clips=clips)

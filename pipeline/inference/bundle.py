@@ -38,16 +38,16 @@ from pathlib import Path
 
 from pipeline import __version__
 from pipeline.core import layout
-from pipeline.signal import views as test_views
-from pipeline.inference.calibration import bundle_fields
-from pipeline.corpus.card import corpora_card
-from pipeline.core.errors import BundleError
-from pipeline.signal.features import FEATURES_VERSION, FeatureConfig
-from pipeline.core.progress import log
-from pipeline.inference.bundle_header import header_strings
-from pipeline.inference.scorer import Scorer
 from pipeline.core.atomic import atomic_path, read_json, strict_json
+from pipeline.core.errors import BundleError
 from pipeline.core.hashing import code_hash, hash_obj
+from pipeline.core.progress import log
+from pipeline.corpus.card import corpora_card
+from pipeline.inference.bundle_header import header_strings
+from pipeline.inference.calibration import bundle_fields
+from pipeline.inference.scorer import Scorer
+from pipeline.signal import views as test_views
+from pipeline.signal.features import FEATURES_VERSION, FeatureConfig
 from pipeline.signal.vad import detector_version
 
 FORMAT = "ser-pipeline-bundle"

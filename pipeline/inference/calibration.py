@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import layout
-from pipeline.core.progress import log
 from pipeline.core.atomic import read_json
+from pipeline.core.progress import log
 
 BINS = 15
 

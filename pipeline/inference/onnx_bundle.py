@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import __version__
+from pipeline.core.atomic import atomic_path, strict_json
 from pipeline.core.errors import BundleError
 from pipeline.inference.scorer import Scorer
-from pipeline.core.atomic import atomic_path, strict_json
 
 FORMAT = "ser-pipeline-onnx"
 FORMAT_VERSION = 2  # 1: no checksum (versions before it was added)

@@ -22,15 +22,15 @@ from typing import Iterator
 
 import numpy as np
 
+from pipeline.core.errors import AudioError, PipelineError
+from pipeline.core.progress import log
+from pipeline.corpus.scan import audio_suffixes, scan
+from pipeline.inference.results import FileResult, timeline_record, verdict
 from pipeline.signal import frontend
+from pipeline.signal.audio import audio_sha256
 from pipeline.signal.audio import read
 from pipeline.signal.augment import AugmentParams
-from pipeline.signal.audio import audio_sha256
-from pipeline.core.errors import AudioError, PipelineError
 from pipeline.signal.features import FeatureConfig
-from pipeline.core.progress import log
-from pipeline.inference.results import FileResult, timeline_record, verdict
-from pipeline.corpus.scan import audio_suffixes, scan
 from pipeline.signal.views import CLEAN, window_views
 
 @dataclass

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import layout
+from pipeline.core.errors import TrainingError
+from pipeline.inference.calibration import apply_temperature
 from pipeline.signal import views as test_views
 from pipeline.signal.augment import AugmentParams
-from pipeline.inference.calibration import apply_temperature
-from pipeline.core.errors import TrainingError
 from pipeline.signal.features import FeatureConfig
 
 # Model inputs per forward pass. Small batches stay in the CPU caches: on the 2-core

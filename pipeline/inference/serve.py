@@ -237,8 +237,8 @@ def score_upload(scorer, data: bytes, *, name: str, limits: Limits, tta: bool = 
     """The JSON answer for one uploaded recording (see module docstring); raises
     ``UploadRefused`` with the CLI's message and the status of ``status_of``."""
     from pipeline.inference.api import record_of
-    from pipeline.signal.audio import read_bytes
     from pipeline.inference.predict import score_samples
+    from pipeline.signal.audio import read_bytes
 
     try:
         samples, rate = read_bytes(data, name=name, max_seconds=limits.max_seconds)

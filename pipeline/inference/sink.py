@@ -37,6 +37,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core.atomic import strict_json, write_text_atomic
 from pipeline.core.errors import PipelineError
 from pipeline.inference.results import (
     OLD_NAMES,
@@ -47,7 +48,6 @@ from pipeline.inference.results import (
     timeline_rows,
     upgrade,
 )
-from pipeline.core.atomic import strict_json, write_text_atomic
 
 
 class ResultSink:
@@ -240,8 +240,8 @@ def score_into(output: Path, inputs: list, scorer, *, windows: bool = False,
     resuming it unless ``resume`` is False; ``options`` go to
     ``predict.iter_predictions`` (jobs, tta, scheduler). Raises ``PipelineError`` when
     ``inputs`` hold no audio or ``output`` cannot be resumed."""
-    from pipeline.inference.predict import audio_files, iter_predictions
     from pipeline.core.progress import bar
+    from pipeline.inference.predict import audio_files, iter_predictions
 
     paths = audio_files(inputs)
     scored = failed = 0

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.core.labels import EMOTIONS
-from pipeline.core.errors import TrainingError
 from pipeline.core.atomic import atomic_path
+from pipeline.core.errors import TrainingError
+from pipeline.core.labels import EMOTIONS
 
 
 @dataclass(frozen=True)

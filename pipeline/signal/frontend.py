@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.core.errors import NoSpeechError, SilentError
 from pipeline.signal import conditioning
 from pipeline.signal.audio import check_header, read, resample
-from pipeline.core.errors import NoSpeechError, SilentError
 from pipeline.signal.vad import (
     VAD_SAMPLE_RATE,
     Segment,

@@ -31,9 +31,9 @@ from typing import Iterator
 
 import numpy as np
 
+from pipeline.core.errors import AudioError, NoSpeechError, UnreadableAudioError
 from pipeline.signal import conditioning
 from pipeline.signal.audio import BYTES_PER_SAMPLE, blocks, open_audio
-from pipeline.core.errors import AudioError, NoSpeechError, UnreadableAudioError
 
 STREAM_SECONDS = 300.0  # longer files are streamed
 BLOCK_SECONDS = 60.0

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import TrainingError
 from pipeline.core.progress import log
-from pipeline.core.atomic import atomic_path
 
 FRESH = {"epoch": 0, "history": [], "best_ua": -1.0, "best_epoch": 0, "best_state": None}
 

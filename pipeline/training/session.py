@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.training import distributed
-from pipeline.training.batches import balanced_weights, cell_weights, normalisation_stats
 from pipeline.core.metrics import confusion, summarise
-from pipeline.network.model import logits_for
-from pipeline.training.optim import optimiser_and_schedule
-from pipeline.network.recipe import TrainConfig
 from pipeline.corpus.splits import Split
 from pipeline.corpus.store import FeatureStore
+from pipeline.network.model import logits_for
+from pipeline.network.recipe import TrainConfig
+from pipeline.training import distributed
+from pipeline.training.batches import balanced_weights, cell_weights, normalisation_stats
+from pipeline.training.optim import optimiser_and_schedule
 
 
 @dataclass

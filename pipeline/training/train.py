@@ -26,19 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.training import distributed
 from pipeline.core import faults, layout
-from pipeline.training.batches import derived_seed, mixup_weight, spec_augment
-from pipeline.training.checkpoints import load_checkpoint, save_checkpoint
-from pipeline.training.devices import pick_device
-from pipeline.core.errors import PipelineError, TrainingError
-from pipeline.corpus.index import index_record, load_index
-from pipeline.network.model import save_model
-from pipeline.core.progress import log
-from pipeline.network.recipe import TrainConfig
-from pipeline.training.session import Session
-from pipeline.corpus.splits import Split, split_for, split_key
-from pipeline.core.hashing import code_hash, hash_obj
 from pipeline.core.atomic import (
     manifest,
     read_json,
@@ -46,7 +34,19 @@ from pipeline.core.atomic import (
     write_json_atomic,
     write_text_atomic,
 )
+from pipeline.core.errors import PipelineError, TrainingError
+from pipeline.core.hashing import code_hash, hash_obj
+from pipeline.core.progress import log
+from pipeline.corpus.index import index_record, load_index
+from pipeline.corpus.splits import Split, split_for, split_key
 from pipeline.corpus.store import FeatureStore, labels_key, load_store
+from pipeline.network.model import save_model
+from pipeline.network.recipe import TrainConfig
+from pipeline.training import distributed
+from pipeline.training.batches import derived_seed, mixup_weight, spec_augment
+from pipeline.training.checkpoints import load_checkpoint, save_checkpoint
+from pipeline.training.devices import pick_device
+from pipeline.training.session import Session
 
 
 @dataclass

@@ -37,8 +37,8 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, NamedTuple
 
 from pipeline.core import labels
-from pipeline.corpus.recipes import ravdess_names as ravdess
 from pipeline.core.errors import CorpusError
+from pipeline.corpus.recipes import ravdess_names as ravdess
 from pipeline.corpus.recipes.base import Found, Parsed, Recipe, collect, require_rows
 
 
