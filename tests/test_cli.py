@@ -189,10 +189,11 @@ def test_predict_folder_to_csv_and_jsonl(workspace, tmp_path):
     out_jsonl = tmp_path / "x.jsonl"
     ok(workspace.run("predict", str(folder), "--bundle", bundle, "-o", str(out_jsonl), "--windows"))
     lines = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
-    records = [r for r in lines if "path" in r]  # the files' lines; timeline lines have "file"
+    records = [r for r in lines if "start_s" not in r]  # the files' lines, not the timeline's
     assert [r["path"] for r in records] == [row["path"] for row in rows]
     assert [r["emotion"] for r in records] == [row["emotion"] for row in rows]
-    assert all(r["segments"] == 1 for r in records) and len(lines) == 2 * len(records)
+    assert all(r["speech"]["segments"] == 1 for r in records)
+    assert [r["path"] for r in lines] == [row["path"] for row in rows for _ in (0, 1)]
 
 
 def test_predict_unsupported_output_suffix_is_one_clean_error(workspace, tmp_path):
