@@ -34,7 +34,7 @@ for path in paths:  # one file at a time: load, features, one forward pass
     y, _ = librosa.effects.trim(y, top_db=40)  # the energy trim of the original tool
     y = librosa.util.fix_length(y, size=cfg.window_samples)
     mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=cfg.n_fft,
-          hop_length=cfg.hop_length, n_mels=cfg.n_mels, fmax=cfg.fmax), top_db=cfg.top_db)
+          hop_length=cfg.hop_length, n_mels=cfg.n_mels, fmax=cfg.mel_fmax), top_db=cfg.top_db)
     x = np.stack([librosa.feature.mfcc(S=mel, n_mfcc=cfg.n_mels), mel])[None]
     with torch.no_grad():
         torch.softmax(loaded.model(torch.from_numpy(x.astype(np.float32))), 1)

@@ -184,7 +184,7 @@ def _band_energy_db(features: np.ndarray, low_hz: float, high_hz: float) -> floa
     from pipeline.signal.features import hz_to_mel, mel_to_hz
 
     edges = mel_to_hz(np.linspace(hz_to_mel(np.array(FEATURES.fmin)),
-                                  hz_to_mel(np.array(FEATURES.fmax)), FEATURES.n_mels + 2))
+                                  hz_to_mel(np.array(FEATURES.mel_fmax)), FEATURES.n_mels + 2))
     centres = edges[1:-1]
     bands = (centres >= low_hz) & (centres <= high_hz)
     return float(features[1][bands].mean())

@@ -61,9 +61,9 @@ def test_mel_filterbank_equals_librosa_slaney(config):
     import librosa
 
     ours = mel_filterbank(sample_rate=config.sample_rate, n_fft=config.n_fft,
-                          n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax)
+                          n_mels=config.n_mels, fmin=config.fmin, fmax=config.mel_fmax)
     reference = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft,
-                                    n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax,
+                                    n_mels=config.n_mels, fmin=config.fmin, fmax=config.mel_fmax,
                                     htk=False, norm="slaney")
     assert ours.shape == reference.shape == (config.n_mels, 1 + config.n_fft // 2)
     np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-8)
@@ -79,7 +79,7 @@ def test_log_mel_and_mfcc_equal_librosa(config):
 
     power = librosa.feature.melspectrogram(
         y=window, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
-        n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax, power=2.0)
+        n_mels=config.n_mels, fmin=config.fmin, fmax=config.mel_fmax, power=2.0)
     log_mel = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=config.top_db)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=config.n_mels)
 

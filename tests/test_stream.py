@@ -98,6 +98,6 @@ def test_a_long_file_is_scored_segment_by_segment_as_it_goes(long_file, small_bl
     assert seen == result.segments  # each record passed on as it was scored
     assert "streamed" in result.notes[0]
     weights = np.array([s["speech_s"] for s in seen])
-    per_segment = np.array([[s[label] for label in labels.EMOTIONS] for s in seen])
+    per_segment = np.array([[s["probabilities"][label] for label in labels.EMOTIONS] for s in seen])
     expected = weights @ per_segment / weights.sum()
     assert [result.probabilities[label] for label in labels.EMOTIONS] == pytest.approx(expected)

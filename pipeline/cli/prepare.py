@@ -88,10 +88,6 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
         config = dataclasses.replace(config, augment=dataclasses.replace(config.augment, copies=copies))
     feature_changes = {k: v for k, v in (("window_seconds", window_seconds), ("n_mels", n_mels))
                        if v is not None}
-    if window_seconds is not None:  # segments of up to 1.5 windows, as with the default 3 s
-        front_end = config.features.front_end
-        feature_changes["front_end"] = dataclasses.replace(front_end, vad=dataclasses.replace(
-            front_end.vad, max_segment_seconds=1.5 * window_seconds))
     if feature_changes:
         config = dataclasses.replace(
             config, features=dataclasses.replace(config.features, **feature_changes))

@@ -6,7 +6,7 @@ the Python API (README, "The scoring record").
 ``start_s`` and ``end_s`` (the segment's bounds in the recording, seconds), ``speech_s``
 (seconds of detected speech in it), ``emotion``, ``confidence`` and ``probabilities``
 (``{emotion: probability}``). A segment is scored in one analysis window centred on it:
-one longer than the window (up to 1.5 windows, ``VadConfig.max_segment_seconds``) is
+one longer than the window (up to 1.5 windows, ``vad.MAX_SEGMENT_WINDOWS``) is
 scored on its middle ``window_seconds``.
 
 **The file record** (``file_record``): ``path``, ``emotion``, ``confidence``,

@@ -37,9 +37,14 @@ class FeatureConfig:
     hop_length: int = 512  # 32 ms: half the frames of 256, which bought twice the epochs
     n_mels: int = 64
     fmin: float = 0.0
-    fmax: float = 8000.0
+    fmax: float | None = None  # None: the Nyquist frequency, sample_rate / 2
     top_db: float = 80.0
     front_end: FrontEndConfig = field(default_factory=FrontEndConfig)
+
+    @property
+    def mel_fmax(self) -> float:
+        """The mel filterbank's top frequency (Hz): ``fmax``, or half the sample rate."""
+        return self.sample_rate / 2 if self.fmax is None else self.fmax
 
     @property
     def window_samples(self) -> int:
@@ -104,7 +109,7 @@ def _warped_filterbank(config: FeatureConfig, pitch_factor: float) -> np.ndarray
     Shape ``(n_mels, n_freq)`` float32.
     """
     base = mel_filterbank(sample_rate=config.sample_rate, n_fft=config.n_fft,
-                          n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax)
+                          n_mels=config.n_mels, fmin=config.fmin, fmax=config.mel_fmax)
     if pitch_factor == 1.0:
         return base.astype(np.float32)
     n_freq = base.shape[1]

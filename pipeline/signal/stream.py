@@ -37,7 +37,9 @@ from pipeline.signal.audio import BYTES_PER_SAMPLE, blocks, open_audio
 
 STREAM_SECONDS = 300.0  # longer files are streamed
 BLOCK_SECONDS = 60.0
-MARGIN_SECONDS = 10.0  # more than a segment spans (VadConfig.max_segment_seconds) plus a gap
+# Held back at a block's end: more than a segment spans (VadConfig.max_segment_samples,
+# 4.5 s for 3 s windows) plus a gap, so no segment is cut at a block edge.
+MARGIN_SECONDS = 10.0
 BLOCK_BYTES = 64_000_000  # at most this much decoded float32 at a time, whatever the rate
 
 

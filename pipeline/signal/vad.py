@@ -10,11 +10,11 @@ turns those into speech regions with hysteresis (start above ``threshold``, end 
 have no speech frames, so they are never scored.
 
 Regions are grouped into **segments**, the unit that is scored (``group_segments``): a
-recording whose speech, first region to last, spans at most ``max_segment_seconds`` is one
+recording whose speech, first region to last, spans at most the longest segment
+(``VadConfig.max_segment_samples``: 1.5 analysis windows, 4.5 s for 3 s windows) is one
 segment (every RAVDESS clip is); a longer one is cut at its pauses, neighbouring regions
-joined while the gap is at most ``max_gap_seconds`` and the segment stays within
-``max_segment_seconds``; a region longer than that is split into equal parts no longer
-than one window. Segments with less than ``min_speech_seconds`` of speech are not scored.
+joined while the gap is at most ``max_gap_seconds`` and the segment stays within the
+longest; a region longer than that is split into equal parts no longer than one window. Segments with less than ``min_speech_seconds`` of speech are not scored.
 
 Source: Silero Team (2024), "Silero VAD: pre-trained enterprise-grade Voice Activity
 Detector", https://github.com/snakers4/silero-vad.
@@ -29,7 +29,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-VAD_SAMPLE_RATE = 16000
+VAD_SAMPLE_RATE = 16000  # the rate Silero's model takes (not the features' rate)
+# A segment spans at most this many analysis windows: one longer than the window is scored
+# on its middle window, so at most a quarter of it on each side goes unheard.
+MAX_SEGMENT_WINDOWS = 1.5
 VAD_FRAME_SAMPLES = 512  # one detector frame: 32 ms at 16 kHz
 
 
@@ -43,7 +46,9 @@ class VadConfig:
     speech_pad_ms: int = 30
     min_speech_seconds: float = 0.5  # less than this in a segment: not scored
     max_gap_seconds: float = 1.0
-    max_segment_seconds: float = 4.5  # 1.5 analysis windows
+    # None: MAX_SEGMENT_WINDOWS analysis windows (4.5 s for 3 s windows); bundles exported
+    # before it was derived hold 4.5, which is the same
+    max_segment_seconds: float | None = None
 
     def __post_init__(self):
         if self.min_speech_seconds < 0.4:  # one BS.1770 loudness block
@@ -52,6 +57,13 @@ class VadConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def max_segment_samples(self, *, sample_rate: int, window_samples: int) -> int:
+        """The longest segment, in samples at ``sample_rate``: ``max_segment_seconds``, or
+        ``MAX_SEGMENT_WINDOWS`` analysis windows of ``window_samples`` when it is None."""
+        if self.max_segment_seconds is None:
+            return int(MAX_SEGMENT_WINDOWS * window_samples)
+        return int(self.max_segment_seconds * sample_rate)
 
 
 @dataclass(frozen=True)
@@ -133,7 +145,8 @@ def group_segments(regions: list[tuple[int, int]], config: VadConfig, *, sample_
     docstring), each with at least ``min_speech_seconds`` of speech."""
     if not regions:
         return []
-    max_length = int(config.max_segment_seconds * sample_rate)
+    max_length = config.max_segment_samples(sample_rate=sample_rate,
+                                            window_samples=window_samples)
     max_gap = int(config.max_gap_seconds * sample_rate)
     if regions[-1][1] - regions[0][0] <= max_length:
         spans = [(regions[0][0], regions[-1][1])]
