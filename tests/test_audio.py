@@ -225,7 +225,7 @@ def test_a_file_over_the_budget_is_streamed_in_bounded_blocks(tmp_path, monkeypa
     path = _silence_flac(tmp_path / "wide.flac", seconds=4, rate=96_000, channels=8)
     monkeypatch.setattr("pipeline.signal.audio.DECODE_BUDGET_BYTES", 1_000_000)
     monkeypatch.setattr(stream, "BLOCK_BYTES", 400_000)
-    assert stream.is_long(path)
+    assert is_long(path)
     sizes = []
     original = soundfile.SoundFile.read
 
@@ -238,3 +238,12 @@ def test_a_file_over_the_budget_is_streamed_in_bounded_blocks(tmp_path, monkeypa
     with pytest.raises(NoSpeechError, match=r"wide.flac: no speech detected in 4 s of audio"):
         list(stream.segments(path, FeatureConfig()))
     assert sizes and max(sizes) <= 400_000 and sum(sizes) == 4 * 96_000 * 8 * 4
+
+
+def is_long(path) -> bool:
+    """``stream.is_long`` of the file at ``path``, opened as ``predict`` opens it."""
+    from pipeline.signal import stream
+    from pipeline.signal.audio import open_file
+
+    with open_file(path) as opened:
+        return stream.is_long(opened)

@@ -80,8 +80,13 @@ def test_a_recording_without_speech_names_the_file(tmp_path, small_blocks):
 def test_only_files_longer_than_the_threshold_are_streamed(long_file, tmp_path, small_blocks):
     short = tmp_path / "short.wav"
     soundfile.write(short, np.zeros(16000 * 5, np.float32), 16000)
-    assert stream.is_long(long_file) and not stream.is_long(short)
-    assert not stream.is_long(tmp_path / "missing.wav")  # the whole-file path reports it
+    assert is_long(long_file) and not is_long(short)
+    from pipeline.inference.predict import file_windows
+    from pipeline.signal.features import FeatureConfig
+
+    missing = file_windows(tmp_path / "missing.wav", FeatureConfig())  # reported, not streamed
+    assert missing.error.startswith("cannot open") and not missing.streamed
+    assert file_windows(long_file, FeatureConfig()).streamed
 
 
 def test_a_long_file_is_scored_segment_by_segment_as_it_goes(long_file, small_blocks):
@@ -101,3 +106,12 @@ def test_a_long_file_is_scored_segment_by_segment_as_it_goes(long_file, small_bl
     per_segment = np.array([[s["probabilities"][label] for label in labels.EMOTIONS] for s in seen])
     expected = weights @ per_segment / weights.sum()
     assert [result.probabilities[label] for label in labels.EMOTIONS] == pytest.approx(expected)
+
+
+def is_long(path) -> bool:
+    """``stream.is_long`` of the file at ``path``, opened as ``predict`` opens it."""
+    from pipeline.signal import stream
+    from pipeline.signal.audio import open_file
+
+    with open_file(path) as opened:
+        return stream.is_long(opened)

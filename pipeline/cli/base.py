@@ -125,7 +125,8 @@ def cli(ctx, data_dir, artifacts_dir, log_level, quiet):
             stream.reconfigure(errors="backslashreplace")
     progress.configure(level=log_level, quiet=quiet, bars=False if os.environ.get("CI") else None)
     try:  # test-only fault points: the process's one reading of SER_FAULT
-        faults.install(faults.from_environment())
+        if os.environ.get(faults.ENVIRONMENT):
+            faults.install(faults.from_environment())
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     # absolute from here on: every message names the folder it searched, wherever it runs

@@ -27,8 +27,7 @@ from pipeline.core.progress import log
 from pipeline.corpus.scan import audio_suffixes, scan
 from pipeline.inference.results import FileResult, timeline_record, verdict
 from pipeline.signal import frontend
-from pipeline.signal.audio import audio_sha256
-from pipeline.signal.audio import read
+from pipeline.signal.audio import audio_sha256, decode_opened, open_file
 from pipeline.signal.augment import AugmentParams
 from pipeline.signal.features import FeatureConfig
 from pipeline.signal.views import CLEAN, window_views
@@ -44,6 +43,7 @@ class FileFeatures:
     notes: list[str] = field(default_factory=list)
     error: str = ""
     audio_sha256: str = ""
+    streamed: bool = False  # too long to decode whole: the caller streams it (stream.is_long)
 
 
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -59,10 +59,18 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 def file_windows(path: Path, config: FeatureConfig,
                  views: tuple[AugmentParams, ...] = CLEAN) -> FileFeatures:
     """Worker: the feature window of every speech segment of one file, each in every view
-    (see module docstring); a file that cannot be scored gets its reason in ``error``."""
+    (see module docstring); a file that cannot be scored gets its reason in ``error``, one
+    too long to decode whole comes back ``streamed``. The file is opened and its header
+    read once."""
+    from pipeline.signal.stream import is_long
+
     try:
-        samples, file_rate = read(path)
-        return samples_windows(samples, file_rate, config, views, name=str(path))
+        with open_file(path) as opened:
+            if is_long(opened):
+                return FileFeatures(str(path), streamed=True)
+            samples, file_rate = decode_opened(opened, name=str(path))
+        return samples_windows(samples, file_rate, config, views, name=str(path),
+                               check_header=False)
     except AudioError as exc:
         return FileFeatures(str(path), error=str(exc).removeprefix(f"{path}: "))
     except Exception as exc:  # a batch must never stop on one file
@@ -71,12 +79,14 @@ def file_windows(path: Path, config: FeatureConfig,
 
 
 def samples_windows(samples: np.ndarray, file_rate: int, config: FeatureConfig,
-                    views: tuple[AugmentParams, ...], *, name: str) -> FileFeatures:
+                    views: tuple[AugmentParams, ...], *, name: str,
+                    check_header: bool = True) -> FileFeatures:
     """The windows of decoded ``samples`` (float32 ``(num_samples, channels)`` at
     ``file_rate``), as ``file_windows`` computes them; raises ``AudioError`` (a silent
     recording, ``NoSpeechError``) naming ``name``."""
     digest = audio_sha256(samples, file_rate)
-    speech = frontend.from_samples(samples, file_rate=file_rate, features=config, name=name)
+    speech = frontend.from_samples(samples, file_rate=file_rate, features=config, name=name,
+                                   check_header=check_header)
     windows = np.stack([window_views(speech.segment_audio(s), config, views)
                         for s in speech.segments])
     rate = config.sample_rate
@@ -115,7 +125,8 @@ def _featurize(paths: list[Path], config: FeatureConfig, views: tuple[AugmentPar
         for path, feats in zip(paths, run(task, items, jobs=jobs, scheduler=scheduler,
                                           batch_size=8, shared_path=Path(items[0]).parent)):
             feats.path = str(path)
-            progress.update(1)
+            if progress is not None:
+                progress.update(1)
             done += 1
             yield feats
     except WorkerKilled as exc:
@@ -222,30 +233,28 @@ def iter_predictions(paths: list[Path], scorer, *, jobs: int = 1, tta: bool = Tr
     others get their features from ``jobs`` local processes or the Dask cluster at
     ``scheduler``. The model always runs here, with torch's threads as the caller set
     them (the CLI sets them from ``jobs``)."""
-    from itertools import groupby
-
-    from pipeline.signal import stream
-
     views = scorer.views if tta else CLEAN
-    for long_files, run in groupby(paths, key=stream.is_long):
-        if long_files:
-            for path in run:
-                yield score_long_file(path, scorer, views=views, on_segment=on_segment)
-                if progress is not None:
-                    progress.update(1)
-        else:
-            yield from _score_files(list(run), scorer, views, jobs=jobs, scheduler=scheduler,
-                                    batch_windows=batch_windows, progress=progress)
+    yield from _score_files(list(paths), scorer, views, jobs=jobs, scheduler=scheduler,
+                            batch_windows=batch_windows, progress=progress,
+                            on_segment=on_segment)
 
 
 def _score_files(paths: list[Path], scorer, views, *, jobs: int, scheduler: str | None,
-                 batch_windows: int, progress) -> Iterator[FileResult]:
-    """Whole-file scoring: features in workers, the model here in batches of about
-    ``batch_windows`` windows x views; results yielded in order once scored."""
+                 batch_windows: int, progress, on_segment=None) -> Iterator[FileResult]:
+    """Features in workers, the model here in batches of about ``batch_windows`` windows x
+    views; a file the worker found too long is streamed here (``score_long_file``) once
+    the files before it are out. Results yielded in order once scored."""
     waiting: list[FileResult] = []  # in order, not yet yielded
     pending: list[tuple[FileFeatures, FileResult]] = []
     for feats in _featurize(paths, scorer.feature_config, views, jobs=jobs,
                             scheduler=scheduler, progress=progress):
+        if feats.streamed:
+            _score_pending(scorer, pending)
+            pending.clear()
+            yield from waiting
+            waiting.clear()
+            yield score_long_file(feats.path, scorer, views=views, on_segment=on_segment)
+            continue
         result = FileResult(feats.path, error=feats.error, notes=feats.notes,
                             audio_sha256=feats.audio_sha256)
         waiting.append(result)

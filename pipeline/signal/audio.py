@@ -52,18 +52,34 @@ def read(path: Path, *, budget: int = DECODE_BUDGET_BYTES) -> tuple[np.ndarray, 
     Raises ``AudioError`` naming the file: missing, empty, undecodable, a header outside
     the limits, no frames, NaN or infinite samples; ``TooLongError`` when it decodes to
     more than ``budget`` bytes of float32."""
+    with open_file(path) as opened:
+        return decode_opened(opened, name=str(path), budget=budget)
+
+
+@contextlib.contextmanager
+def open_file(path: Path) -> Iterator["Opened"]:
+    """The file at ``path`` open for decoding for the block, its header read and checked
+    once (``open_audio``): what a caller that decides from the header (stream it, or
+    decode it whole with ``decode_opened``) opens it with. A pipe or device
+    (``/dev/stdin``) is read into memory first. Raises ``AudioError`` naming the file:
+    missing, empty, unreadable, a header outside the limits."""
+    import io
+
     path = Path(path)
     try:
         status = path.stat()
-        if not stat.S_ISREG(status.st_mode):  # a pipe or device (/dev/stdin): read it once
-            return read_bytes(path.read_bytes(), name=str(path), budget=budget)
-        if status.st_size == 0:
-            raise AudioError(f"{path}: empty file (0 bytes)")
-        handle = open(path, "rb")
+        if not stat.S_ISREG(status.st_mode):  # a pipe or device: read it once
+            raw = io.BytesIO(path.read_bytes())
+            size = len(raw.getbuffer())
+        else:
+            size = status.st_size
+            raw = open(path, "rb") if size else None
     except OSError as exc:
         raise AudioError(f"{path}: cannot open ({exc.strerror or exc})") from exc
-    with handle:
-        return decode(handle, name=str(path), budget=budget)
+    if not size:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    with raw, open_audio(raw, name=str(path)) as opened:
+        yield opened
 
 
 def read_bytes(data: bytes, *, name: str, max_seconds: float | None = None,
@@ -85,25 +101,32 @@ def decode(raw, *, name: str, max_seconds: float | None = None,
     audio, never holding more than ``budget`` bytes of float32 (``check_claim`` first,
     then ``blocks``). Returns and raises as ``read`` does."""
     with open_audio(raw, name=name) as opened:
-        check_claim(opened, name=name, max_seconds=max_seconds, budget=budget)
-        limit = budget // (BYTES_PER_SAMPLE * opened.channels)
-        if max_seconds is not None:
-            limit = min(limit, int(max_seconds * opened.sample_rate))
-        # the header's length when it can be trusted, so the samples are held once
-        samples = np.empty((min(opened.frames, limit) if opened.trusted else _BLOCK_FRAMES,
-                            opened.channels), dtype=np.float32)
-        frames = 0
-        for block in blocks(opened, name=name, blocksize=_BLOCK_FRAMES):
-            if frames + len(block) > limit:
-                raise _too_long(opened, name=name, frames=frames + len(block), budget=budget,
-                                max_seconds=max_seconds)
-            if frames + len(block) > len(samples):  # more than claimed: grow
-                grown = np.empty((min(limit, 2 * (frames + len(block))), opened.channels),
-                                 dtype=np.float32)
-                grown[:frames] = samples[:frames]
-                samples = grown
-            samples[frames:frames + len(block)] = block
-            frames += len(block)
+        return decode_opened(opened, name=name, max_seconds=max_seconds, budget=budget)
+
+
+def decode_opened(opened: "Opened", *, name: str, max_seconds: float | None = None,
+                  budget: int = DECODE_BUDGET_BYTES) -> tuple[np.ndarray, int]:
+    """``decode`` of a file already open (``open_audio``, ``open_file``): its header is
+    not read again. Returns and raises as ``read`` does."""
+    check_claim(opened, name=name, max_seconds=max_seconds, budget=budget)
+    limit = budget // (BYTES_PER_SAMPLE * opened.channels)
+    if max_seconds is not None:
+        limit = min(limit, int(max_seconds * opened.sample_rate))
+    # the header's length when it can be trusted, so the samples are held once
+    samples = np.empty((min(opened.frames, limit) if opened.trusted else _BLOCK_FRAMES,
+                        opened.channels), dtype=np.float32)
+    frames = 0
+    for block in blocks(opened, name=name, blocksize=_BLOCK_FRAMES):
+        if frames + len(block) > limit:
+            raise _too_long(opened, name=name, frames=frames + len(block), budget=budget,
+                            max_seconds=max_seconds)
+        if frames + len(block) > len(samples):  # more than claimed: grow
+            grown = np.empty((min(limit, 2 * (frames + len(block))), opened.channels),
+                             dtype=np.float32)
+            grown[:frames] = samples[:frames]
+            samples = grown
+        samples[frames:frames + len(block)] = block
+        frames += len(block)
     samples = samples[:frames]
     if samples.shape[0] == 0:
         raise UnreadableAudioError(f"{name}: no audio frames (empty or truncated file)")

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.errors import NoSpeechError, SilentError
-from pipeline.signal import conditioning
-from pipeline.signal.audio import check_header, read, resample
+from pipeline.signal import audio, conditioning
+from pipeline.signal.audio import read, resample
 from pipeline.signal.vad import (
     VAD_SAMPLE_RATE,
     Segment,
@@ -114,14 +114,27 @@ def condition(samples: np.ndarray, *, file_rate: int, sample_rate: int,
     changes nothing downstream (every step is scale-equivariant, step 6 sets the level)
     and keeps the filter and mixing sums far from float32 overflow.
     """
-    # max and -min rather than abs(): no temporary copy of a long recording
-    peak = float(max(samples.max(), -samples.min())) if samples.size else 0.0
-    if peak > 1.0:
-        samples = samples / np.float32(peak)
-    y = conditioning.mix_channels(samples)
+    y = conditioning.mix_channels(bounded(samples))
     y = conditioning.remove_dc(y, sample_rate=file_rate, cutoff_hz=config.highpass_hz,
                                order=config.highpass_order)
     y = resample(y, orig_sr=file_rate, target_sr=sample_rate)
+    return level(y, sample_rate=sample_rate, config=config, name=name)
+
+
+def bounded(samples: np.ndarray) -> np.ndarray:
+    """``samples`` (any shape) divided by their peak when it is above 1, else as they are:
+    every later step is scale-equivariant, so this changes nothing downstream and keeps
+    the filter and mixing sums far from float32 overflow."""
+    # max and -min rather than abs(): no temporary copy of a long recording
+    peak = float(max(samples.max(), -samples.min())) if samples.size else 0.0
+    return samples / np.float32(peak) if peak > 1.0 else samples
+
+
+def level(y: np.ndarray, *, sample_rate: int, config: FrontEndConfig,
+          name: str = "recording") -> np.ndarray:
+    """Steps 5-6: refuse a silent signal (``SilentError`` naming ``name``), then scale
+    ``y`` (float32 ``(num_samples,)`` at ``sample_rate``) to a peak of 1 and to
+    ``config.target_lufs`` over all of it. Returns float32 ``(num_samples,)``."""
     if y.size == 0 or float(np.max(np.abs(y))) < SILENCE_PEAK:
         raise SilentError(f"{name}: silent (peak below -80 dBFS once DC is removed); "
                          "nothing to score")
@@ -151,14 +164,17 @@ def detect(y: np.ndarray, *, sample_rate: int, window_samples: int, config: Fron
     return Speech(y, sample_rate, regions, segments, config.target_lufs)
 
 
-def from_samples(samples: np.ndarray, *, file_rate: int, features, name: str = "recording") -> Speech:
+def from_samples(samples: np.ndarray, *, file_rate: int, features, name: str = "recording",
+                 check_header: bool = True) -> Speech:
     """Steps 2-7 on decoded ``samples`` (float ``(num_frames,)`` or ``(num_frames,
     channels)``) with the front end of ``features`` (a ``FeatureConfig``). Raises
-    ``AudioError`` for a rate or channel count outside ``audio.check_header``'s limits or
-    a silent recording, ``NoSpeechError``
-    without enough speech; each names ``name``."""
+    ``AudioError`` for a rate or channel count outside ``audio.check_header``'s limits
+    (unless ``check_header`` is False: samples decoded from a file whose header was
+    checked when it was opened) or a silent recording, ``NoSpeechError`` without enough
+    speech; each names ``name``."""
     samples = np.asarray(samples, dtype=np.float32)
-    check_header(file_rate, 1 if samples.ndim == 1 else samples.shape[1], name=name)
+    if check_header:  # False: decoded from a file whose header open_audio checked
+        audio.check_header(file_rate, 1 if samples.ndim == 1 else samples.shape[1], name=name)
     shortest = features.front_end.vad.min_speech_seconds
     if samples.shape[0] < shortest * file_rate:  # too short to hold a segment at all
         raise NoSpeechError(f"{name}: no speech detected (the recording lasts only "
@@ -175,5 +191,6 @@ def from_samples(samples: np.ndarray, *, file_rate: int, features, name: str = "
 def load(path: Path, features) -> Speech:
     """Steps 1-7 for a file. Raises ``AudioError`` (unreadable, empty, silent) or
     ``NoSpeechError``, each naming ``path``."""
-    samples, file_rate = read(path)
-    return from_samples(samples, file_rate=file_rate, features=features, name=str(path))
+    samples, file_rate = read(path)  # its header checked on the way
+    return from_samples(samples, file_rate=file_rate, features=features, name=str(path),
+                        check_header=False)

@@ -4,15 +4,15 @@ block by block, so that peak memory does not grow with the recording's length.
 ``predict`` sends a file here when it lasts more than ``STREAM_SECONDS``. Per block of
 ``BLOCK_SECONDS`` decoded with soundfile:
 
-1. channels mixed with aligned polarity (decided per block), samples above 1 divided by
-   the block's peak (``conditioning``, as the whole-file front end does);
+1. samples above 1 divided by the block's peak (``frontend.bounded``), channels mixed
+   with aligned polarity (decided per block): the whole-file front end's steps;
 2. the DC high-pass run with its state carried from block to block (the filter is
    causal, so this is exactly the whole-file filter);
 3. resampled with soxr's streaming resampler (its state carried too);
 4. appended to a buffer of conditioned 16 kHz speech. Once the buffer holds a block and
-   a margin, it is scaled to a peak of 1 and -23 LUFS (a provisional level per block,
-   where the whole-file path uses the whole recording's), the speech detector runs on it
-   and its segments are cut (``frontend.detect``); segments that end more than
+   a margin, it is scaled to a peak of 1 and -23 LUFS (``frontend.level``: a provisional
+   level per block, where the whole-file path uses the whole recording's), the speech
+   detector runs on it and its segments are cut (``frontend.detect``); segments that end more than
    ``MARGIN_SECONDS`` before the buffer's end are final and leave, the rest of the buffer
    (from the first segment or speech region still open) is kept for the next block, so a
    segment is never cut at a block edge.
@@ -31,8 +31,8 @@ from typing import Iterator
 
 import numpy as np
 
-from pipeline.core.errors import AudioError, NoSpeechError, UnreadableAudioError
-from pipeline.signal import conditioning
+from pipeline.core.errors import AudioError, NoSpeechError, SilentError, UnreadableAudioError
+from pipeline.signal import conditioning, frontend
 from pipeline.signal.audio import BYTES_PER_SAMPLE, blocks, open_audio
 
 STREAM_SECONDS = 300.0  # longer files are streamed
@@ -54,19 +54,15 @@ class StreamSegment:
     audio: np.ndarray
 
 
-def is_long(path: Path) -> bool:
-    """Whether ``path`` is streamed: its header claims more than ``STREAM_SECONDS``, or
-    more decoded audio than ``audio.DECODE_BUDGET_BYTES`` holds (a short recording of
-    many channels at a high rate). False for an unreadable file: the whole-file path
-    reports it."""
-    from pipeline.signal.audio import DECODE_BUDGET_BYTES, open_audio
+def is_long(opened) -> bool:
+    """Whether a file open for decoding (``audio.open_file``) is streamed, from its
+    header: it claims more than ``STREAM_SECONDS``, or more decoded audio than
+    ``audio.DECODE_BUDGET_BYTES`` holds (a short recording of many channels at a high
+    rate)."""
+    from pipeline.signal.audio import DECODE_BUDGET_BYTES
 
-    try:
-        with open(path, "rb") as raw, open_audio(raw, name=str(path)) as opened:
-            return (opened.frames > STREAM_SECONDS * opened.sample_rate
-                    or opened.claimed_bytes() > DECODE_BUDGET_BYTES)
-    except (OSError, AudioError):
-        return False
+    return (opened.frames > STREAM_SECONDS * opened.sample_rate
+            or opened.claimed_bytes() > DECODE_BUDGET_BYTES)
 
 
 class Conditioner:
@@ -88,9 +84,7 @@ class Conditioner:
     def push(self, block: np.ndarray, *, last: bool = False) -> np.ndarray:
         from scipy import signal
 
-        peak = float(max(block.max(), -block.min())) if block.size else 0.0
-        if peak > 1.0:
-            block = block / np.float32(peak)
+        block = frontend.bounded(block)
         y = (conditioning.mix_channels(block) if len(block) else np.zeros(0)).astype(np.float64)
         if y.size:
             if self.zi is None:  # steady state for the first sample, as remove_dc starts
@@ -147,17 +141,15 @@ def _stream(opened, features, *, name: str) -> Iterator[StreamSegment]:
 def _cut(buffer: np.ndarray, features, *, final: bool) -> tuple[list, int]:
     """``(segments to emit as (start, end, speech samples, audio), where the kept buffer
     starts)``: every segment when ``final``, else those ending before the margin."""
-    from pipeline.signal import frontend
-
     rate = features.sample_rate
-    if buffer.size < conditioning.MIN_LOUDNESS_SECONDS * rate or \
-            float(np.max(np.abs(buffer))) < frontend.SILENCE_PEAK:
+    if buffer.size < conditioning.MIN_LOUDNESS_SECONDS * rate:
         return [], buffer.size
-    level = conditioning.normalise_loudness(conditioning.peak_normalise(buffer),
-                                            sample_rate=rate,
-                                            target_lufs=features.front_end.target_lufs)
+    try:  # the provisional level per block (the whole-file path: over the recording)
+        levelled = frontend.level(buffer, sample_rate=rate, config=features.front_end)
+    except SilentError:
+        return [], buffer.size
     try:
-        speech = frontend.detect(level, sample_rate=rate, window_samples=features.window_samples,
+        speech = frontend.detect(levelled, sample_rate=rate, window_samples=features.window_samples,
                                  config=features.front_end)
     except NoSpeechError:
         return [], buffer.size - (0 if final else int(MARGIN_SECONDS * rate))

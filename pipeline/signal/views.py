@@ -16,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.signal.augment import AugmentParams, speech_features
-from pipeline.signal.features import FeatureConfig
+from pipeline.signal.features import FeatureConfig, clean_features
 
-CLEAN: tuple[AugmentParams, ...] = (AugmentParams(),)
+_IDENTITY = AugmentParams()
+CLEAN: tuple[AugmentParams, ...] = (_IDENTITY,)
 TEST_VIEWS: tuple[AugmentParams, ...] = (
     AugmentParams(),
     AugmentParams(semitones=-1.0), AugmentParams(semitones=1.0),
@@ -31,8 +32,10 @@ def window_views(speech: np.ndarray, config: FeatureConfig,
                  views: tuple[AugmentParams, ...]) -> np.ndarray:
     """The features of every view of one stretch of speech, ``(len(views), 2, n_mels,
     num_frames)`` float32. The first view of ``TEST_VIEWS`` and ``CLEAN`` is the window
-    ``extract`` stores as a clean copy."""
-    return np.stack([speech_features(speech, view, config) for view in views])
+    ``extract`` stores as a clean copy; it is computed without the augmentation code
+    (``features.clean_features``, which identity params equal exactly)."""
+    return np.stack([clean_features(speech, config) if view == _IDENTITY else
+                     speech_features(speech, view, config) for view in views])
 
 
 def to_list(views: tuple[AugmentParams, ...]) -> list[dict]:

@@ -1,0 +1,35 @@
+"""Tests of scripts/walkthrough.py (issue 30): one recording through ``ser predict``
+passes fewer modules than the 21 of the flat package, is opened (and its header read)
+once, and enters the front end once."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import soundfile
+
+from tests.conftest import synth_speech
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "walkthrough.py"
+
+
+def _walkthrough():
+    spec = importlib.util.spec_from_file_location("walkthrough", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_recording_through_predict_is_opened_once_and_passes_under_21_modules(tmp_path):
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, synth_speech(emotion=5, seconds=1.5), 16000)
+    order, entries = _walkthrough().walk(["predict", "-j", "1", str(clip)])
+    assert len(order) < 21, order
+    assert "pipeline.signal.frontend" in order and "pipeline.network.model" in order
+    assert not any(module.startswith("pipeline.training") for module in order)
+    opened = [count for name, count in entries.items() if name.startswith("(audio files")]
+    assert opened == [1]  # decoded once, its header read once
+    assert sys.getprofile() is None  # the profiler is taken off again
+
