@@ -42,8 +42,9 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("--folds", default="0,1,2,3,4")
     parser.add_argument("--set", action="append", default=[])
-    parser.add_argument("--features", default=str(layout.features_dir(Path("artifacts"))),
-                        help="the feature store folder to share (a variant's, say)")
+    parser.add_argument("--features", type=Path, default=None,
+                        help="the feature store folder to share (a variant's, say; default: "
+                             "--artifacts-dir's)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
     args = parser.parse_args()
@@ -55,7 +56,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     link = layout.features_dir(root)
     if not link.exists():
-        os.symlink(Path(args.features).resolve(), link)
+        os.symlink((args.features or layout.features_dir(args.artifacts_dir)).resolve(), link)
     best, last, per_corpus = [], [], {}
     for fold in map(int, args.folds.split(",")):
         result = train(data_dir=args.data_dir, artifacts_dir=root, config=config, fold=fold)
