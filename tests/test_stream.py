@@ -115,3 +115,19 @@ def is_long(path) -> bool:
 
     with open_file(path) as opened:
         return stream.is_long(opened)
+
+
+def test_the_python_api_scores_a_long_file_as_the_command_line_does(long_file, small_blocks):
+    from test_scorer import _model
+    from pipeline.core import labels
+    from pipeline.inference import api
+    from pipeline.inference.predict import iter_predictions
+    from pipeline.inference.scorer import Scorer
+    from pipeline.signal.views import CLEAN
+
+    scorer = Scorer(_model(0), FeatureConfig(), labels.EMOTIONS, CLEAN)
+    record = api.predict_file(long_file, model=scorer, tta=False)
+    [result] = iter_predictions([long_file], scorer, tta=False)
+    assert "streamed" in record["notes"][0] and record["path"] == str(long_file)
+    assert record["probabilities"] == result.probabilities
+    assert record["timeline"] == result.segments

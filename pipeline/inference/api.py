@@ -58,13 +58,17 @@ def predict_array(samples: np.ndarray, sample_rate: int, *, model=None, name: st
 
 
 def predict_file(path: str | Path, *, model=None, tta: bool = True) -> dict:
-    """``predict_array`` of a file read from disk (WAV, FLAC, OGG, MP3; any rate): the
-    same record, ``path`` being the file's path. Raises ``AudioError`` naming the file when it
-    is unreadable or holds no speech."""
-    from pipeline.signal.audio import read
+    """Score one file (WAV, FLAC, OGG, MP3; any rate) exactly as ``ser predict`` does,
+    through the same path (``predict.iter_predictions``: opened once, streamed block by
+    block when it is long): the record of ``predict_array``, ``path`` being the file's
+    path. Raises ``AudioError`` naming the file when it is unreadable or holds no speech."""
+    from pipeline.inference.predict import iter_predictions
 
-    samples, rate = read(Path(path))
-    return predict_array(samples, rate, model=model, name=str(path), tta=tta)
+    scorer = model if model is not None else load_model()
+    [result] = iter_predictions([Path(path)], scorer, tta=tta)
+    if result.error:
+        raise AudioError(f"{path}: {result.error}")
+    return record_of(result, scorer, tta=tta)
 
 
 def as_pcm(samples, sample_rate: int, *, name: str) -> np.ndarray:
