@@ -7,7 +7,7 @@ builds one whole shard and writes it under a temporary name, then renames it: on
 writer per file, and a shard that exists is complete. The manifest
 ``<artifacts>/features/manifest.json`` (config, clips hash, shard list with row counts
 and checksums, failures) is written last. The cache key is the config, the clips
-(``pipeline.corpus.index.clips_hash``: not their folds) and the code (``stages.code_hash``).
+(``pipeline.corpus.index.clips_hash``: not their folds) and the code (``hashing.code_hash``).
 A rerun:
 
 - finds the manifest's key equal to the current one and every shard matching its size

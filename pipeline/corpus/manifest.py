@@ -13,7 +13,8 @@ Columns (JSONL: one object per line; CSV: a header row):
 - ``gender``: ``female``, ``male`` or "" (optional; it balances the folds);
 - ``clip_id``: a unique id (optional; default ``<corpus>/<path without suffix>``).
 
-``ser index`` writes one from the recipes (``pipeline.corpus.recipes``) as ``<data>/manifest.jsonl``;
+``ser index`` writes one from the recipes (``pipeline.corpus.recipes``) as
+``<data>/manifest.jsonl``;
 a user can write one by hand and pass it with ``--manifest``. ``check`` refuses a bad one
 with one line naming the row and the fix, before anything is written.
 """

@@ -135,7 +135,8 @@ def _fold_report(per_fold: list[dict], pooled: np.ndarray, saved: dict, store_ma
 
 def _calibration(artifacts_dir: Path, recipe: dict, scored: list) -> dict:
     """ECE and NLL of the test clips' probabilities as scored, and with the temperature
-    fitted for this recipe on validation actors, if there is one (``pipeline.inference.calibration``)."""
+    fitted for this recipe on validation actors, if there is one
+    (``pipeline.inference.calibration``)."""
     from pipeline.inference import calibration
 
     fitted = calibration.matching(artifacts_dir, recipe)

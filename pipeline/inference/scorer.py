@@ -39,7 +39,7 @@ class Scorer:
     path: Path | None = None  # the bundle file, if any
     saved: tuple[dict, ...] = ()  # each member's model.pt fields (scorers from runs only)
     fingerprint: str = ""  # a bundle's checksum (its weights and metadata), hex
-    # applied to each window's averaged probabilities (pipeline.inference.calibration); 1: as trained
+    # applied to each window's averaged probabilities (inference.calibration); 1: as trained
     temperature: float = 1.0
 
     @property
@@ -62,8 +62,9 @@ class Scorer:
 
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
         """Mean softmax over the views, then the scorer's temperature: ``windows`` float32
-        ``(n, views, 2, n_mels, num_frames)`` -> ``(n, len(labels))``. The network is torch's, or any callable
-        from float32 arrays to logits (``onnx_bundle.OnnxNetwork``)."""
+        ``(n, views, 2, n_mels, num_frames)`` -> ``(n, len(labels))``. The network is
+        torch's, or any callable from float32 arrays to logits
+        (``onnx_bundle.OnnxNetwork``)."""
         import torch
 
         n_windows, n_views = windows.shape[:2]

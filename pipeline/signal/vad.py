@@ -14,7 +14,8 @@ recording whose speech, first region to last, spans at most the longest segment
 (``VadConfig.max_segment_samples``: 1.5 analysis windows, 4.5 s for 3 s windows) is one
 segment (every RAVDESS clip is); a longer one is cut at its pauses, neighbouring regions
 joined while the gap is at most ``max_gap_seconds`` and the segment stays within the
-longest; a region longer than that is split into equal parts no longer than one window. Segments with less than ``min_speech_seconds`` of speech are not scored.
+longest; a region longer than that is split into equal parts no longer than one window.
+Segments with less than ``min_speech_seconds`` of speech are not scored.
 
 Source: Silero Team (2024), "Silero VAD: pre-trained enterprise-grade Voice Activity
 Detector", https://github.com/snakers4/silero-vad.

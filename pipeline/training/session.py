@@ -38,7 +38,7 @@ class Session:
     device: "torch.device"
     group: distributed.Group | None = None
     accelerated: bool = False  # the GPU path: data resident on the device, bf16 autocast
-    # with config.adversary: the actor head (pipeline.training.adversary) and each row's actor target
+    # with config.adversary: the actor head (training.adversary) and each row's actor target
     adversary: "torch.nn.Module | None" = None
     actor_targets: "torch.Tensor | None" = None
 

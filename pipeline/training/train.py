@@ -69,7 +69,7 @@ def run_key(config: TrainConfig, *, features_key: str, fold: int | str | None,
     """The cache key of one member's run: its recipe (``member_key``: not the member
     count), the features' key, the labels and speakers joined onto them
     (``store.labels_key``), the fold, the split that fold depends on (``split_key``), the
-    training code (``stages.code_hash``), and, when they apply, the torchrun process
+    training code (``hashing.code_hash``), and, when they apply, the torchrun process
     count and the GPU path (bf16 autocast changes the arithmetic)."""
     return hash_obj({"train": config.member_key(), "features": features_key, "fold": fold,
                      "split": split, "code": code_hash(__name__), "labels": labels,

@@ -8,7 +8,7 @@ copy of a clip in another folder is recognised (and skipped), whatever the folde
 ``<corpus>/<canonical stem>``, except RAVDESS's, which is the bare stem
 (``ravdess.ClipName.clip_id``): augmentation seeds derive from it.
 
-- ``ravdess``: ``Actor_01/03-01-05-01-02-01-01.wav`` (``pipeline.corpus.recipes.ravdess_names``); speech only;
+- ``ravdess``: ``Actor_01/03-01-05-01-02-01-01.wav`` (``recipes.ravdess_names``); speech only;
   label the emotion code 01-08; speaker the two-digit actor; odd actors male.
 - ``emovo``: ``f1/dis-f1-b1.wav`` = ``<emotion>-<actor>-<sentence>`` (Costantini et al.
   2014); actors f1-f3 (female), m1-m3 (male), the name's actor wins over the folder's;
