@@ -12,6 +12,14 @@ their seconds of speech, and each segment's timeline record can be reported
 
 A file that cannot be scored (unreadable, silent, no speech detected) gets a result with
 the reason in ``error``; a batch never stops on one bad file.
+
+One way to score, whatever holds the audio (as audinterface's ``Process`` gives signal,
+file, files and folder over one segmenting rule): ``score_samples`` (an array),
+``score_bytes`` (file bytes: standard input, an upload), ``iter_predictions`` /
+``predict_files`` (files and folders; long ones streamed, ``score_long_file``) all end in
+the same segments, windows, views and verdict, and give a ``FileResult`` whose record
+(``results.file_record``) every output writes; ``api``, ``serve`` and ``sink`` only call
+these.
 """
 
 from __future__ import annotations
