@@ -82,11 +82,3 @@ def parse_name(stem: str) -> ClipName:
         if not ok:
             raise BadClipName(message)
     return ClipName(modality, channel, emotion - 1, intensity, statement, repetition, actor)
-
-
-def label_of(stem: str) -> int | None:
-    """The 0-based emotion label of a RAVDESS-named file, or None for any other name."""
-    try:
-        return parse_name(stem).emotion
-    except BadClipName:
-        return None
