@@ -74,7 +74,7 @@ def test_log_mel_and_mfcc_equal_librosa(config):
     import librosa
 
     window = place(synth_speech(emotion=3, sample_rate=config.sample_rate, seed=1),
-                   length=config.window_samples)
+                   num_samples=config.window_samples)
     ours = mfcc_and_log_mel(window, config)
 
     power = librosa.feature.melspectrogram(
@@ -109,7 +109,7 @@ def _arange(n: int) -> np.ndarray:
     (np.zeros(0, dtype=np.float32), 3, 0, [0, 0, 0]),   # nothing to place
 ])
 def test_place_centres_pads_crops_and_shifts(y, length, offset, expected):
-    out = place(y, length=length, offset=offset)
+    out = place(y, num_samples=length, offset=offset)
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, np.asarray(expected, dtype=np.float32))
 

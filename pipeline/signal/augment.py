@@ -128,7 +128,7 @@ def speech_features(speech: np.ndarray, params: AugmentParams, config: FeatureCo
         speech = channel.reverberate(speech, rt60=params.rt60, drr_db=params.drr_db,
                                      sample_rate=rate,
                                      rng=np.random.default_rng([params.noise_seed, 1]))
-    window = place(speech, length=config.window_samples,
+    window = place(speech, num_samples=config.window_samples,
                    offset=int(round(params.shift_seconds * rate)))
     if np.isfinite(params.snr_db):
         signal_power = float(np.mean(np.square(speech, dtype=np.float64))) or 1e-12

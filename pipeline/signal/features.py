@@ -139,13 +139,14 @@ def _one_blas_thread():
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
-def place(y: np.ndarray, *, length: int, offset: int = 0) -> np.ndarray:
-    """Centre ``y`` in ``length`` zeros (cropping the middle if longer), moved ``offset``
-    samples right (negative: left); what falls outside is cut. float32 ``(length,)``."""
-    out = np.zeros(length, dtype=np.float32)
-    start = (length - y.size) // 2 + offset  # where y[0] lands in out
+def place(y: np.ndarray, *, num_samples: int, offset: int = 0) -> np.ndarray:
+    """Centre ``y`` in ``num_samples`` zeros (cropping the middle if longer), moved
+    ``offset`` samples right (negative: left); what falls outside is cut. float32
+    ``(num_samples,)``: the analysis window (``FeatureConfig.window_samples``)."""
+    out = np.zeros(num_samples, dtype=np.float32)
+    start = (num_samples - y.size) // 2 + offset  # where y[0] lands in out
     src_from, dst_from = max(0, -start), max(0, start)
-    count = min(y.size - src_from, length - dst_from)
+    count = min(y.size - src_from, num_samples - dst_from)
     if count > 0:
         out[dst_from:dst_from + count] = y[src_from:src_from + count]
     return out
@@ -190,4 +191,4 @@ def clean_features(speech: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """The un-augmented features of a stretch of front-end speech (float32
     ``(num_samples,)`` at ``config.sample_rate``): the window centred on it, as ``extract``
     stores copy 0 and ``predict`` scores it. float32 ``(2, n_mels, num_frames)``."""
-    return mfcc_and_log_mel(place(speech, length=config.window_samples), config)
+    return mfcc_and_log_mel(place(speech, num_samples=config.window_samples), config)
