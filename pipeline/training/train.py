@@ -142,14 +142,8 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
         _epochs(session, state, artifacts_dir=artifacts_dir, run=run, key=key,
                 on_epoch=on_epoch)
     session.model.load_state_dict(state["best_state"])
-    info = {"fold": fold, "test_folds": list(split.test_folds), "val_folds": list(split.val_folds),
-            "actors": split.actors(store.speaker), "best_epoch": state["best_epoch"],
-            "corpora": sorted(set(store.corpus[split.train])), "epochs_run": state["epoch"],
-            "train_clips": train_clips(store, split.train),
-            "seed": config.seed, "member": member, "split_seed": split_seed,
-            "val": session.validate() if len(split.val) else None, "labels_key": labels_key(store),
-            "index_hash": index["index_hash"], "features_key": store.manifest["key"],
-            "train_code": code_hash(__name__), "world_size": group.world_size if group else 1}
+    info = _run_info(store, split, state, session, fold=fold, config=config, member=member,
+                     split_seed=split_seed, index=index, group=group)
     if group is None or group.is_main:
         save_model(layout.model_file(artifacts_dir, run), session.model,
                    train_config=config.to_dict(), info=info, label_map=store.label_map,
@@ -160,6 +154,20 @@ def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, me
     distributed.barrier(group)  # the run is on disk before any rank goes on
     return TrainResult(layout.run_dir(artifacts_dir, run), state["best_epoch"], state["epoch"],
                        info["val"], time.perf_counter() - started)
+
+
+def _run_info(store: FeatureStore, split: Split, state: dict, session: Session, *, fold,
+              config: TrainConfig, member: int, split_seed: int, index: dict, group) -> dict:
+    """What ``model.pt`` and ``result.json`` record about a finished run."""
+    return {"fold": fold, "test_folds": list(split.test_folds),
+            "val_folds": list(split.val_folds), "actors": split.actors(store.speaker),
+            "best_epoch": state["best_epoch"], "corpora": sorted(set(store.corpus[split.train])),
+            "epochs_run": state["epoch"], "train_clips": train_clips(store, split.train),
+            "seed": config.seed, "member": member, "split_seed": split_seed,
+            "val": session.validate() if len(split.val) else None,
+            "labels_key": labels_key(store), "index_hash": index["index_hash"],
+            "features_key": store.manifest["key"], "train_code": code_hash(__name__),
+            "world_size": group.world_size if group else 1}
 
 
 def _checked_split(store: FeatureStore, fold, config: TrainConfig, split_seed: int) -> Split:
@@ -231,6 +239,17 @@ def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key
         ) from None
 
 
+def _check_finite(loss, *, epoch: int, batch: int, config: TrainConfig) -> None:
+    """Raise ``TrainingError`` naming the epoch, the batch and the fix when ``loss`` (a
+    torch scalar) is NaN or infinite."""
+    import torch
+
+    if not torch.isfinite(loss):
+        raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, batch {batch}: "
+                            f"lower --lr (now {config.lr}) or check the features for NaN / "
+                            "inf ('ser extract --force')")
+
+
 def train_epoch(model, optimiser, schedule, features, labels, split: Split, config: TrainConfig,
                 *, epoch: int, device, class_weights=None, row_weights=None,
                 group: distributed.Group | None = None, autocast: bool | None = None,
@@ -269,10 +288,7 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
         logits, loss = _forward(model, x, (y, None if actors is None else actors[index].to(device)),
                                 config, class_weights, lam, partner, device, autocast=autocast,
                                 row_weights=None if row_weights is None else row_weights[index].to(device))
-        if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, batch "
-                                f"{start // config.batch_size}: lower --lr (now {config.lr}) "
-                                "or check the features for NaN / inf ('ser extract --force')")
+        _check_finite(loss, epoch=epoch, batch=start // config.batch_size, config=config)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
