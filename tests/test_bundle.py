@@ -367,9 +367,11 @@ def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path
     assert not isinstance(trained.bundle.model, Ensemble)
 
 
-def test_the_shipped_bundle_loads_predicts_and_matches_the_readme(tmp_path):
+def test_the_shipped_bundle_loads_predicts_and_matches_the_readme(tmp_path, caplog):
     """The committed model: the recipe's ensemble, trained on RAVDESS actors 01-20, usable
-    with no corpus, and quoted in the README with its own cross-validation figure."""
+    with no corpus, made with the detector this installation runs (no warning), and quoted
+    in the README with its own cross-validation figure."""
+    import logging
     import re
 
     import soundfile
@@ -377,7 +379,10 @@ def test_the_shipped_bundle_loads_predicts_and_matches_the_readme(tmp_path):
     from conftest import synth_speech
     from pipeline.network.recipe import TrainConfig
 
-    loaded = bundles.load(bundles.SHIPPED)
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        loaded = bundles.load(bundles.SHIPPED)
+    assert loaded.metadata["speech_detector"] == "silero-vad 6.2.3"
+    assert not [r for r in caplog.records if "made with" in r.getMessage()]
     assert loaded.metadata["members"] == TrainConfig().members
     provenance = loaded.metadata["provenance"]
     assert provenance["run"] == "final"

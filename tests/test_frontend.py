@@ -184,7 +184,7 @@ def test_speech_detection_never_sets_torch_threads(speech, monkeypatch):
 
     from pipeline.signal import vad
 
-    vad._silero()  # loading once may undo silero_vad's own import-time setting
+    vad._detector()
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
     _prepared(speech)

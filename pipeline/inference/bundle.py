@@ -195,7 +195,7 @@ def _metadata(scorer: Scorer, run: str, members: int, cv_report: dict) -> dict:
         "model_config": saved["model_config"], "members": members,
         "test_views": test_views.to_list(scorer.views),
         "feature_config": saved["feature_config"], "features_version": FEATURES_VERSION,
-        "speech_detector": f"silero-vad {detector_version()}",
+        "speech_detector": detector_version(),
         "label_map": saved["label_map"], "provenance": provenance,
         "corpora": corpora_card(info, cv_report),  # the model card's data, licences included
     }
@@ -327,7 +327,7 @@ def load(path: Path) -> Scorer:
         return load_onnx(path)
     text, tensors, checksum = _verified(path)
     scorer = _build(path, text, tensors, checksum)
-    installed = f"silero-vad {detector_version()}"
+    installed = detector_version()
     if scorer.metadata.get("speech_detector", installed) != installed:
         log.warning("%s was made with %s, this installation has %s: speech boundaries, and so "
                     "scores, can differ slightly; install the bundle's version to reproduce them",

