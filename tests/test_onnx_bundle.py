@@ -4,6 +4,7 @@ what other runtimes need in its metadata, and foreign files are refused."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,3 +192,37 @@ def test_an_onnx_model_without_a_checksum_is_refused_with_the_re_export_fix(expo
     assert "without a checksum" in message and "reads format 2" in message
     assert "re-export it with 'ser export --format onnx'" in message
     assert "is corrupt" in _refused(tmp_path / "stripped.onnx")  # version 2 lacks no checksum
+
+
+def test_an_onnx_bundle_is_scored_without_importing_torch(exported, trained):  # noqa: F811
+    """``ser predict --bundle X.onnx``: the detector, the features and the network all run
+    without torch (issue 31), and the probabilities are the torch bundle's."""
+    import os
+    import subprocess
+    import sys
+
+    clip = corpus_clip(trained, emotion=5, actor=3)
+    program = ("import json, sys\n"
+               "from pipeline.cli import cli\n"
+               "try:\n"
+               "    cli.main(['predict', '--bundle', sys.argv[1], '-o', sys.argv[3], sys.argv[2]],"
+               " prog_name='ser', standalone_mode=False)\n"
+               "finally:\n"
+               "    print(json.dumps(sorted(m for m in ('torch', 'h5py') if m in sys.modules)))\n")
+    out = Path(exported[1][1]).parent / "scored.jsonl"
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", program, str(exported[1][1]), str(clip),
+                           str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    [expected] = predict_files_of(exported[1][0], clip)
+    assert record["probabilities"] == pytest.approx(expected.probabilities, abs=1e-4)
+    assert record["emotion"] == expected.emotion
+
+
+def predict_files_of(bundle_path, clip):
+    from pipeline.inference.predict import predict_files
+
+    return predict_files([clip], bundles.load(bundle_path))

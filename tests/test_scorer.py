@@ -76,3 +76,15 @@ def test_a_scorer_from_runs_is_the_runs_members(tmp_path, members):
     assert scorer.feature_config == FeatureConfig()
     assert [s["info"]["seed"] for s in scorer.saved] == list(range(members))
     assert isinstance(scorer.model, Ensemble) == (members > 1)
+
+
+def test_the_numpy_softmax_is_torchs():
+    import torch
+
+    from pipeline.inference.scorer import softmax
+
+    logits = (30 * np.random.default_rng(0).standard_normal((64, 8))).astype(np.float32)
+    logits[0] = [1e4, -1e4, 0, 0, 0, 0, 0, 0]  # far beyond exp's range: no overflow
+    np.testing.assert_allclose(softmax(logits), torch.softmax(torch.from_numpy(logits), 1).numpy(),
+                               atol=1e-7)
+    assert np.isfinite(softmax(logits)).all()

@@ -38,10 +38,13 @@ class Context:
             check_output_folder(getattr(self, name), option="--" + name.replace("_", "-"))
 
 
-def model_threads(jobs: int) -> None:
+def model_threads(jobs: int, *, bundle: Path | None = None) -> None:
     """Give the model the cores the ``jobs`` feature workers leave, at least one: two model
     threads beside two workers on two cores ran a batch 1.3x slower. Set here, in the
-    CLI, so the library never changes a caller's torch threads."""
+    CLI, so the library never changes a caller's torch threads. An ONNX ``bundle`` scores
+    through onnxruntime: torch is then neither imported nor set."""
+    if bundle is not None and Path(bundle).suffix.lower() == ".onnx":
+        return
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) - jobs))

@@ -53,7 +53,7 @@ def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, spe
         from pipeline.inference.bundle import resolve
 
         path = resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
-        model_threads(jobs)
+        model_threads(jobs, bundle=path)
         from pipeline.evaluation.bundle_eval import evaluate_bundle
 
         report = evaluate_bundle(bundle_path=path, source=source, manifest_path=manifest_path,
@@ -150,8 +150,9 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
             raise click.BadParameter(f"{output} exists: pass --overwrite to replace it with "
                                      "this recording's result, or name another file",
                                      param_hint="--output")
-    loaded = bundles.load(bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir))
-    model_threads(jobs)
+    resolved = bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
+    model_threads(jobs, bundle=resolved)
+    loaded = bundles.load(resolved)
     if output and not stream:
         from pipeline.inference.sink import score_into
 

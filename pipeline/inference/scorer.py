@@ -11,6 +11,7 @@ scored in.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -64,20 +65,27 @@ class Scorer:
         """Mean softmax over the views, then the scorer's temperature: ``windows`` float32
         ``(n, views, 2, n_mels, num_frames)`` -> ``(n, len(labels))``. The network is
         torch's, or any callable from float32 arrays to logits
-        (``onnx_bundle.OnnxNetwork``)."""
-        import torch
-
+        (``onnx_bundle.OnnxNetwork``), which is scored without importing torch."""
         n_windows, n_views = windows.shape[:2]
         flat = windows.reshape(n_windows * n_views, *windows.shape[2:])
         parts = [flat[start:start + FORWARD_BATCH] for start in range(0, len(flat), FORWARD_BATCH)]
-        with torch.no_grad():
-            if isinstance(self.model, torch.nn.Module):
-                logits = torch.cat([self.inference_model(torch.from_numpy(part)) for part in parts])
-            else:
-                logits = torch.from_numpy(np.concatenate([self.model(part) for part in parts]))
-            probs = torch.softmax(logits, dim=1).numpy()
+        torch = sys.modules.get("torch")  # a torch network means torch is loaded already
+        if torch is not None and isinstance(self.model, torch.nn.Module):
+            with torch.no_grad():
+                logits = torch.cat([self.inference_model(torch.from_numpy(part))
+                                    for part in parts])
+                probs = torch.softmax(logits, dim=1).numpy()
+        else:
+            probs = softmax(np.concatenate([self.model(part) for part in parts]))
         averaged = probs.reshape(n_windows, n_views, -1).mean(axis=1)
         return apply_temperature(averaged, self.temperature)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``logits`` ``(n, classes)``, in their dtype, the maximum taken
+    out first (as torch does), so no exp overflows."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def bundle_identity(path: Path | None, metadata: dict, fingerprint: str) -> str:
