@@ -14,7 +14,9 @@ rounding:
    is causal and keeps its state, so it can run block by block on a stream.
 3. ``loudness`` / ``loudness_gain``: integrated loudness per ITU-R BS.1770-4 (K-weighted
    mean square over 400 ms blocks, an absolute gate at -70 LUFS and a relative gate
-   10 LU below the ungated level, through ``pyloudnorm``). BS.1770 is the broadcast
+   10 LU below the ungated level; computed here as ``pyloudnorm`` computes it, its
+   K-weighting filters and gating, in numpy (``pipeline.signal.iir``), and checked against
+   it). BS.1770 is the broadcast
    standard for "how loud does this programme sound": its K-weighting follows hearing and
    its gates ignore pauses, so it measures the talker, not the silence around them. The
    front end (``pipeline.signal.frontend``) measures it over each speech segment the detector
@@ -30,6 +32,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+
+from pipeline.signal import iir
 
 TARGET_LUFS = -23.0  # EBU R 128 programme loudness
 
@@ -65,14 +69,11 @@ def mix_channels(samples: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def highpass_sos(sample_rate: int, cutoff_hz: float, order: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(sos, zi)`` of ``remove_dc``'s Butterworth high-pass: second-order sections and
-    the state for a unit constant input (``scipy.signal.sosfilt_zi``); for filtering a
-    stream block by block, carrying the state."""
-    from scipy import signal
-
-    sos = signal.butter(order, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
-    return sos, signal.sosfilt_zi(sos)
+def highpass(sample_rate: int, cutoff_hz: float, order: int) -> iir.Cascade:
+    """``remove_dc``'s Butterworth high-pass at ``sample_rate``, as second-order sections
+    (``iir.butter_highpass``); ``Cascade.filter`` carries its state across the blocks of a
+    stream."""
+    return iir.butter_highpass(order, cutoff_hz, sample_rate)
 
 
 def remove_dc(y: np.ndarray, *, sample_rate: int, cutoff_hz: float = 60.0,
@@ -81,23 +82,32 @@ def remove_dc(y: np.ndarray, *, sample_rate: int, cutoff_hz: float = 60.0,
 
     Returns float32 ``(num_samples,)``. The filter starts in the steady state for a
     constant input equal to ``y[0]``, so a DC offset is removed without a start-up step;
-    a constant signal becomes zeros.
+    a constant signal becomes zeros. (The filter is linear and blocks DC: starting in
+    that steady state is filtering ``y - y[0]`` from rest.)
     """
-    from scipy import signal
-
     y = np.asarray(y, dtype=np.float64)
     if y.size == 0:
         return y.astype(np.float32)
-    sos, zi = highpass_sos(int(sample_rate), float(cutoff_hz), int(order))
-    out, _ = signal.sosfilt(sos, y, zi=zi * y[0])
+    out, _ = highpass(int(sample_rate), float(cutoff_hz), int(order)).filter(y - y[0])
     return out.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
-def _meter(sample_rate: int):
-    import pyloudnorm
-
-    return pyloudnorm.Meter(sample_rate)  # K-weighting, 400 ms blocks, 75 % overlap
+def _k_weighting(sample_rate: int) -> tuple[iir.Cascade, iir.Cascade]:
+    """BS.1770's K-weighting at ``sample_rate``: the high shelf (+4 dB above 1.5 kHz) and
+    the high-pass (38 Hz), with pyloudnorm's coefficients (RBJ cookbook formulas)."""
+    w_shelf, w_pass = 2 * np.pi * 1500.0 / sample_rate, 2 * np.pi * 38.0 / sample_rate
+    gain, alpha = 10 ** (4.0 / 40.0), np.sin(w_shelf) / (2 * (1 / np.sqrt(2)))
+    c, root = np.cos(w_shelf), 2 * np.sqrt(gain) * alpha
+    shelf_b = gain * np.array([(gain + 1) + (gain - 1) * c + root,
+                               -2 * ((gain - 1) + (gain + 1) * c),
+                               (gain + 1) + (gain - 1) * c - root])
+    shelf_a = np.array([(gain + 1) - (gain - 1) * c + root, 2 * ((gain - 1) - (gain + 1) * c),
+                        (gain + 1) - (gain - 1) * c - root])
+    alpha_pass, c_pass = np.sin(w_pass) / (2 * 0.5), np.cos(w_pass)
+    pass_b = np.array([(1 + c_pass) / 2, -(1 + c_pass), (1 + c_pass) / 2])
+    pass_a = np.array([1 + alpha_pass, -2 * c_pass, 1 - alpha_pass])
+    return iir.biquad(shelf_b, shelf_a), iir.biquad(pass_b, pass_a)
 
 
 MIN_LOUDNESS_SECONDS = 0.4  # one BS.1770 gating block
@@ -114,11 +124,30 @@ def loudness(y: np.ndarray, *, sample_rate: int) -> float:
     if y.size < MIN_LOUDNESS_SECONDS * sample_rate:
         raise ValueError(f"{y.size / sample_rate:.3f} s is shorter than one "
                          f"{MIN_LOUDNESS_SECONDS} s loudness block")
-    import warnings
+    shelf, high_pass = _k_weighting(int(sample_rate))
+    weighted = high_pass.filter(shelf.filter(y)[0])[0]
+    return _gated_loudness(weighted, int(sample_rate))
 
-    with warnings.catch_warnings():  # log10(0) on an all-gated signal: -inf is the answer
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(_meter(int(sample_rate)).integrated_loudness(y))
+
+def _gated_loudness(weighted: np.ndarray, sample_rate: int) -> float:
+    """BS.1770-4's gating over K-weighted ``weighted``: 400 ms blocks every 100 ms (their
+    bounds computed as pyloudnorm computes them), -70 LUFS absolute gate, relative gate
+    10 LU below the absolutely gated level. ``-inf`` when no block passes."""
+    block, step = 0.4, 0.25  # seconds; a quarter of a block
+    count = int(np.round((weighted.size / sample_rate - block) / (block * step))) + 1
+    j = np.arange(count)
+    lower = np.array([int(block * (k * step) * sample_rate) for k in j], dtype=np.int64)
+    upper = np.array([int(block * (k * step + 1) * sample_rate) for k in j], dtype=np.int64)
+    upper = np.minimum(upper, weighted.size)
+    energy = np.concatenate([[0.0], np.cumsum(np.square(weighted))])
+    z = (energy[upper] - energy[lower]) / (block * sample_rate)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        levels = -0.691 + 10.0 * np.log10(z)
+        above = levels >= -70.0
+        relative = -0.691 + 10.0 * np.log10(z[above].mean()) - 10.0 if above.any() else np.nan
+        kept = (levels > relative) & (levels > -70.0)
+        mean = z[kept].mean() if kept.any() else 0.0
+        return float(-0.691 + 10.0 * np.log10(mean))
 
 
 def loudness_gain(y: np.ndarray, *, sample_rate: int, target_lufs: float = TARGET_LUFS) -> float:

@@ -74,22 +74,20 @@ class Conditioner:
     def __init__(self, file_rate: int, sample_rate: int, front_end):
         import soxr
 
-        self.sos, self.zi_unit = conditioning.highpass_sos(
-            int(file_rate), float(front_end.highpass_hz), int(front_end.highpass_order))
-        self.zi = None
+        self.highpass = conditioning.highpass(int(file_rate), float(front_end.highpass_hz),
+                                              int(front_end.highpass_order))
+        self.state, self.offset = None, None
         self.resampler = (soxr.ResampleStream(file_rate, sample_rate, 1, dtype="float32",
                                               quality="HQ")
                           if file_rate != sample_rate else None)
 
     def push(self, block: np.ndarray, *, last: bool = False) -> np.ndarray:
-        from scipy import signal
-
         block = frontend.bounded(block)
         y = (conditioning.mix_channels(block) if len(block) else np.zeros(0)).astype(np.float64)
         if y.size:
-            if self.zi is None:  # steady state for the first sample, as remove_dc starts
-                self.zi = self.zi_unit * y[0]
-            y, self.zi = signal.sosfilt(self.sos, y, zi=self.zi)
+            if self.offset is None:  # steady state for the first sample, as remove_dc starts
+                self.offset = y[0]
+            y, self.state = self.highpass.filter(y - self.offset, self.state)
         y = y.astype(np.float32)
         if self.resampler is None:
             return y
