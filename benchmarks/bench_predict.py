@@ -1,8 +1,17 @@
 #!/usr/bin/env python3
-"""Prediction speed: one file from a cold shell, batch throughput over the whole real
-corpus, and the same batch as a per-file loop in the style of the original ``infer.py``.
+"""Prediction speed of the two scoring paths, side by side in one run: the plain install
+(the shipped model's ONNX form under onnxruntime, no torch installed) and the torch path
+(the shipped safetensors bundle).
 
-    python benchmarks/bench_predict.py [--bundle PATH] [--clips N]
+- cold single file: whole ``ser predict FILE`` processes, the paths alternating, medians
+  of ``--repeats`` runs, beside the Python start-up alone (``python -c pass``);
+- batch: ``ser predict --jobs 2`` over ``--clips`` RAVDESS clips (the 7 test-time views,
+  start-up included), each path ``--repeats`` times alternating; with ``--main DIR`` (a
+  checkout of main) main's own ``ser predict`` too, the baseline the plain install must
+  not fall below.
+
+    python benchmarks/bench_predict.py [--clips 240] [--repeats 3] [--main DIR]
+        [--light-python PATH]   # default: a fresh venv with 'pip install .', no extras
 """
 
 from __future__ import annotations
@@ -16,76 +25,81 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "ravdess"
-
-PER_FILE_LOOP = r'''
-import sys, time, numpy as np, librosa, torch
-sys.path.insert(0, sys.argv[1])
-from pipeline.inference import bundle as bundles
-loaded = bundles.load(sys.argv[2])
-paths = sys.argv[3:]
-cfg = loaded.feature_config
-torch.set_num_threads(1)
-librosa.feature.mfcc(y=np.zeros(16000, dtype=np.float32), sr=16000)  # numba warm-up, not timed
-started = time.perf_counter()
-for path in paths:  # one file at a time: load, features, one forward pass
-    y, sr = librosa.load(path, sr=cfg.sample_rate)
-    y, _ = librosa.effects.trim(y, top_db=40)  # the energy trim of the original tool
-    y = librosa.util.fix_length(y, size=cfg.window_samples)
-    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=cfg.n_fft,
-          hop_length=cfg.hop_length, n_mels=cfg.n_mels, fmax=cfg.mel_fmax), top_db=cfg.top_db)
-    x = np.stack([librosa.feature.mfcc(S=mel, n_mfcc=cfg.n_mels), mel])[None]
-    with torch.no_grad():
-        torch.softmax(loaded.model(torch.from_numpy(x.astype(np.float32))), 1)
-print(time.perf_counter() - started)
-'''
+SHIPPED = ROOT / "pipeline" / "inference" / "shipped" / "ravdess-cnn"
 
 
-def timed(command: list[str], *, allowed: tuple[int, ...] = (0,)) -> float:
+def timed(command: list[str], *, cwd: Path | None = None, allowed=(0,)) -> float:
+    """Seconds one whole process takes; exits with its error output if it fails."""
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
     if done.returncode not in allowed:
-        raise SystemExit(f"{' '.join(command[:5])} ... failed ({done.returncode}): {done.stderr[-500:]}")
+        raise SystemExit(f"{' '.join(command[:6])} ... failed ({done.returncode}): "
+                         f"{done.stderr[-800:]}")
     return time.perf_counter() - started
+
+
+def light_python(work: Path) -> Path:
+    """A fresh venv holding ``pip install .`` of this checkout (no extras), checked to
+    have no torch."""
+    subprocess.run([sys.executable, "-m", "venv", str(work / "light")], check=True)
+    python = work / "light" / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-c",
+                    str(ROOT / "constraints.txt"), str(ROOT)], check=True)
+    if subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode == 0:
+        raise SystemExit("the plain install has torch: it should not")
+    return python
+
+
+def medians(commands: dict[str, list[str]], repeats: int, **kwargs) -> dict[str, list[float]]:
+    """Each command run ``repeats`` times, the commands alternating (so a noisy minute
+    falls on all of them); one untimed warm-up each (page cache)."""
+    for command in commands.values():
+        timed(command, **kwargs)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, command in commands.items():
+            times[name].append(timed(command, **kwargs))
+    return times
+
+
+def report(title: str, times: dict[str, list[float]], unit=lambda s: f"{s:.2f} s") -> None:
+    print(title)
+    for name, runs in times.items():
+        print(f"  {name:<44} median {unit(statistics.median(runs))}   "
+              f"({', '.join(unit(s) for s in runs)})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", default=None, help="default: the shipped bundle")
-    parser.add_argument("--clips", type=int, default=None, help="default: every clip")
+    parser.add_argument("--clips", type=int, default=240)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--main", type=Path, default=None, help="a checkout of main")
+    parser.add_argument("--light-python", type=Path, default=None)
     args = parser.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"no corpus at {SHARED}: this benchmark reads the real RAVDESS copy")
-    from pipeline.inference.bundle import resolve
-
-    bundle = str(resolve(args.bundle, artifacts_dir=ROOT / "artifacts"))
-    files = sorted(SHARED.glob("Actor_*/03-01-*.flac"))[:args.clips]
-    cli = [sys.executable, str(ROOT / "cli.py"), "-q"]
-    one = files[0]
-    timed([*cli, "predict", "--bundle", bundle, str(one)])  # page cache / numba cache warm
-    singles = [timed([*cli, "predict", "--bundle", bundle, str(one)]) for _ in range(args.repeats)]
-    print(f"bundle {bundle}; {len(files)} clips")
-    print(f"single file from a cold shell (python ser predict FILE): median "
-          f"{statistics.median(singles):.2f} s over {args.repeats} runs "
-          f"({', '.join(f'{s:.2f}' for s in singles)})")
-    listing = [str(f) for f in files]
-    for label, extra in (("with the bundle's test-time views", []),
-                         ("the clean window alone (--no-tta)", ["--no-tta"])):
-        with tempfile.TemporaryDirectory() as tmp:
-            # exit status 1: some clips have no detected speech and get an error row
-            batch = timed([*cli, "predict", "--bundle", bundle, "--jobs", "2", *extra,
-                           *listing, "--output", str(Path(tmp) / "out.csv")], allowed=(0, 1))
-            failed = sum(1 for line in (Path(tmp) / "out.csv").read_text().splitlines()[1:]
-                         if not line.endswith(","))
-        print(f"batch, 2 workers, {label} (whole command, start-up included): {batch:.1f} s, "
-              f"{len(files) / batch:.0f} clips/s ({failed} error rows)")
-    out = subprocess.run([sys.executable, "-c", PER_FILE_LOOP, str(ROOT), bundle, *listing],
-                         check=True, capture_output=True, text=True)
-    loop = float(out.stdout.strip().splitlines()[-1])
-    print(f"per-file loop in the style of infer.py (librosa, one clip per forward, start-up "
-          f"excluded): {loop:.1f} s, {len(files) / loop:.0f} clips/s")
+    files = [str(f) for f in sorted(SHARED.glob("Actor_*/03-01-*.flac"))[:args.clips]]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        light = args.light_python or light_python(work)
+        here = [sys.executable, str(ROOT / "cli.py"), "-q", "predict"]
+        paths = {"plain install (ONNX, no torch)": [str(light), "-m", "pipeline", "-q",
+                                                     "predict", "--bundle", "shipped"],
+                 "torch path (safetensors)": [*here, "--bundle", f"{SHIPPED}.safetensors"]}
+        if args.main:
+            paths["main (its default path)"] = [sys.executable, str(args.main / "cli.py"), "-q",
+                                                "predict"]
+        start = medians({"python -c pass": [sys.executable, "-c", "pass"]}, args.repeats)
+        report("Python start-up", start)
+        single = medians({k: [*v, files[0]] for k, v in paths.items()}, args.repeats, cwd=work)
+        report(f"cold single file ({Path(files[0]).name}, 7 views, whole process)", single)
+        out = str(work / "out.csv")
+        batch = medians({k: [*v, "--jobs", "2", "--overwrite", "-o", out, *files]
+                         for k, v in paths.items()}, args.repeats, cwd=work, allowed=(0, 1))
+        report(f"batch of {len(files)} clips, 2 workers, 7 views (start-up included)",
+               {k: [len(files) / s for s in v] for k, v in batch.items()},
+               unit=lambda r: f"{r:.1f} clips/s")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=60)
     args = parser.parse_args()
-    from pipeline.inference.bundle import SHIPPED
+    from pipeline.inference.locate import SHIPPED
     from test_serve import start_server
 
     bodies = clips(args.requests)

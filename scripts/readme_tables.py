@@ -137,9 +137,9 @@ def main() -> None:
     for report in bundle_reports:
         if "restricted" in report:
             print("\n" + cross_corpus_table(report))
-    from pipeline.inference import bundle
+    from pipeline.inference import bundle, locate
 
-    loaded = bundle.load(bundle.resolve(args.bundle, artifacts_dir=args.artifacts_dir))
+    loaded = bundle.load(locate.resolve(args.bundle, artifacts_dir=args.artifacts_dir))
     mine = [r for r in bundle_reports if r.get("model") == loaded.identity]
     print("\n" + corpus_table(loaded.metadata.get("corpora") or [], mine))
 

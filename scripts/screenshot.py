@@ -30,11 +30,11 @@ def main() -> None:
     args = parser.parse_args()
     from selenium.webdriver.common.by import By
 
-    from pipeline.inference import bundle as bundles
+    from pipeline.inference import locate
     from test_page import bars, browser, wait_for
     from test_serve import start_server
 
-    path = bundles.resolve(None if args.bundle == "shipped" else args.bundle)
+    path = locate.resolve(None if args.bundle == "shipped" else args.bundle)
     process, url = start_server(path)
     driver = browser()
     try:

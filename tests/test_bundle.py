@@ -17,7 +17,7 @@ import torch
 from pipeline.core import labels
 from pipeline.core.errors import BundleError, PipelineError
 from pipeline.corpus.index import index_record
-from pipeline.inference import bundle as bundles
+from pipeline.inference import bundle as bundles, locate
 from pipeline.inference.bundle_header import header_identity
 from pipeline.inference.predict import predict_files
 from test_predict import Trained, corpus_clip, trained  # noqa: F401  (the module's tiny model)
@@ -326,15 +326,15 @@ def test_export_of_an_untrained_run_names_the_fix(trained: Trained):
 
 def test_resolve_latest_and_paths(tmp_path):
     with pytest.raises(BundleError, match="no exported bundle"):
-        bundles.resolve("latest", artifacts_dir=tmp_path)
+        locate.resolve("latest", artifacts_dir=tmp_path)
     folder = tmp_path / "bundles"
     folder.mkdir()
     older, newer = folder / "ser-fold-0.safetensors", folder / "ser-final.safetensors"
     older.write_bytes(b"1")
     newer.write_bytes(b"2")
     os.utime(older, (1_000_000, 1_000_000))
-    assert bundles.resolve("latest", artifacts_dir=tmp_path) == newer
-    assert bundles.resolve(str(older), artifacts_dir=tmp_path) == older
+    assert locate.resolve("latest", artifacts_dir=tmp_path) == newer
+    assert locate.resolve(str(older), artifacts_dir=tmp_path) == older
 
 
 def test_an_ensemble_bundle_predicts_the_members_mean(trained: Trained, tmp_path):
@@ -380,7 +380,7 @@ def test_the_shipped_bundle_loads_predicts_and_matches_the_readme(tmp_path, capl
     from pipeline.network.recipe import TrainConfig
 
     with caplog.at_level(logging.WARNING, logger="pipeline"):
-        loaded = bundles.load(bundles.SHIPPED)
+        loaded = bundles.load(locate.SHIPPED)
     assert loaded.metadata["speech_detector"] == "silero-vad 6.2.3"
     assert not [r for r in caplog.records if "made with" in r.getMessage()]
     assert loaded.metadata["members"] == TrainConfig().members

@@ -12,7 +12,7 @@ import pytest
 from conftest import SHARED_RAVDESS
 from pipeline.core.labels import EMOTIONS
 from pipeline.evaluation.bundle_eval import evaluate_bundle
-from pipeline.inference.bundle import SHIPPED
+from pipeline.inference.locate import SHIPPED
 
 
 @pytest.mark.realdata

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.inference.bundle import SHIPPED, load
+from pipeline.inference.bundle import load
+from pipeline.inference.locate import SHIPPED
 from pipeline.inference.bundle_header import header_identity
 
 

@@ -21,6 +21,11 @@ from pipeline.core.errors import PipelineError
 WRITES = {"download": ("data_dir",), "index": ("data_dir",), "extract": ("artifacts_dir",),
           "train": ("artifacts_dir",), "evaluate": ("artifacts_dir",),
           "export": ("artifacts_dir",)}
+# The packages a stage cannot start without, checked before it starts: they come with the
+# [train] extra (pipeline.core.extras); scoring (predict, evaluate --bundle, serve) needs
+# none of them. Anything else a command reaches for and lacks is named when it is met.
+NEEDS = {"extract": ("h5py",), "train": ("torch", "h5py", "safetensors"),
+         "export": ("torch", "h5py", "safetensors")}
 
 
 @dataclasses.dataclass
@@ -38,16 +43,23 @@ class Context:
             check_output_folder(getattr(self, name), option="--" + name.replace("_", "-"))
 
 
-def model_threads(jobs: int, *, bundle: Path | None = None) -> None:
-    """Give the model the cores the ``jobs`` feature workers leave, at least one: two model
-    threads beside two workers on two cores ran a batch 1.3x slower. Set here, in the
-    CLI, so the library never changes a caller's torch threads. An ONNX ``bundle`` scores
-    through onnxruntime: torch is then neither imported nor set."""
+def model_threads(jobs: int, *, bundle: Path | None = None) -> int:
+    """The threads the model gets: the cores the ``jobs`` feature workers leave, at least
+    one (two model threads beside two workers on two cores ran a batch 1.3x slower).
+    Returned for an ONNX ``bundle`` (``bundle.load(threads=)``); set here, in the CLI, for
+    torch's, so the library never changes a caller's torch threads. Torch is imported only
+    for a torch model, and only where it is installed."""
+    import importlib.util
+
+    threads = max(1, (os.cpu_count() or 1) - jobs)
     if bundle is not None and Path(bundle).suffix.lower() == ".onnx":
-        return
+        return threads
+    if importlib.util.find_spec("torch") is None:
+        return threads  # loading the bundle says how to get torch, or to score its ONNX form
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) - jobs))
+    torch.set_num_threads(threads)
+    return threads
 
 
 def friendly_errors(command):
@@ -65,6 +77,13 @@ def friendly_errors(command):
                 return command(*args, **kwargs)
         except PipelineError as exc:
             raise click.ClickException(str(exc)) from None
+        except ImportError as exc:
+            from pipeline.core.extras import missing_extra
+
+            named = missing_extra(exc, f"ser {command.__name__}")
+            if named is None:
+                raise
+            raise click.ClickException(str(named)) from None
         except KeyboardInterrupt as exc:
             stop_workers()
             signum = getattr(exc, "signum", signal.SIGINT)
@@ -78,11 +97,14 @@ def friendly_errors(command):
 
 def stage(command):
     """A stage command: gets the ``Context``, has the folders it writes in checked before
-    it starts (``WRITES``), and reports the project's errors in one line."""
+    it starts (``WRITES``) and the packages it needs (``NEEDS``), and reports the project's errors in one line."""
     writes = WRITES.get(command.__name__, ())
 
     @functools.wraps(command)
     def checked(obj: Context, *args, **kwargs):
+        from pipeline.core.extras import require
+
+        require(f"ser {command.__name__}", *NEEDS.get(command.__name__, ()))
         if not (command.__name__ == "export" and kwargs.get("out")):
             obj.check_writable(*writes)
         return command(obj, *args, **kwargs)
@@ -95,10 +117,17 @@ def print_version(ctx, _param, value) -> None:
     if not value or ctx.resilient_parsing:
         return
     from pipeline import __version__
-    from pipeline.inference.bundle import SHIPPED
     from pipeline.inference.bundle_header import header_identity
+    from pipeline.inference.locate import SHIPPED, resolve
 
-    click.echo(f"ser-pipeline {__version__}; shipped model {header_identity(SHIPPED)}")
+    path = resolve("shipped")
+    if path == SHIPPED:
+        identity = header_identity(SHIPPED)
+    else:  # its ONNX form, the file 'shipped' scores here
+        from pipeline.inference.onnx_bundle import load_onnx
+
+        identity = load_onnx(path).identity
+    click.echo(f"ser-pipeline {__version__}; shipped model {identity}")
     ctx.exit()
 
 

@@ -50,16 +50,18 @@ def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, spe
             raise click.UsageError("--bundle goes with one of --source or --manifest")
         if members:
             raise click.UsageError("--members is for --fold runs; a bundle already holds its members")
-        from pipeline.inference.bundle import resolve
+        from pipeline.inference.locate import resolve
 
         path = resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
-        model_threads(jobs, bundle=path)
         from pipeline.evaluation.bundle_eval import evaluate_bundle
 
-        report = evaluate_bundle(bundle_path=path, source=source, manifest_path=manifest_path,
+        report = evaluate_bundle(bundle_path=path, threads=model_threads(jobs, bundle=path), source=source, manifest_path=manifest_path,
                                  tta=tta, corpus=corpus, artifacts_dir=obj.artifacts_dir,
                                  jobs=jobs, speaker_pattern=speaker_pattern)
     else:
+        from pipeline.core.extras import require
+
+        require("ser evaluate --fold (the trained runs)", "torch", "h5py")
         from pipeline.network.recipe import TrainConfig
         from pipeline.signal.views import CLEAN, TEST_VIEWS
 
@@ -93,7 +95,7 @@ def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, spe
 def export(obj: Context, run, out, test_figures, fmt, bundle_path, members, tta):
     """Write a self-contained model bundle (weights, configs, labels, test-time views,
     provenance), or its network as ONNX."""
-    from pipeline.inference import bundle as bundles
+    from pipeline.inference import bundle as bundles, locate
     from pipeline.network.recipe import TrainConfig
     from pipeline.signal.views import CLEAN, TEST_VIEWS
 
@@ -101,7 +103,7 @@ def export(obj: Context, run, out, test_figures, fmt, bundle_path, members, tta)
         if fmt != "onnx":
             raise click.UsageError("--bundle converts an exported bundle: use it with "
                                    "--format onnx")
-        source = bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
+        source = locate.resolve(bundle_path, artifacts_dir=obj.artifacts_dir, onnx=False)
         path = bundles.convert(source, out, artifacts_dir=obj.artifacts_dir)
     else:
         path = bundles.export(artifacts_dir=obj.artifacts_dir, run=run,
@@ -133,7 +135,7 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
     """Predict the emotion of audio files or folders (WAV/FLAC/OGG/MP3, any rate), or of
     one recording on standard input ('-'). With --output, each file is written as it is
     scored, and a rerun resumes where it stopped."""
-    from pipeline.inference import bundle as bundles
+    from pipeline.inference import bundle as bundles, locate
     from pipeline.inference.predict import is_stream, predict_files, score_bytes
 
     stream = any(map(is_stream, inputs))
@@ -150,9 +152,8 @@ def predict(obj: Context, inputs, bundle_path, output, windows, jobs, overwrite,
             raise click.BadParameter(f"{output} exists: pass --overwrite to replace it with "
                                      "this recording's result, or name another file",
                                      param_hint="--output")
-    resolved = bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
-    model_threads(jobs, bundle=resolved)
-    loaded = bundles.load(resolved)
+    resolved = locate.resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
+    loaded = bundles.load(resolved, threads=model_threads(jobs, bundle=resolved))
     if output and not stream:
         from pipeline.inference.sink import score_into
 
@@ -212,10 +213,10 @@ def _show(results, scorer, *, output, windows: bool) -> None:
 def serve(obj: Context, bundle_path, host, port, workers, max_upload_mb, max_seconds):
     """Serve the model over HTTP: POST /predict, GET /health, GET /model, and a page at /
     to try files, recordings and live microphone scoring."""
-    from pipeline.inference import bundle as bundles
+    from pipeline.inference import locate
     from pipeline.inference.serve import Limits, serve as run
 
-    path = bundles.resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
+    path = locate.resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
     click.echo(f"serving {path.name} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
     run(path, host=host, port=port, workers=workers,
         limits=Limits(max_mb=max_upload_mb, max_seconds=max_seconds))

@@ -11,7 +11,7 @@ import click
 
 from pipeline.cli import options
 from pipeline.cli import prepare, score
-from pipeline.cli.base import Context, cli
+from pipeline.cli.base import NEEDS, Context, cli
 from pipeline.core.errors import PipelineError
 
 
@@ -31,7 +31,12 @@ def run(ctx, profile, source, epochs, jobs):
     """Run the whole pipeline (download, index, extract, train, evaluate, export, predict)
     in a profile, resuming whatever an earlier run left unfinished."""
     from pipeline.cli.profiles import PROFILES
+    from pipeline.core.extras import require
 
+    try:
+        require("ser run", *NEEDS["train"])
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from None
     chosen, root = PROFILES[profile], ctx.obj
     started = time.perf_counter()
     click.echo(f"ser run: {chosen.says}.", err=True)

@@ -54,11 +54,12 @@ def labelled_rows(*, source: Path | None, manifest_path: Path | None,
 def evaluate_bundle(*, bundle_path: Path, source: Path | None, artifacts_dir: Path,
                     jobs: int = 1, tta: bool = True, corpus: str = "auto",
                     manifest_path: Path | None = None,
-                    speaker_pattern: str | None = None) -> dict:
+                    speaker_pattern: str | None = None, threads: int | None = None) -> dict:
     """A bundle on the labelled recordings of ``source`` or ``manifest_path``
     (``labelled_rows``; ``speaker_pattern`` names a folders corpus's speakers, so that
     those the bundle trained on are warned about), each segment in the bundle's
-    test-time views (``tta=False``: the clean window alone); see the module docstring.
+    test-time views (``tta=False``: the clean window alone), an ONNX model on ``threads``
+    threads (``bundle.load``); see the module docstring.
     The returned dict also holds the report's path as ``report_path``. Raises
     ``PipelineError`` before scoring when the report cannot be written
     (``layout.check_output_folder``) or nothing is labelled."""
@@ -67,7 +68,7 @@ def evaluate_bundle(*, bundle_path: Path, source: Path | None, artifacts_dir: Pa
     from pipeline.inference import bundle as bundles
     from pipeline.inference.predict import predict_files
 
-    loaded = bundles.load(bundle_path)
+    loaded = bundles.load(bundle_path, threads=threads)
     where = Path(manifest_path if manifest_path is not None else source)
     rows, name, skipped = labelled_rows(source=source, manifest_path=manifest_path,
                                         corpus=corpus, speaker_pattern=speaker_pattern)

@@ -31,7 +31,8 @@ def load_model(bundle: str | Path = "shipped", *, artifacts_dir: Path = Path("ar
     ``"shipped"`` (the default), ``"latest"`` (the newest export in ``artifacts_dir``) or
     a bundle's path (``.safetensors``, or ``.onnx`` with the ``onnx`` extra). Raises
     ``BundleError`` naming the file and the fix when it is missing or not a bundle."""
-    from pipeline.inference.bundle import load, resolve
+    from pipeline.inference.bundle import load
+    from pipeline.inference.locate import resolve
 
     return load(resolve(bundle, artifacts_dir=artifacts_dir))
 

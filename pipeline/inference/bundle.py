@@ -40,6 +40,7 @@ from pipeline import __version__
 from pipeline.core import layout
 from pipeline.core.atomic import atomic_path, read_json, strict_json
 from pipeline.core.errors import BundleError
+from pipeline.core.extras import install_hint
 from pipeline.core.hashing import code_hash, hash_obj
 from pipeline.core.progress import log
 from pipeline.corpus.card import corpora_card
@@ -55,7 +56,6 @@ FORMAT_VERSION = 2  # 1: a torch.save file, versions up to 0.1
 SUFFIX = layout.BUNDLE_SUFFIX
 REQUIRED_METADATA = ("model_config", "feature_config", "features_version", "label_map",
                      "provenance")
-SHIPPED = Path(__file__).parent / "shipped" / f"ravdess-cnn{SUFFIX}"
 
 
 def _checksum(metadata_text: str, state_dict: dict) -> str:
@@ -229,24 +229,6 @@ def write_bundle(path: Path, state_dict: dict, metadata: dict) -> None:
         save_file(tensors, str(tmp), metadata=header)
 
 
-def resolve(bundle: str | Path | None, *, artifacts_dir: Path = Path("artifacts")) -> Path:
-    """``None`` or ``shipped`` -> the shipped bundle; ``latest`` -> the newest export;
-    else a path."""
-    if bundle is None or str(bundle) == "shipped":
-        if not SHIPPED.exists():
-            raise BundleError(f"no shipped bundle at {SHIPPED}: pass --bundle PATH or run "
-                              "'ser export' and use --bundle latest")
-        return SHIPPED
-    if str(bundle) == "latest":
-        exports = sorted(layout.bundles_dir(artifacts_dir).glob(f"*{SUFFIX}"),
-                         key=lambda p: p.stat().st_mtime)
-        if not exports:
-            raise BundleError(f"no exported bundle in {layout.bundles_dir(artifacts_dir)}: "
-                              "run 'ser export' first")
-        return exports[-1]
-    return Path(bundle)
-
-
 def _check_labels(label_map, n_classes: int) -> None:
     """A bundle's own label set: one distinct name per output of its network."""
     if (not isinstance(label_map, list) or len(label_map) != n_classes
@@ -313,10 +295,11 @@ def _refuse_format_1(path: Path) -> None:
                       f"'ser export --run {run}', or install version {version} to use it")
 
 
-def load(path: Path) -> Scorer:
+def load(path: Path, *, threads: int | None = None) -> Scorer:
     """Load and verify a bundle (or this tool's ``.onnx`` export) into a ``Scorer``.
-    Raises ``BundleError`` naming the file for a missing, corrupt, foreign, old
-    (format 1) or incompatible file, with the fix."""
+    ``threads``: an ONNX model's intra-op threads (``None``: onnxruntime's default, one
+    per core); a torch model uses torch's setting. Raises ``BundleError`` naming the file
+    for a missing, corrupt, foreign, old (format 1) or incompatible file, with the fix."""
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"no bundle at {path}: pass --bundle with an exported file "
@@ -324,7 +307,8 @@ def load(path: Path) -> Scorer:
     if path.suffix.lower() == ".onnx":
         from pipeline.inference.onnx_bundle import load_onnx
 
-        return load_onnx(path)
+        return load_onnx(path, threads=threads)
+    _check_torch(path)
     text, tensors, checksum = _verified(path)
     scorer = _build(path, text, tensors, checksum)
     installed = detector_version()
@@ -333,6 +317,19 @@ def load(path: Path) -> Scorer:
                     "scores, can differ slightly; install the bundle's version to reproduce them",
                     path, scorer.metadata["speech_detector"], installed)
     return scorer
+
+
+def _check_torch(path: Path) -> None:
+    """A safetensors bundle is scored with torch: without it, say how to get it or how to
+    score the model without it (its ONNX form)."""
+    import importlib.util
+
+    for name in ("torch", "safetensors"):
+        if importlib.util.find_spec(name) is None:
+            raise BundleError(f"{path} is scored with torch, which this install leaves out: "
+                              f"{install_hint('train')}, or convert it once where torch is "
+                              f"installed ('ser export --format onnx --bundle {path}') and "
+                              "score the .onnx file")
 
 
 def _verified(path: Path) -> tuple[str, dict, str]:

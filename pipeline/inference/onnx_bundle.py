@@ -31,7 +31,9 @@ therefore invalidates it, as an edit does: like the safetensors bundle's, it is 
 integrity check, not a signature. Format 1 (no checksum) is refused with the fix:
 re-export, as ``pipeline.inference.bundle`` refuses its older formats.
 
-Needs the ``onnx`` extra (``onnx``, ``onnxscript`` to export; ``onnxruntime`` to score).
+Exporting needs the ``onnx`` extra (torch, ``onnx``, ``onnxscript``); scoring needs only
+``onnxruntime``, which the plain install has: the shipped model is scored in this form
+(``pipeline.inference.locate``).
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ REEXPORT = ("re-export it with 'ser export --format onnx' (or 'ser export --bund
             "--format onnx' from its .safetensors bundle)")
 SUFFIX = ".onnx"
 OPSET = 18
-INSTALL = "pip install 'ser-pipeline[onnx]'"
+INSTALL = "pip install 'ser-pipeline[onnx]'"  # the exporter's packages
+RUNTIME = "pip install onnxruntime"  # a dependency of the plain install, if it was removed
 
 
 class OnnxNetwork:
@@ -153,9 +156,9 @@ def _quiet_exporter():
         logger.setLevel(level)
 
 
-def load_onnx(path: Path) -> Scorer:
-    """A ``Scorer`` whose network runs in onnxruntime (CPU), from a file whose checksum
-    holds. Raises ``BundleError`` naming the file and the fix for one that is not this
+def load_onnx(path: Path, *, threads: int | None = None) -> Scorer:
+    """A ``Scorer`` whose network runs in onnxruntime (CPU) on ``threads`` intra-op
+    threads (``None``: one per core), from a file whose checksum holds. Raises ``BundleError`` naming the file and the fix for one that is not this
     tool's ONNX model, is of format 1 (no checksum), or is damaged or edited (its
     checksum does not match), and with the install hint when onnxruntime is missing."""
     from pipeline.signal import views as test_views
@@ -164,14 +167,17 @@ def load_onnx(path: Path) -> Scorer:
     try:
         import onnxruntime
     except ImportError:
-        raise BundleError(f"scoring {path} needs onnxruntime: {INSTALL}") from None
+        raise BundleError(f"scoring {path} needs onnxruntime: {RUNTIME}") from None
     data = Path(path).read_bytes()
     at = _checksum_at(data)
     intact = at is not None and data[at:at + len(PLACEHOLDER)] == _digest(data, at).encode()
     corrupt = (f"{path} is corrupt: its weights, graph or metadata do not match the checksum "
                f"written with them (damaged in transit, or edited); {REEXPORT}")
     try:
-        session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own types)
         if at is not None and not intact:
             raise BundleError(corrupt) from None
