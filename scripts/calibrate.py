@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fit the confidence temperature (pipeline.inference.calibration) on validation actors only and
+"""Fit the confidence temperature and the weak-verdict threshold
+(pipeline.inference.calibration) on validation actors only and
 write artifacts/reports/calibration.json, which 'ser export' stamps into bundles of the
 same recipe and 'ser evaluate --fold all' uses to report ECE before and after.
 
@@ -71,17 +72,22 @@ def main() -> None:
     probabilities = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     temperature = calibration.fit_temperature(probabilities, labels)
-    record = {"temperature": temperature, "recipe": parts[0][3],
+    calibrated = calibration.apply_temperature(probabilities, temperature)
+    weak_below = calibration.weak_threshold(calibrated, labels)
+    record = {"temperature": temperature, "weak_below": weak_below, "recipe": parts[0][3],
               "fitted_on": {"experiment": args.experiment, "runs": [f"fold-{f}" for f in
                                                                     args.folds.split(",")],
                             "validation_actors": sorted(a for p in parts for a in p[2]),
                             "clips": int(len(labels)), "epoch": "last"},
-              "validation": calibration.figures(probabilities, labels, temperature)}
+              "validation": {**calibration.figures(probabilities, labels, temperature),
+                             **calibration.weak_figures(calibrated, labels, weak_below)}}
     write_json_atomic(layout.calibration_file(args.artifacts_dir), record)
     v = record["validation"]
     print(f"temperature {temperature:.3f} fitted on {len(labels)} validation clips: ECE "
           f"{v['ece']:.3f} -> {v['ece_calibrated']:.3f}, NLL {v['nll']:.3f} -> "
-          f"{v['nll_calibrated']:.3f}; written to {layout.calibration_file(args.artifacts_dir)}")
+          f"{v['nll_calibrated']:.3f}; weak below {weak_below:.3f} ({v['weak_share']:.1%} of "
+          f"verdicts, right {v['accuracy_weak']:.1%} of the time; the rest "
+          f"{v['accuracy_firm']:.1%}); written to {layout.calibration_file(args.artifacts_dir)}")
 
 
 if __name__ == "__main__":

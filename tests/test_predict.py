@@ -21,7 +21,7 @@ from pipeline.inference.predict import expand_inputs, file_windows, predict_file
 from pipeline.inference.results import TIMELINE_FIELDS, format_single
 from pipeline.inference.sink import write_results
 
-CSV_COLUMNS = ["path", "emotion", "confidence", "neutral", "calm", "happy", "sad", "angry",
+CSV_COLUMNS = ["path", "emotion", "confidence", "weak", "neutral", "calm", "happy", "sad", "angry",
                "fearful", "disgust", "surprised", "notes", "error", "bundle"]
 
 
@@ -177,7 +177,9 @@ def test_unsupported_output_suffix_is_a_clear_error(tmp_path, trained):
 def test_format_single_prints_verdict_then_every_emotion(trained):
     [result] = predict_files([corpus_clip(trained, emotion=4, actor=2)], trained.bundle)
     lines = format_single(result, trained.bundle.labels).splitlines()
-    assert lines[0] == f"Predicted emotion: {result.emotion} with {result.confidence:.2%} confidence"
+    assert lines[0] == (f"Predicted emotion: {result.emotion} with {result.confidence:.2%} "
+                        "confidence" + (" (weak: more likely wrong than right)"
+                                        if result.confidence < trained.bundle.weak_below else ""))
     assert [line.split()[0] for line in lines[1:9]] == list(labels.EMOTIONS)
     assert float(lines[1 + labels.EMOTIONS.index(result.emotion)].split()[1].rstrip("%")) == \
         pytest.approx(100 * result.confidence, abs=0.01)

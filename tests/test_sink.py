@@ -22,7 +22,7 @@ def _result(path: str, *, segments: int = 1, error: str = "") -> FileResult:
                                probabilities=[0.25, 0.75], labels=LABELS)
                for k in range(segments)]
     return FileResult(path, emotion="sad", confidence=0.75,
-                      probabilities={"calm": 0.25, "sad": 0.75}, segments=records)
+                      probabilities={"calm": 0.25, "sad": 0.75}, segments=records, weak=False)
 
 
 @pytest.mark.parametrize("suffix, windows", [(".csv", False), (".csv", True),
@@ -277,3 +277,23 @@ def test_a_timeline_written_before_the_scoring_record_is_resumed_in_its_shape(
     assert all("file" not in line for line in lines)
     assert lines[0]["probabilities"] == {"calm": 0.25, "sad": 0.75}
     assert lines[1]["speech"] == {"seconds": 1.0, "segments": 1} == lines[3]["speech"]
+
+
+OLD_FILES_CSV = ("path,emotion,confidence,calm,sad,notes,error,bundle\r\n"
+                 "a.wav,sad,0.750000,0.250000,0.750000,,,m@1\r\n"
+                 "b.wav,sad,0.750000,0.250000,0.750000,,,m@1\r\n")
+
+
+def test_a_csv_written_before_the_weak_column_is_resumed_with_it(tmp_path):
+    """The file CSV gained ``weak``: an output without it is resumed, the column added
+    (empty for the rows it held), its other columns still checked."""
+    out = tmp_path / "files.csv"
+    out.write_bytes(OLD_FILES_CSV.encode())
+    with ResultSink(out, LABELS, bundle="m@1") as sink:
+        assert sink.start(resume=True) == {"a.wav"}
+        sink.file(_result("b.wav"))
+    rows = list(csv.DictReader(open(out, newline="")))
+    assert [(r["path"], r["weak"]) for r in rows] == [("a.wav", ""), ("b.wav", "false")]
+    out.write_bytes(OLD_FILES_CSV.replace("notes,", "remarks,").encode())
+    with pytest.raises(PipelineError, match="holds other columns"):
+        ResultSink(out, LABELS, bundle="m@1").start(resume=True)

@@ -22,6 +22,12 @@ from pipeline.core.atomic import read_json
 from pipeline.core.progress import log
 
 BINS = 15
+# A verdict is weak when its confidence is below this: the default for bundles without a
+# fitted one (the shipped model among them), fitted by ``weak_threshold`` on validation
+# actors' calibrated probabilities (scripts/calibrate.py r10-calib --folds 0,2: 480 clips
+# of 8 RAVDESS actors, T = 0.873; there 33 % of verdicts fell below it, right 40 % of the
+# time, against 74 % for the rest; docs/experiments.md, "Weak verdicts").
+WEAK_BELOW = 0.483
 
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -72,6 +78,43 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
     return float(total)
 
 
+def weak_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The confidence below which a verdict is more likely wrong than right: where a
+    logistic fit of correctness (verdict == label) on confidence (the top probability)
+    crosses one half; ``probabilities`` ``(n, classes)`` as scored (calibrated), labels
+    ``(n,)``. Clipped to [1 / classes, 1]. Raises ``ValueError`` when correctness does not
+    rise with confidence (no threshold separates them) or for no rows."""
+    from scipy.optimize import minimize
+
+    if len(labels) == 0:
+        raise ValueError("no rows to fit a threshold on")
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(float)
+
+    def loss(ab: np.ndarray) -> float:  # logistic negative log-likelihood
+        z = ab[0] + ab[1] * confidence
+        return float(np.mean(np.logaddexp(0.0, z) - correct * z))
+
+    a, b = minimize(loss, np.zeros(2), method="BFGS").x
+    if b <= 0:
+        raise ValueError("correctness does not rise with confidence on these rows")
+    return float(np.clip(-a / b, 1.0 / probabilities.shape[1], 1.0))
+
+
+def weak_figures(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """Share of verdicts below ``threshold`` and the accuracy of those below and at or
+    above it (``None`` for an empty side)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    weak = confidence < threshold
+
+    def accuracy(rows: np.ndarray) -> float | None:
+        return float(correct[rows].mean()) if rows.any() else None
+
+    return {"weak_below": threshold, "weak_share": float(weak.mean()),
+            "accuracy_weak": accuracy(weak), "accuracy_firm": accuracy(~weak)}
+
+
 def figures(probabilities: np.ndarray, labels: np.ndarray,
             temperature: float | None = None) -> dict:
     """ECE and NLL as scored, and with ``temperature`` applied when one is given."""
@@ -119,4 +162,5 @@ def bundle_fields(artifacts_dir: Path, train_config: dict) -> dict:
             layout.calibration_file(artifacts_dir))
         return {}
     return {"temperature": fitted["temperature"],
+            **({"weak_below": fitted["weak_below"]} if "weak_below" in fitted else {}),
             "calibration": {k: fitted[k] for k in ("fitted_on", "validation") if k in fitted}}

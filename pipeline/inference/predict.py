@@ -173,6 +173,7 @@ def _score_pending(scorer, pending: list) -> None:
         mean = verdict(segment_probs, [speech_s for _, _, speech_s in feats.segments])
         best = int(mean.argmax())
         result.emotion, result.confidence = labels[best], float(mean[best])
+        result.weak = result.confidence < scorer.weak_below
         result.probabilities = {label: float(p) for label, p in zip(labels, mean)}
         result.segments = [timeline_record(result.path, start_s=start, end_s=end,
                                            speech_s=speech_s, probabilities=p, labels=labels)
@@ -313,6 +314,7 @@ def score_long_file(path: Path, scorer, *, views, on_segment=None) -> FileResult
     mean = verdict(np.array(probabilities), bounds)
     best = int(mean.argmax())
     result.emotion, result.confidence = scorer.labels[best], float(mean[best])
+    result.weak = result.confidence < scorer.weak_below
     result.probabilities = {label: float(p) for label, p in zip(scorer.labels, mean)}
     result.notes = [f"{sum(bounds):.2f} s of speech in {len(bounds)} segments (streamed in "
                     f"{stream.BLOCK_SECONDS:.0f} s blocks)"]

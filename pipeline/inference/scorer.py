@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.core import layout
 from pipeline.core.errors import TrainingError
-from pipeline.inference.calibration import apply_temperature
+from pipeline.inference.calibration import WEAK_BELOW, apply_temperature
 from pipeline.signal import views as test_views
 from pipeline.signal.augment import AugmentParams
 from pipeline.signal.features import FeatureConfig
@@ -42,6 +42,12 @@ class Scorer:
     fingerprint: str = ""  # a bundle's checksum (its weights and metadata), hex
     # applied to each window's averaged probabilities (inference.calibration); 1: as trained
     temperature: float = 1.0
+
+    @property
+    def weak_below(self) -> float:
+        """The confidence below which this model's verdict is weak (more likely wrong than
+        right): its bundle's fitted ``weak_below``, else ``calibration.WEAK_BELOW``."""
+        return float(self.metadata.get("weak_below", WEAK_BELOW))
 
     @property
     def identity(self) -> str:

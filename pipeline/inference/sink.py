@@ -40,6 +40,8 @@ from pathlib import Path
 from pipeline.core.atomic import strict_json, write_text_atomic
 from pipeline.core.errors import PipelineError
 from pipeline.inference.results import (
+    ADDED_COLUMNS,
+    FILE_FIELDS,
     OLD_NAMES,
     TIMELINE_FIELDS,
     FileResult,
@@ -61,7 +63,7 @@ class ResultSink:
         if self.kind not in (".csv", ".jsonl"):
             raise PipelineError(f"--output {out}: use a .csv or .jsonl file name")
         self.columns = ([*TIMELINE_FIELDS, *labels, "error", "bundle"] if windows else
-                        ["path", "emotion", "confidence", *labels, "notes", "error", "bundle"])
+                        [*FILE_FIELDS, *labels, "notes", "error", "bundle"])
         self.handle = None
         self.held = contextlib.ExitStack()  # the output's lock, from start to close
         self.streamed: str | None = None  # the file whose timeline went out segment by segment
@@ -153,12 +155,13 @@ class ResultSink:
         the last file's rows stay when it is not in ``wanted``: it will not be scored again."""
         if self.kind == ".csv":
             rows = list(csv.reader(io.StringIO(text)))
-            if rows and [OLD_NAMES.get(name, name) for name in rows[0]] != self.columns:
+            header = [OLD_NAMES.get(name, name) for name in rows[0]] if rows else self.columns
+            if header != [c for c in self.columns if c in header or c not in ADDED_COLUMNS]:
                 raise PipelineError(f"--output {self.out} holds other columns (written with "
                                     "other options or labels): choose another file, or pass "
                                     "--overwrite to replace it")
-            records = [dict(zip(self.columns, map(restore, row))) for row in rows[1:]
-                       if len(row) == len(self.columns)]
+            records = [dict(zip(header, map(restore, row))) for row in rows[1:]
+                       if len(row) == len(header)]
         else:
             records, speech = [_json_or_none(line) for line in text.split("\n")], {}
             records = [upgrade(r, self.labels, speech) for r in records if isinstance(r, dict)]
