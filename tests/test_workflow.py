@@ -5,6 +5,7 @@ and report, the bundle it exports, and a rerun after an interruption resuming.""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,10 @@ def test_the_quick_profile_runs_every_stage_and_says_where_the_outputs_went(tmp_
     assert record["emotion"] in model.labels
     text = result.output
     assert "the quick profile" in text and "Predicted emotion:" in text
+    test_actor = trained["actors"]["test"][0].rpartition(":")[2]
+    assert re.search(rf"that was 03-01-05-\S+-{int(test_actor):02d}\.wav, spoken by actor "
+                     rf"{test_actor} of ravdess \(test fold 0: a voice the model never heard\); "
+                     r"its true label: angry", text), text
     for path in (layout.index_csv(data), layout.features_dir(artifacts), bundle):
         assert str(path) in text  # absolute paths, in the closing summary
     assert "quick profile finished in" in text

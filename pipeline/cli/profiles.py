@@ -48,9 +48,21 @@ FULL = Profile(
 PROFILES = {profile.name: profile for profile in (QUICK, FULL)}
 
 
-def example_clip(clips: list, fold: str) -> Path | None:
-    """A clip to show a prediction on: the first angry one of test fold ``fold`` (an actor
-    the fold's model never heard), else of any actor; None for an empty index."""
+def example_clip(clips: list, fold: str):
+    """A clip to show a prediction on (an ``index.Clip``): the first angry one of test fold
+    ``fold`` (an actor the fold's model never heard), else of any actor; None for an empty
+    index."""
     candidates = [c for c in clips if fold == "all" or str(c.fold) == fold] or clips
     angry = [c for c in candidates if c.emotion == "angry"] or candidates
-    return Path(sorted(angry, key=lambda c: c.path)[0].path) if angry else None
+    return sorted(angry, key=lambda c: c.path)[0] if angry else None
+
+
+def about_clip(clip, fold: str) -> str:
+    """What the example prediction was made on: the clip, its speaker and its true label,
+    and whether the model heard that speaker."""
+    unheard = (f"test fold {clip.fold}: a voice the model never heard" if fold != "all"
+               and str(clip.fold) == fold else "a voice the model may have heard")
+    corpus, _, speaker = clip.speaker.rpartition(":")
+    who = f"{'actor' if corpus == 'ravdess' else 'speaker'} {speaker} of {corpus or clip.corpus}"
+    return (f"that was {Path(clip.path).name}, spoken by {who} ({unheard}); its true "
+            f"label: {clip.emotion}")

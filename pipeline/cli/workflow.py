@@ -61,7 +61,10 @@ def run(ctx, profile, source, epochs, jobs):
     step(score.export, run=chosen.export_run, members=chosen.members, out=bundle)
     clip = _example(ctx.obj, chosen)
     if clip is not None:
-        step(score.predict, inputs=(str(clip),), bundle_path=str(bundle), jobs=jobs)
+        step(score.predict, inputs=(clip.path,), bundle_path=str(bundle), jobs=jobs)
+        from pipeline.cli.profiles import about_clip
+
+        click.echo(about_clip(clip, chosen.fold))
     _where(ctx.obj, chosen, bundle, time.perf_counter() - started)
 
 
