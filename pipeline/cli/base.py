@@ -102,9 +102,10 @@ def stage(command):
 
     @functools.wraps(command)
     def checked(obj: Context, *args, **kwargs):
-        from pipeline.core.extras import require
+        if command.__name__ in NEEDS:
+            from pipeline.core.extras import require
 
-        require(f"ser {command.__name__}", *NEEDS.get(command.__name__, ()))
+            require(f"ser {command.__name__}", *NEEDS[command.__name__])
         if not (command.__name__ == "export" and kwargs.get("out")):
             obj.check_writable(*writes)
         return command(obj, *args, **kwargs)
