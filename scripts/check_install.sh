@@ -33,4 +33,25 @@ if "$work/venv/bin/ser" predict --bundle latest hello.wav 2>err.txt; then
   echo "check_install: --bundle latest should fail without an export" >&2; exit 1
 fi
 grep -q "no exported bundle in $work/artifacts/bundles" err.txt
-echo "check_install: the plain install (no torch) scores from another directory"
+# [serve] adds the service, still without torch
+"$work/venv/bin/python" -m pip install --quiet -c "$repo/constraints.txt" "$repo[serve]" 2>&1 \
+  | grep -v "is ignored: it is neither a file nor a directory" || true
+if "$work/venv/bin/python" -c "import torch" 2>/dev/null; then
+  echo "check_install: [serve] should not install torch" >&2; exit 1
+fi
+"$work/venv/bin/ser" serve --port 8719 2>serve.log &
+server=$!
+"$work/venv/bin/python" - <<'PY' || { kill $server; cat serve.log >&2; exit 1; }
+import json, time, urllib.request
+for _ in range(60):
+    try:
+        health = json.load(urllib.request.urlopen("http://127.0.0.1:8719/health", timeout=2))
+        break
+    except OSError:
+        time.sleep(0.5)
+else:
+    raise SystemExit("check_install: ser serve did not answer /health within 30 s")
+assert health["model_loaded"], health
+PY
+kill $server
+echo "check_install: the plain install (no torch) scores from another directory; [serve] serves"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install the project with its test extras (CPU torch pinned by
-# constraints.txt). Quick when nothing changed since the last install.
+# Create .venv and install the project with its test extras (versions pinned by
+# constraints.txt; torch's CPU build where the package index serves it, see the README's
+# "Installing the command"). Quick when nothing changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
