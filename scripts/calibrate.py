@@ -53,6 +53,11 @@ def validation_probabilities(root: Path, fold: int, clips, store, jobs: int,
             saved["info"]["actors"]["val"], recipe_of(saved["train_config"]))
 
 
+def _share(value: float | None) -> str:
+    """A share as a percentage, or "-" where no verdict fell on that side."""
+    return "-" if value is None else f"{value:.1%}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("experiment", help="artifacts/experiments/NAME")
@@ -86,8 +91,8 @@ def main() -> None:
     print(f"temperature {temperature:.3f} fitted on {len(labels)} validation clips: ECE "
           f"{v['ece']:.3f} -> {v['ece_calibrated']:.3f}, NLL {v['nll']:.3f} -> "
           f"{v['nll_calibrated']:.3f}; weak below {weak_below:.3f} ({v['weak_share']:.1%} of "
-          f"verdicts, right {v['accuracy_weak']:.1%} of the time; the rest "
-          f"{v['accuracy_firm']:.1%}); written to {layout.calibration_file(args.artifacts_dir)}")
+          f"verdicts, right {_share(v['accuracy_weak'])} of the time; the rest "
+          f"{_share(v['accuracy_firm'])}); written to {layout.calibration_file(args.artifacts_dir)}")
 
 
 if __name__ == "__main__":

@@ -23,17 +23,17 @@ from pipeline.core import engines
 psutil = pytest.importorskip("psutil")
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = 20
+FILES = 24
 
 
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory) -> Path:
-    """20 recordings of synthetic speech; every other one lasts 20 s, so that scoring them
-    with two workers takes several seconds."""
+    """24 recordings of synthetic speech; every other one lasts 45 s, so that scoring them
+    with two workers takes several seconds even without torch (ONNX)."""
     folder = tmp_path_factory.mktemp("signals") / "in"
     folder.mkdir()
     for number in range(FILES):
-        seconds = 20.0 if number % 2 else 2.0
+        seconds = 45.0 if number % 2 else 2.0
         soundfile.write(folder / f"clip{number:02d}.wav",
                         synth_speech(emotion=1 + number % 8, seconds=seconds, seed=number), 16000)
     return folder

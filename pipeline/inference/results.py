@@ -93,7 +93,8 @@ def timeline_summary(segments: list[dict], slice_seconds: float = SLICE_SECONDS)
     """What a timeline says at a glance, from its segment records (each counted by its
     seconds of speech, ``speech_s``, under its own verdict): ``emotions`` ``{emotion:
     {"seconds", "share"}}`` (share of the file's speech; emotions no segment chose are
-    left out), ``dominant`` (the emotion with the most speech), and ``by_slice``: for
+    left out), ``dominant`` (the emotion with the most speech; of equals, the one heard
+    first), and ``by_slice``: for
     each ``slice_seconds`` of the recording holding a segment's middle, its ``start_s``,
     ``end_s`` and dominant ``emotion`` with that emotion's ``share`` of the slice's
     speech. Raises ``ValueError`` for no segments."""
