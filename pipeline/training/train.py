@@ -239,15 +239,13 @@ def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key
         ) from None
 
 
-def _check_finite(loss, *, epoch: int, batch: int, config: TrainConfig) -> None:
-    """Raise ``TrainingError`` naming the epoch, the batch and the fix when ``loss`` (a
-    torch scalar) is NaN or infinite."""
-    import torch
-
-    if not torch.isfinite(loss):
-        raise TrainingError(f"loss became {loss.item()} at epoch {epoch}, batch {batch}: "
-                            f"lower --lr (now {config.lr}) or check the features for NaN / "
-                            "inf ('ser extract --force')")
+def _check_finite(loss: float, *, epoch: int, config: TrainConfig) -> None:
+    """Raise ``TrainingError`` naming the epoch and the fix when ``loss`` (the epoch's
+    summed loss, read once after its last step) is NaN or infinite."""
+    if not np.isfinite(loss):
+        raise TrainingError(f"loss became {loss} in epoch {epoch}: lower --lr (now "
+                            f"{config.lr}) or check the features for NaN / inf ('ser extract "
+                            "--force')")
 
 
 def train_epoch(model, optimiser, schedule, features, labels, split: Split, config: TrainConfig,
@@ -272,7 +270,10 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
     torch.manual_seed(derived_seed(config.seed, epoch, 1, *rank))  # dropout
     generator = torch.Generator().manual_seed(derived_seed(config.seed, epoch, 2, *rank))
     order = _epoch_order(split, config, epoch=epoch, group=group, generator=generator)
-    totals = {"loss": 0.0, "correct": 0, "seen": 0}
+    # summed on the device and read once, after the last step: no host synchronisation
+    # inside the loop (a .item() per step stalled a GPU on every batch)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     grad_norms, autocast = [], device.type == "cuda" if autocast is None else autocast
     t0 = time.perf_counter()
     for start in range(0, len(order), config.batch_size):
@@ -288,26 +289,28 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
         logits, loss = _forward(model, x, (y, None if actors is None else actors[index].to(device)),
                                 config, class_weights, lam, partner, device, autocast=autocast,
                                 row_weights=None if row_weights is None else row_weights[index].to(device))
-        _check_finite(loss, epoch=epoch, batch=start // config.batch_size, config=config)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
             # the norm before clipping, recorded so a stall can be seen in metrics.jsonl
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                                    config.grad_clip)))
+            grad_norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                             config.grad_clip).detach())
         optimiser.step()
         schedule.step()
         faults.point("train:step")
-        totals["loss"] += loss.item() * len(y)
-        totals["correct"] += (logits.argmax(1) == y).sum().item()
-        totals["seen"] += len(y)
-    seconds, seen = time.perf_counter() - t0, totals["seen"]
+        loss_sum += loss.detach().double() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+    seen = len(order)
+    norms = torch.stack(grad_norms).double().cpu().numpy() if grad_norms else np.zeros(0)
+    totals = {"loss": float(loss_sum), "correct": int(correct)}  # the epoch's one read
+    seconds = time.perf_counter() - t0
+    _check_finite(totals["loss"], epoch=epoch, config=config)
     return {"epoch": epoch, "train_loss": totals["loss"] / seen,
             "train_acc": totals["correct"] / seen, "lr": schedule.get_last_lr()[0],
             "seconds": round(seconds, 3),  # loss and accuracy: this rank's share (rank 0's)
             "samples_per_s": seen * (group.world_size if group else 1) / seconds,
-            **({"grad_norm_median": float(np.median(grad_norms)),
-                "grad_norm_max": max(grad_norms)} if grad_norms else {})}
+            **({"grad_norm_median": float(np.median(norms)),
+                "grad_norm_max": float(norms.max())} if len(norms) else {})}
 
 
 def _epoch_order(split: Split, config: TrainConfig, *, epoch: int, group, generator):
