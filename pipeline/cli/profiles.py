@@ -44,7 +44,7 @@ FULL = Profile(
     artifacts_subdir="",
     says="the full reproduction of the README's figures: 5-fold cross-validation with "
          "2-member ensembles, the leaky random split as a contrast, and the final model on "
-         "every actor. About 1 h 45 min on a 2-core CPU (minutes on a CUDA GPU)")
+         "every actor. About 1 h 45 min on a 2-core CPU (not yet timed on a GPU)")
 PROFILES = {profile.name: profile for profile in (QUICK, FULL)}
 
 

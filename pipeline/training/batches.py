@@ -62,17 +62,19 @@ def spec_augment(x, config: TrainConfig, generator):
     ``config.time_masks`` bands of up to ``config.time_mask_frames`` frames and
     ``config.freq_masks`` bands of up to ``config.freq_mask_bins`` mel rows set to zero
     (after normalisation: the mean). ``x``: ``(batch, 2, n_mels, num_frames)`` tensor;
-    ``generator``: a CPU ``torch.Generator`` every draw comes from."""
+    ``generator``: the ``torch.Generator`` every draw comes from, on the device the masks
+    are drawn on (the data's: no host-to-device copy on the GPU path)."""
     import torch
 
     batch, _, n_mels, num_frames = x.shape
-    keep = torch.ones(batch, 1, n_mels, num_frames, dtype=torch.bool)
+    on = generator.device
+    keep = torch.ones(batch, 1, n_mels, num_frames, dtype=torch.bool, device=on)
     for count, width, axis, size in ((config.time_masks, config.time_mask_frames, 3, num_frames),
                                      (config.freq_masks, config.freq_mask_bins, 2, n_mels)):
         for _ in range(count):
-            widths = torch.randint(0, width + 1, (batch,), generator=generator)
-            starts = (torch.rand(batch, generator=generator) * (size - widths)).long()
-            positions = torch.arange(size)
+            widths = torch.randint(0, width + 1, (batch,), generator=generator, device=on)
+            starts = (torch.rand(batch, generator=generator, device=on) * (size - widths)).long()
+            positions = torch.arange(size, device=on)
             band = (positions[None] >= starts[:, None]) & (positions[None] < (starts + widths)[:, None])
             shape = (batch, 1, size, 1) if axis == 2 else (batch, 1, 1, size)
             keep &= ~band.view(shape)

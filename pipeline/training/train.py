@@ -268,7 +268,10 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
     core = getattr(model, "module", model)  # the EmotionCNN inside DDP
     rank = (group.rank,) if group else ()
     torch.manual_seed(derived_seed(config.seed, epoch, 1, *rank))  # dropout
-    generator = torch.Generator().manual_seed(derived_seed(config.seed, epoch, 2, *rank))
+    # every draw of the epoch (order, masks, mixup partners) where the data is: on the GPU
+    # path the epoch never waits on a host-to-device copy (on a CPU, the same draws as ever)
+    generator = torch.Generator(device=features.device).manual_seed(
+        derived_seed(config.seed, epoch, 2, *rank))
     order = _epoch_order(split, config, epoch=epoch, group=group, generator=generator)
     # summed on the device and read once, after the last step: no host synchronisation
     # inside the loop (a .item() per step stalled a GPU on every batch)
@@ -282,7 +285,7 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
                          config, generator)
         y = labels[index].to(device)
         lam = mixup_weight(config, epoch=epoch, start=start)
-        partner = (torch.randperm(len(y), generator=generator).to(device)
+        partner = (torch.randperm(len(y), generator=generator, device=generator.device).to(device)
                    if config.mixup_alpha > 0 else None)
         if partner is not None:
             x = lam * x + (1 - lam) * x[partner]
@@ -314,14 +317,16 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
 
 
 def _epoch_order(split: Split, config: TrainConfig, *, epoch: int, group, generator):
-    """The training rows of one epoch, in order: all of them shuffled by ``generator``,
-    or under torchrun this rank's share from a sampler seeded alike on every rank."""
+    """The training rows of one epoch, in order, on ``generator``'s device: all of them
+    shuffled by ``generator``, or under torchrun this rank's share from a sampler seeded
+    alike on every rank."""
     import torch
 
     if group is None:
-        return torch.from_numpy(split.train)[torch.randperm(len(split.train), generator=generator)]
+        rows = torch.from_numpy(split.train).to(generator.device)
+        return rows[torch.randperm(len(rows), generator=generator, device=generator.device)]
     return distributed.rank_order(split.train, group, seed=derived_seed(config.seed, 2),
-                                  epoch=epoch)
+                                  epoch=epoch).to(generator.device)
 
 
 def _forward(model, x, targets, config: TrainConfig, class_weights, lam: float, partner,
