@@ -46,7 +46,15 @@ def _predict(folder: Path, out: Path, log: Path) -> subprocess.Popen:
     with log.open("w") as handle:
         return subprocess.Popen([sys.executable, "-m", "pipeline", "predict", str(folder),
                                  "-o", str(out), "-j", "2"], cwd=out.parent, env=env,
-                                stdout=handle, stderr=subprocess.STDOUT)
+                                stdout=handle, stderr=subprocess.STDOUT,
+                                preexec_fn=_as_from_a_terminal)
+
+
+def _as_from_a_terminal() -> None:
+    """SIGINT as a terminal's Ctrl-C finds it: a suite started in the background by a
+    non-interactive shell runs with SIGINT ignored, which every child inherits (and
+    Python then installs no handler for it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _rows(out: Path) -> list[dict]:
