@@ -50,7 +50,7 @@ def reads(monkeypatch):
 def test_an_epochs_reads_do_not_grow_with_its_steps(tmp_path, reads, mixup):
     store = write_store(tmp_path)
     counts = []
-    for batch_size in (64, 8):  # 4 steps per epoch, then 30
+    for batch_size in (64, 8):  # then eight times the steps
         reads["reads"] = 0
         _run(store, replace(SMALL, epochs=1, batch_size=batch_size, mixup_alpha=mixup),
              fold=0, force=True)
