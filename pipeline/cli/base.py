@@ -97,7 +97,8 @@ def friendly_errors(command):
 
 def stage(command):
     """A stage command: gets the ``Context``, has the folders it writes in checked before
-    it starts (``WRITES``) and the packages it needs (``NEEDS``), and reports the project's errors in one line."""
+    it starts (``WRITES``) and the packages it needs (``NEEDS``), and reports the
+    project's errors in one line."""
     writes = WRITES.get(command.__name__, ())
 
     @functools.wraps(command)

@@ -55,9 +55,10 @@ def evaluate(obj: Context, fold, bundle_path, source, manifest_path, corpus, spe
         path = resolve(bundle_path, artifacts_dir=obj.artifacts_dir)
         from pipeline.evaluation.bundle_eval import evaluate_bundle
 
-        report = evaluate_bundle(bundle_path=path, threads=model_threads(jobs, bundle=path), source=source, manifest_path=manifest_path,
-                                 tta=tta, corpus=corpus, artifacts_dir=obj.artifacts_dir,
-                                 jobs=jobs, speaker_pattern=speaker_pattern)
+        report = evaluate_bundle(bundle_path=path, threads=model_threads(jobs, bundle=path),
+                                 source=source, manifest_path=manifest_path, tta=tta,
+                                 corpus=corpus, artifacts_dir=obj.artifacts_dir, jobs=jobs,
+                                 speaker_pattern=speaker_pattern)
     else:
         from pipeline.core.extras import require
 

@@ -39,9 +39,15 @@ def missing_extra(exc: ImportError, what: str) -> PipelineError | None:
                          f"{install_hint(extra)}")
 
 
+def first_missing(*modules: str) -> str | None:
+    """The first of ``modules`` (top-level import names) that is not installed, or None;
+    imports nothing (a lookup)."""
+    return next((name for name in modules if importlib.util.find_spec(name) is None), None)
+
+
 def require(what: str, *modules: str) -> None:
     """Raise ``missing_extra``'s error before any work starts when one of ``modules`` (top
     level import names in ``EXTRA_OF``) is not installed; imports nothing (a lookup)."""
-    for name in modules:
-        if importlib.util.find_spec(name) is None:
-            raise missing_extra(ModuleNotFoundError(name=name), what)
+    name = first_missing(*modules)
+    if name is not None:
+        raise missing_extra(ModuleNotFoundError(name=name), what)

@@ -40,7 +40,7 @@ from pipeline import __version__
 from pipeline.core import layout
 from pipeline.core.atomic import atomic_path, read_json, strict_json
 from pipeline.core.errors import BundleError
-from pipeline.core.extras import install_hint
+from pipeline.core.extras import first_missing, install_hint
 from pipeline.core.hashing import code_hash, hash_obj
 from pipeline.core.progress import log
 from pipeline.corpus.card import corpora_card
@@ -322,14 +322,11 @@ def load(path: Path, *, threads: int | None = None) -> Scorer:
 def _check_torch(path: Path) -> None:
     """A safetensors bundle is scored with torch: without it, say how to get it or how to
     score the model without it (its ONNX form)."""
-    import importlib.util
-
-    for name in ("torch", "safetensors"):
-        if importlib.util.find_spec(name) is None:
-            raise BundleError(f"{path} is scored with torch, which this install leaves out: "
-                              f"{install_hint('train')}, or convert it once where torch is "
-                              f"installed ('ser export --format onnx --bundle {path}') and "
-                              "score the .onnx file")
+    if first_missing("torch", "safetensors") is not None:
+        raise BundleError(f"{path} is scored with torch, which this install leaves out: "
+                          f"{install_hint('train')}, or convert it once where torch is "
+                          f"installed ('ser export --format onnx --bundle {path}') and "
+                          "score the .onnx file")
 
 
 def _verified(path: Path) -> tuple[str, dict, str]:

@@ -158,9 +158,10 @@ def _quiet_exporter():
 
 def load_onnx(path: Path, *, threads: int | None = None) -> Scorer:
     """A ``Scorer`` whose network runs in onnxruntime (CPU) on ``threads`` intra-op
-    threads (``None``: one per core), from a file whose checksum holds. Raises ``BundleError`` naming the file and the fix for one that is not this
-    tool's ONNX model, is of format 1 (no checksum), or is damaged or edited (its
-    checksum does not match), and with the install hint when onnxruntime is missing."""
+    threads (``None``: one per core), from a file whose checksum holds. Raises
+    ``BundleError`` naming the file and the fix for one that is not this tool's ONNX model,
+    is of format 1 (no checksum), or is damaged or edited (its checksum does not match),
+    and with the install hint when onnxruntime is missing."""
     from pipeline.signal import views as test_views
     from pipeline.signal.features import FeatureConfig
 

@@ -170,14 +170,20 @@ def _score_pending(scorer, pending: list) -> None:
             result.error = ("scoring gave non-finite probabilities (a bug: please report it "
                             "with this file)")
             continue
-        mean = verdict(segment_probs, [speech_s for _, _, speech_s in feats.segments])
-        best = int(mean.argmax())
-        result.emotion, result.confidence = labels[best], float(mean[best])
-        result.weak = result.confidence < scorer.weak_below
-        result.probabilities = {label: float(p) for label, p in zip(labels, mean)}
+        _decide(result, verdict(segment_probs, [speech_s for _, _, speech_s in feats.segments]),
+                scorer)
         result.segments = [timeline_record(result.path, start_s=start, end_s=end,
                                            speech_s=speech_s, probabilities=p, labels=labels)
                            for (start, end, speech_s), p in zip(feats.segments, segment_probs)]
+
+
+def _decide(result: FileResult, mean: np.ndarray, scorer) -> None:
+    """Set ``result``'s verdict from the file's probabilities ``mean`` ``(classes,)``: its
+    emotion, confidence, probabilities and whether it is weak (``Scorer.weak_below``)."""
+    best = int(mean.argmax())
+    result.emotion, result.confidence = scorer.labels[best], float(mean[best])
+    result.weak = result.confidence < scorer.weak_below
+    result.probabilities = {label: float(p) for label, p in zip(scorer.labels, mean)}
 
 
 def is_stream(item: str | Path) -> bool:
@@ -311,11 +317,7 @@ def score_long_file(path: Path, scorer, *, views, on_segment=None) -> FileResult
     except AudioError as exc:
         result.error = str(exc).removeprefix(f"{path}: ")
         return result
-    mean = verdict(np.array(probabilities), bounds)
-    best = int(mean.argmax())
-    result.emotion, result.confidence = scorer.labels[best], float(mean[best])
-    result.weak = result.confidence < scorer.weak_below
-    result.probabilities = {label: float(p) for label, p in zip(scorer.labels, mean)}
+    _decide(result, verdict(np.array(probabilities), bounds), scorer)
     result.notes = [f"{sum(bounds):.2f} s of speech in {len(bounds)} segments (streamed in "
                     f"{stream.BLOCK_SECONDS:.0f} s blocks)"]
     return result
