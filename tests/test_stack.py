@@ -140,6 +140,6 @@ def test_one_optimiser_over_the_stack_steps_like_each_models_own():
 def test_squeeze_excite_is_refused_with_the_reason():
     torch.manual_seed(0)
     model = EmotionCNN(ModelConfig(n_mels=16, channels=(4, 8, 8), squeeze_excite=True))
-    assert "squeeze" in unsupported(model)
+    assert "squeeze" in unsupported(model.config)
     with pytest.raises(ValueError, match="squeeze"):
         StackedCNN([model])

@@ -45,12 +45,13 @@ class Session:
     @classmethod
     def start(cls, store: FeatureStore, split: Split, config: TrainConfig, device,
               group: distributed.Group | None = None, *,
-              accelerated: bool | None = None) -> "Session":
+              accelerated: bool | None = None, features=None) -> "Session":
         """A fresh model (from the current torch seed) normalised with the training rows'
         statistics, its optimiser and schedule, and the store's rows as tensors.
         ``accelerated`` (default: on CUDA) takes the GPU path: every row moved to the
         device once (~0.2 GB for RAVDESS x 3 copies) and bf16 autocast in the loop; it
-        runs on any device, so tests exercise it on CPU."""
+        runs on any device, so tests exercise it on CPU. ``features``: the store's rows as
+        that tensor already (where several runs share them: ``together``)."""
         import torch
 
         from pipeline.network.model import EmotionCNN
@@ -60,9 +61,10 @@ class Session:
         model.set_normalisation(torch.from_numpy(mean), torch.from_numpy(std))
         model.to(device)
         accelerated = device.type == "cuda" if accelerated is None else accelerated
-        features = torch.from_numpy(store.features)
-        if accelerated:
-            features = features.to(device)
+        if features is None:
+            features = torch.from_numpy(store.features)
+            if accelerated:
+                features = features.to(device)
         labels = torch.from_numpy(store.label.astype(np.int64)).to(features.device)
         weights = rows = None
         if config.balanced and config.balance_corpora:

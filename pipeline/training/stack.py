@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.network.model import EmotionCNN
+from pipeline.network.model import EmotionCNN, ModelConfig
 
 
-def unsupported(model: EmotionCNN) -> str | None:
-    """Why ``model``'s architecture cannot be stacked, or None when it can."""
-    if model.config.squeeze_excite:
+def unsupported(config: ModelConfig) -> str | None:
+    """Why models of ``config`` cannot be stacked, or None when they can."""
+    if config.squeeze_excite:
         return "squeeze-and-excitation blocks are not stacked"
     return None
 
@@ -38,7 +38,7 @@ class StackedCNN(nn.Module):
     def __init__(self, models: list[EmotionCNN]):
         super().__init__()
         template = models[0]
-        reason = unsupported(template)
+        reason = unsupported(template.config)
         if reason:
             raise ValueError(reason)
         self.config, self.count = template.config, len(models)
@@ -61,7 +61,7 @@ class StackedCNN(nn.Module):
     def weight(self, name: str) -> torch.Tensor:
         return self.weights[self.index[name]]
 
-    def dropout_masks(self, batch: int, generators: list, *, dtype=torch.float32):
+    def dropout_masks(self, batch: int, generators: list, *, dtype=None):
         """The scaled dropout masks of one step: ``[(batch, M, width)]`` per dropout layer
         of the head, model m's drawn from ``generators[m]`` as ``torch.nn.functional.dropout``
         draws from the global generator on the CPU (Bernoulli(1 - p) / (1 - p), first
@@ -71,7 +71,7 @@ class StackedCNN(nn.Module):
         if p == 0:
             return None
         widths = (self.weight("head.2.weight").shape[2], self.weight("head.5.weight").shape[2])
-        device = self.weights[0].device
+        device, dtype = self.weights[0].device, dtype or torch.get_default_dtype()
         per_model = [[torch.empty(batch, width, device=device, dtype=dtype).bernoulli_(
             1 - p, generator=g).div_(1 - p) for width in widths] for g in generators]
         return [torch.stack([masks[layer] for masks in per_model], 1) for layer in range(2)]

@@ -19,62 +19,33 @@ global torch generator as it found it.
 
 from __future__ import annotations
 
-import copy as copying
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.core import faults, layout
-from pipeline.core.atomic import (
-    manifest,
-    read_json,
-    strict_json,
-    write_json_atomic,
-    write_text_atomic,
-)
-from pipeline.core.errors import PipelineError, TrainingError
-from pipeline.core.hashing import code_hash, hash_obj
-from pipeline.core.progress import log
+from pipeline.core.errors import TrainingError
 from pipeline.corpus.index import index_record, load_index
-from pipeline.corpus.splits import Split, split_for, split_key
-from pipeline.corpus.store import FeatureStore, labels_key, load_store
-from pipeline.network.model import save_model
+from pipeline.corpus.splits import Split
+from pipeline.corpus.store import load_store
 from pipeline.network.recipe import TrainConfig
 from pipeline.training import distributed
 from pipeline.training.batches import derived_seed, mixup_weight, spec_augment
-from pipeline.training.checkpoints import load_checkpoint, save_checkpoint
-from pipeline.training.devices import pick_device
-from pipeline.training.session import Session
+from pipeline.training.loss import batch_loss
+from pipeline.training.run import (
+    Run,
+    TrainingInterrupted,
+    TrainResult,
+    after_epoch,
+    finish_run,
+    interrupted,
+    open_run,
+    run_device,
+    run_key,
+)
 
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    best_epoch: int
-    epochs_run: int
-    val: dict | None
-    seconds: float
-    cached: bool = False
-
-
-class TrainingInterrupted(PipelineError):
-    pass
-
-
-def run_key(config: TrainConfig, *, features_key: str, fold: int | str | None,
-            split: dict | None, world_size: int = 1, accelerated: bool = False,
-            labels: str | None = None) -> str:
-    """The cache key of one member's run: its recipe (``member_key``: not the member
-    count), the features' key, the labels and speakers joined onto them
-    (``store.labels_key``), the fold, the split that fold depends on (``split_key``), the
-    training code (``hashing.code_hash``), and, when they apply, the torchrun process
-    count and the GPU path (bf16 autocast changes the arithmetic)."""
-    return hash_obj({"train": config.member_key(), "features": features_key, "fold": fold,
-                     "split": split, "code": code_hash(__name__), "labels": labels,
-                     **({"world_size": world_size} if world_size > 1 else {}),
-                     **({"accelerated": True} if accelerated else {})})
+__all__ = ["train", "train_epoch", "TrainResult", "TrainingInterrupted", "run_key"]
 
 
 def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainConfig(),
@@ -90,153 +61,39 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
 
     The run folder is locked for the duration (``pipeline.core.locks``): a second training of
     the same run is refused with ``LockedError`` naming the process that holds it."""
-    from pipeline.core.locks import job_lock
-
-    run = layout.member_run(layout.run_name(fold), member)
-    with job_lock(layout.run_dir(artifacts_dir, run), "training of this run"):
-        return _train(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config, fold=fold,
-                      member=member, resume=resume, force=force, device=device,
-                      accelerated=accelerated, on_epoch=on_epoch)
-
-
-def _train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig, fold, member: int,
-           resume: bool, force: bool, device: str, accelerated: bool | None,
-           on_epoch=None) -> TrainResult:
     import torch
 
-    started = time.perf_counter()
-    store = load_store(artifacts_dir, clips=load_index(data_dir))
-    index = index_record(data_dir)
-    split_seed = index["config"]["seed"]
-    config = replace(config, model=replace(config.model, n_mels=int(store.features.shape[2]),
-                                           n_classes=len(store.label_map)),
-                     seed=config.seed + member)
-    run = layout.member_run(layout.run_name(fold), member)
-    dev = pick_device(device)
-    group = distributed.join(dev)
-    dev = distributed.rank_device(dev, group)
-    accelerated = dev.type == "cuda" if accelerated is None else accelerated
-    key = run_key(config, features_key=store.manifest["key"], fold=fold, labels=labels_key(store),
-                  split=split_key(store, fold, split_seed=split_seed),
-                  world_size=group.world_size if group else 1, accelerated=accelerated)
-    done = read_json(layout.run_manifest(artifacts_dir, run))
-    if (done and done.get("key") == key and layout.model_file(artifacts_dir, run).exists()
-            and not force):
-        log.info("%s is already trained with this config, features and code (--force "
-                 "retrains)", layout.run_dir(artifacts_dir, run))
-        return TrainResult(layout.run_dir(artifacts_dir, run), done["best_epoch"],
-                           done["epochs_run"], done.get("val"), 0.0, cached=True)
-    split = _checked_split(store, fold, config, split_seed)
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(config.seed)  # initialisation: the same on every rank
-        session = Session.start(store, split, config, dev, group, accelerated=accelerated)
-        state = load_checkpoint(layout.checkpoint_file(artifacts_dir, run), key, session,
-                                resume=resume)
-        layout.run_dir(artifacts_dir, run).mkdir(parents=True, exist_ok=True)
-        if group is None or group.is_main:
-            layout.run_manifest(artifacts_dir, run).unlink(missing_ok=True)
-        distributed.barrier(group)  # every rank has read the checkpoint before it changes
-        log.info("%s: %d training rows (%d actors), %d validation, %d test rows; device %s%s",
-                 run, len(split.train), len(split.actors(store.speaker)["train"]), len(split.val),
-                 len(split.test), dev, f"; {group.world_size} processes" if group else "")
-        _epochs(session, state, artifacts_dir=artifacts_dir, run=run, key=key,
-                on_epoch=on_epoch)
-    session.model.load_state_dict(state["best_state"])
-    info = _run_info(store, split, state, session, fold=fold, config=config, member=member,
-                     split_seed=split_seed, index=index, group=group)
-    if group is None or group.is_main:
-        save_model(layout.model_file(artifacts_dir, run), session.model,
-                   train_config=config.to_dict(), info=info, label_map=store.label_map,
-                   feature_config=store.manifest["config"]["features"])
-        write_json_atomic(layout.run_manifest(artifacts_dir, run), manifest(
-            stage="train", key=key, config=config.to_dict(), device=str(dev),
-            seconds=round(time.perf_counter() - started, 1), **info))
-    distributed.barrier(group)  # the run is on disk before any rank goes on
-    return TrainResult(layout.run_dir(artifacts_dir, run), state["best_epoch"], state["epoch"],
-                       info["val"], time.perf_counter() - started)
+    from pipeline.core.locks import job_lock
+
+    name = layout.member_run(layout.run_name(fold), member)
+    with job_lock(layout.run_dir(artifacts_dir, name), "training of this run"):
+        store = load_store(artifacts_dir, clips=load_index(data_dir))
+        dev, group = run_device(device)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            run = open_run(store, index_record(data_dir), artifacts_dir=artifacts_dir,
+                           config=config, fold=fold, member=member, resume=resume,
+                           force=force, device=dev, group=group, accelerated=accelerated)
+            if isinstance(run, TrainResult):
+                return run
+            _epochs(run, on_epoch=on_epoch)
+        return finish_run(run)
 
 
-def _run_info(store: FeatureStore, split: Split, state: dict, session: Session, *, fold,
-              config: TrainConfig, member: int, split_seed: int, index: dict, group) -> dict:
-    """What ``model.pt`` and ``result.json`` record about a finished run."""
-    return {"fold": fold, "test_folds": list(split.test_folds),
-            "val_folds": list(split.val_folds), "actors": split.actors(store.speaker),
-            "best_epoch": state["best_epoch"], "corpora": sorted(set(store.corpus[split.train])),
-            "epochs_run": state["epoch"], "train_clips": train_clips(store, split.train),
-            "seed": config.seed, "member": member, "split_seed": split_seed,
-            "val": session.validate() if len(split.val) else None,
-            "labels_key": labels_key(store), "index_hash": index["index_hash"],
-            "features_key": store.manifest["key"], "train_code": code_hash(__name__),
-            "world_size": group.world_size if group else 1}
-
-
-def _checked_split(store: FeatureStore, fold, config: TrainConfig, split_seed: int) -> Split:
-    split = split_for(store, fold, val_folds=config.val_folds, seed=split_seed)
-    if config.train_corpora:  # the others' speakers still validate and test
-        split = replace(split, train=split.train[np.isin(store.corpus[split.train],
-                                                         config.train_corpora)])
-    if len(split.train) == 0:
-        raise TrainingError(f"no training rows for fold {fold}: check the index's folds")
-    if config.patience and not len(split.val):
-        raise TrainingError(f"patience {config.patience} needs validation actors, and run "
-                            f"{layout.run_name(fold)} has none: set val_folds to 1 or more, "
-                            "or patience to 0")
-    return split
-
-
-def train_clips(store, rows: np.ndarray) -> dict[str, int]:
-    """Distinct clips (not copies) among training ``rows``, per corpus."""
-    clips = {}
-    for corpus in sorted(set(store.corpus[rows].tolist())):
-        clips[str(corpus)] = len(set(store.clip_id[rows][store.corpus[rows] == corpus].tolist()))
-    return clips
-
-
-def _epochs(session: Session, state: dict, *, artifacts_dir: Path, run: str, key: str,
-            on_epoch=None) -> None:
-    """Train from the epoch after ``state["epoch"]`` to the last (or early stop), keeping
-    the best weights, checkpointing and logging every epoch; ``state`` is updated."""
-    config, split = session.config, session.split
-    without_gain = state["epoch"] - state["best_epoch"]  # carried over on --resume
-    first_epoch = state["epoch"] + 1
+def _epochs(run: Run, *, on_epoch=None) -> None:
+    """Train ``run`` from the epoch after its state's to the last (or an early stop)."""
+    session = run.session
     try:
-        for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        for epoch in range(run.state["epoch"] + 1, run.config.epochs + 1):
             record = train_epoch(session.network, session.optimiser, session.schedule,
-                                 session.features, session.labels, split, config, epoch=epoch,
-                                 device=session.device, class_weights=session.class_weights,
-                                 row_weights=session.row_weights,
-                                 group=session.group, autocast=session.accelerated,
-                                 actors=session.actor_targets)
-            if len(split.val):
-                val = session.validate()
-                record.update(val_wa=val["wa"], val_ua=val["ua"],
-                              **({"val_ua_by_corpus": val["ua_by_corpus"]}
-                                 if "ua_by_corpus" in val else {}))
-            improved = not len(split.val) or record["val_ua"] > state["best_ua"]
-            if improved:  # without validation actors, the last epoch is the one kept
-                state.update(best_ua=record.get("val_ua", -1.0), best_epoch=epoch,
-                             best_state=copying.deepcopy(session.model.state_dict()))
-            without_gain = 0 if improved else without_gain + 1
-            state["epoch"] = epoch
-            state["history"].append(record)
-            if session.group is None or session.group.is_main:
-                save_checkpoint(layout.checkpoint_file(artifacts_dir, run), key, session, state)
-                write_text_atomic(layout.metrics_file(artifacts_dir, run),
-                                  "".join(strict_json(r) + "\n" for r in state["history"]))
-            log.info("%s epoch %d/%d  loss %.4f  train acc %.3f%s  %.0f samples/s", run,
-                     epoch, config.epochs, record["train_loss"], record["train_acc"],
-                     f"  val UA {record['val_ua']:.3f} WA {record['val_wa']:.3f}"
-                     if "val_ua" in record else "", record["samples_per_s"])
-            if on_epoch is not None:
-                on_epoch(epoch, first_epoch)
-            if config.patience and without_gain >= config.patience:
-                log.info("no validation gain for %d epochs: stopping early", config.patience)
+                                 session.features, session.labels, session.split,
+                                 session.config, epoch=epoch, device=session.device,
+                                 class_weights=session.class_weights,
+                                 row_weights=session.row_weights, group=session.group,
+                                 autocast=session.accelerated, actors=session.actor_targets)
+            if after_epoch(run, record, on_epoch):
                 break
     except KeyboardInterrupt:
-        raise TrainingInterrupted(
-            f"interrupted; epochs up to {state['epoch']} are saved in "
-            f"{layout.checkpoint_file(artifacts_dir, run)}: rerun with --resume to continue"
-        ) from None
+        raise interrupted([run]) from None
 
 
 def _check_finite(loss: float, *, epoch: int, config: TrainConfig) -> None:
@@ -337,30 +194,16 @@ def _forward(model, x, targets, config: TrainConfig, class_weights, lam: float, 
     both logits and the actor loss, weighted by ``config.adversary``, is added.
     ``row_weights`` ``(batch,)``: each row's weight, the loss their weighted mean."""
     import torch
-    import torch.nn.functional as F
 
     y, y_actor = targets
-
-    def one(logits, target, weights, **kw):
-        if weights is None:
-            return F.cross_entropy(logits.float(), target, **kw)
-        per_row = F.cross_entropy(logits.float(), target, reduction="none", **kw)
-        return (per_row * weights).sum() / weights.sum().clamp_min(1e-12)
-
-    def loss_of(logits, y, weights=None, **kw):
-        loss = one(logits, y, weights, **kw)
-        if partner is None:
-            return loss
-        return lam * loss + (1 - lam) * one(logits, y[partner],
-                                            None if weights is None else weights[partner], **kw)
-
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = model(x, normalised=True)
         actor_logits = None
         if y_actor is not None:
             logits, actor_logits = logits
-        loss = loss_of(logits, y, row_weights, weight=class_weights,
-                       label_smoothing=config.label_smoothing)
+        loss = batch_loss(logits, y, lam=lam, partner=partner, class_weights=class_weights,
+                          row_weights=row_weights, label_smoothing=config.label_smoothing)
         if actor_logits is not None:
-            loss = loss + config.adversary * loss_of(actor_logits, y_actor)
+            loss = loss + config.adversary * batch_loss(actor_logits, y_actor, lam=lam,
+                                                        partner=partner)
     return logits, loss
