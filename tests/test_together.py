@@ -239,3 +239,25 @@ def test_an_epochs_reads_do_not_grow_with_its_steps(tmp_path, monkeypatch):
                   force=True)
         counts.append(counted["reads"])
     assert counts[0] == counts[1], counts
+
+
+def test_ser_train_stack_on_trains_every_run_and_member_into_its_own_folder(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    data_dir, artifacts_dir = write_store(tmp_path)
+    base = ["--data-dir", str(data_dir), "--artifacts-dir", str(artifacts_dir), "train",
+            "--fold", "all", "--epochs", "2", "--members", "2", "--device", "cpu"]
+    done = CliRunner().invoke(cli, [*base, "--stack", "on"])
+    assert done.exit_code == 0, done.output
+    names = [f"fold-{k}{suffix}" for k in range(4) for suffix in ("", ".m1")]
+    for name in names:
+        assert f"{name}: last epoch 2 kept" in done.output
+        run_dir = artifacts_dir / "runs" / name
+        assert (run_dir / "model.pt").exists() and (run_dir / "checkpoint.pt").exists()
+        assert _metrics(run_dir)[0]["models_in_step"] == 8
+    # one at a time finds every run trained: the key is the same in both modes
+    again = CliRunner().invoke(cli, [*base, "--stack", "off"])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("(cached)") == len(names)

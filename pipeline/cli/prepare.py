@@ -112,10 +112,16 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
               help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps [env SER_DEVICE].")
 @seed_option("SER_TRAIN_SEED", "Training seed (initialisation, batch order, masks, dropout); "
                                "member m trains from SEED+m. The split's seed is index's.")
+@click.option("--stack", type=click.Choice(["auto", "on", "off"]), default="auto",
+              envvar="SER_STACK", show_default=True,
+              help="Train every run and member at once as one stacked network, each still "
+                   "with its own folder, checkpoint and seed (auto: on a CUDA GPU, where one "
+                   "small model leaves the chip idle) [env SER_STACK].")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
 @click.option("--force", is_flag=True, help="Retrain even if a finished run matches.")
 @stage
-def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, resume, force):
+def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, stack, resume,
+          force):
     """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
     from pipeline.core import layout
     from pipeline.core.errors import TrainingError
@@ -125,23 +131,35 @@ def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, r
     from pipeline.training.train import train as run
 
     try:
-        pick_device(device)  # a device this machine lacks is refused before any work
+        chosen = pick_device(device)  # a device this machine lacks is refused before any work
     except TrainingError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
     changes = {k: v for k, v in (("epochs", epochs), ("val_folds", val_folds),
                                  ("members", members)) if v is not None}
     config = dataclasses.replace(TrainConfig(seed=seed), **changes)
     targets = run_targets(obj, fold, final)
+    trained = dict(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir, config=config,
+                   resume=resume, force=force, device=device)
     with JobBar(runs=len(targets), members=config.members, epochs=config.epochs) as job:
+        if stack == "on" or (stack == "auto" and chosen.type == "cuda"):
+            from pipeline.training.together import train_together
+
+            job.start_together()
+            train_together(targets=[(target, member) for target in targets
+                                    for member in range(config.members)],
+                           on_epoch=job.epoch, on_finished=lambda r: _trained(job, r),
+                           **trained)
+            return
         for index, target in enumerate(targets):
             for member in range(config.members):
                 job.start(run_index=index, run=layout.run_name(target), member=member)
-                result = run(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir,
-                             config=config, fold=target, member=member, resume=resume,
-                             force=force, device=device, on_epoch=job.epoch)
-                job.finished(cached=result.cached, epochs_run=result.epochs_run)
-                kept = (f"best epoch {result.best_epoch} of {result.epochs_run}, validation "
-                        f"UA {result.val['ua']:.1%}, WA {result.val['wa']:.1%}" if result.val
-                        else f"last epoch {result.epochs_run} kept (no validation actors)")
-                click.echo(f"{result.run_dir.name}: {kept}"
-                           + (" (cached)" if result.cached else ""))
+                _trained(job, run(fold=target, member=member, on_epoch=job.epoch, **trained))
+
+
+def _trained(job, result) -> None:
+    """Book a finished (or cached) run in the bar and say which epoch it kept."""
+    job.finished(cached=result.cached, epochs_run=result.epochs_run)
+    kept = (f"best epoch {result.best_epoch} of {result.epochs_run}, validation "
+            f"UA {result.val['ua']:.1%}, WA {result.val['wa']:.1%}" if result.val
+            else f"last epoch {result.epochs_run} kept (no validation actors)")
+    click.echo(f"{result.run_dir.name}: {kept}" + (" (cached)" if result.cached else ""))

@@ -86,6 +86,11 @@ class JobBar:
                                  f"{member + 1}/{self.members})")
         self.first_epoch = 0
 
+    def start_together(self) -> None:
+        """Before every run and member trains at once (``training.together``)."""
+        self.bar.set_description(f"train {self.runs} run(s) x {self.members} member(s) "
+                                 "together")
+
     def epoch(self, epoch: int, first_epoch: int) -> None:
         """After each trained epoch (``train``'s ``on_epoch``); ``first_epoch`` > 1 when
         the run resumed from a checkpoint."""

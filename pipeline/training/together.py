@@ -67,13 +67,15 @@ def refused(config: TrainConfig, group) -> str | None:
 def train_together(*, data_dir: Path, artifacts_dir: Path, targets: list[tuple],
                    config: TrainConfig = TrainConfig(), resume: bool = False,
                    force: bool = False, device: str = "auto", accelerated: bool | None = None,
-                   compiled: bool | None = None, on_epoch=None) -> list[TrainResult]:
+                   compiled: bool | None = None, on_epoch=None,
+                   on_finished=None) -> list[TrainResult]:
     """Train every ``(fold, member)`` of ``targets`` (as ``train.train`` would, one by
     one), stacked where they can be (module docstring); one ``TrainResult`` per target, in
     order. ``compiled``: run the stacked network through ``torch.compile`` (default: on
     CUDA), falling back to eager mode, with a warning, where compiling fails.
-    ``on_epoch(epoch, first_epoch)``: after each epoch of each run. Every run's folder is
-    locked for the duration; raises ``LockedError`` when one is held."""
+    ``on_epoch(epoch, first_epoch)``: after each epoch of each run; ``on_finished(result)``:
+    as each run is found cached or finishes. Every run's folder is locked for the
+    duration; raises ``LockedError`` when one is held."""
     import torch
 
     from pipeline.core.locks import job_lock
@@ -82,9 +84,13 @@ def train_together(*, data_dir: Path, artifacts_dir: Path, targets: list[tuple],
     why = refused(config, group)
     if why:
         log.info("training one run at a time: %s", why)
-        return [train(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config,
-                      fold=fold, member=member, resume=resume, force=force, device=device,
-                      accelerated=accelerated, on_epoch=on_epoch) for fold, member in targets]
+        results = []
+        for fold, member in targets:
+            results.append(train(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config,
+                                 fold=fold, member=member, resume=resume, force=force,
+                                 device=device, accelerated=accelerated, on_epoch=on_epoch))
+            _call(on_finished, results[-1])
+        return results
     names = [layout.member_run(layout.run_name(fold), member) for fold, member in targets]
     with ExitStack() as locks:
         for name in names:
@@ -103,11 +109,14 @@ def train_together(*, data_dir: Path, artifacts_dir: Path, targets: list[tuple],
                                        features=features))
                 if isinstance(opened[-1], Run):  # the rows, once, for every run
                     features = opened[-1].session.features
+                else:
+                    _call(on_finished, opened[-1])
             live = [run for run in opened if isinstance(run, Run)]
             done = {}
             try:
                 for runs in _groups(live):
-                    done.update(_train_group(runs, compiled=compiled, on_epoch=on_epoch))
+                    done.update(_train_group(runs, compiled=compiled, on_epoch=on_epoch,
+                                             on_finished=on_finished))
             except KeyboardInterrupt:
                 raise interrupted([run for run in live if run.name not in done]) from None
     return [done[run.name] if isinstance(run, Run) else run for run in opened]
@@ -125,7 +134,8 @@ def _groups(runs: list[Run]) -> list[list[Run]]:
     return list(groups.values())
 
 
-def _train_group(runs: list[Run], *, compiled: bool, on_epoch) -> dict[str, TrainResult]:
+def _train_group(runs: list[Run], *, compiled: bool, on_epoch,
+                 on_finished) -> dict[str, TrainResult]:
     """Train ``runs`` (one group) to their end, stacked; each finished as it ends."""
     done = {}
     while runs:
@@ -145,8 +155,14 @@ def _train_group(runs: list[Run], *, compiled: bool, on_epoch) -> dict[str, Trai
                 break
         for run in stopped or runs:
             done[run.name] = finish_run(run)
+            _call(on_finished, done[run.name])
         runs = [run for run in runs if run.name not in done]
     return done
+
+
+def _call(callback, *args) -> None:
+    if callback is not None:
+        callback(*args)
 
 
 class StackedStep:
