@@ -11,7 +11,10 @@
 # bench_train.log, run.log and figures.txt (each step's wall time). Nothing is written
 # in the checkout. Settings for a smoke test on a CPU (tests/test_gpu_check.py):
 # SER_GPU_CHECK_PROFILE (default full), SER_GPU_CHECK_EPOCHS (default: the profile's),
-# SER_GPU_CHECK_DEVICE (default: cuda when present, else cpu).
+# SER_GPU_CHECK_DEVICE (default: cuda when present, else cpu), SER_GPU_CHECK_BENCH (the
+# benchmark's options, default "--epochs 3 --models 10": one model, then the full profile's
+# 5 folds x 2 members at once). 'ser run' trains stacked on CUDA (--stack auto; SER_STACK
+# overrides).
 set -euo pipefail
 out=${1:?usage: gpu_check.sh OUTPUT_DIR CORPUS_DIR}
 corpus=${2:?usage: gpu_check.sh OUTPUT_DIR CORPUS_DIR}
@@ -53,7 +56,8 @@ device=${SER_GPU_CHECK_DEVICE:-$("$python" -c \
 
 seconds() { date +%s.%N; }
 started=$(seconds)
-"$python" "$repo/benchmarks/bench_train.py" --device "$device" \
+read -r -a bench <<< "${SER_GPU_CHECK_BENCH:---epochs 3 --models 10}"
+"$python" "$repo/benchmarks/bench_train.py" --device "$device" "${bench[@]}" \
   --data-dir "$out/work/data" --artifacts-dir "$out/work/artifacts" > "$out/bench_train.log" 2>&1
 benched=$(seconds)
 epochs=()
@@ -68,6 +72,6 @@ finished=$(seconds)
   echo "ser run --profile ${SER_GPU_CHECK_PROFILE:-full}, extract included:" \
        "$("$python" -c "print(round($finished - $benched, 1))") s"
   grep -E "^\[ser [a-z]+: [0-9]+ s\]|profile finished in" "$out/run.log" || true
-  grep -E "samples/s|data share" "$out/bench_train.log" || true
+  grep -E "samples/s|data share|one model|stacked" "$out/bench_train.log" || true
 } > "$out/figures.txt"
 cat "$out/figures.txt"
