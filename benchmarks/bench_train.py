@@ -159,7 +159,8 @@ def measure(device_name: str, features, labels, rows, config: TrainConfig, epoch
     seconds = []
     for epoch in range(2, epochs + 2):
         started = time.perf_counter()
-        train_epoch(model, optimiser, schedule, data, targets, split, config, epoch=epoch, device=device)
+        train_epoch(model, optimiser, schedule, data, targets, split, config, epoch=epoch,
+                    device=device)
         _sync(device)
         seconds.append(time.perf_counter() - started)
     _report(device, 1, len(rows), float(np.median(seconds)),

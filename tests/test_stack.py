@@ -22,8 +22,8 @@ TOLERANCE = 1e-4
 
 def _close(actual, expected, scale, what=""):
     """``actual`` equals ``expected`` within ``TOLERANCE * scale``."""
-    error = float((actual - expected).detach().abs().max())
-    assert error <= TOLERANCE * float(scale), f"{what}: off by {error:.3g} at scale {scale:.3g}"
+    error, scale = float((actual - expected).detach().abs().max()), float(scale)
+    assert error <= TOLERANCE * scale, f"{what}: off by {error:.3g} at scale {scale:.3g}"
 
 
 def _grad_scale(model) -> float:

@@ -75,7 +75,8 @@ def spec_augment(x, config: TrainConfig, generator):
             widths = torch.randint(0, width + 1, (batch,), generator=generator, device=on)
             starts = (torch.rand(batch, generator=generator, device=on) * (size - widths)).long()
             positions = torch.arange(size, device=on)
-            band = (positions[None] >= starts[:, None]) & (positions[None] < (starts + widths)[:, None])
+            band = ((positions[None] >= starts[:, None])
+                    & (positions[None] < (starts + widths)[:, None]))
             shape = (batch, 1, size, 1) if axis == 2 else (batch, 1, 1, size)
             keep &= ~band.view(shape)
     return x * keep.to(x.device)
@@ -88,3 +89,23 @@ def mixup_weight(config: TrainConfig, *, epoch: int, start: int) -> float:
         return 1.0
     rng = np.random.default_rng(derived_seed(config.seed, epoch, start))
     return float(rng.beta(config.mixup_alpha, config.mixup_alpha))
+
+
+def augmented_batch(model, features, labels, index, config: TrainConfig, generator, *,
+                    epoch: int, start: int, device):
+    """One model's training batch: rows ``index`` of ``features`` ``(n, 2, n_mels,
+    num_frames)`` gathered, moved to ``device``, normalised by ``model``, SpecAugmented
+    and, with mixup, mixed with a permutation of themselves. Returns ``(x, y, lam,
+    partner)``: the batch, its labels ``(batch,)``, mixup's weight (1.0 when off) and the
+    permutation (None when off). Every draw comes from ``generator``, masks first."""
+    import torch
+
+    x = spec_augment(model.normalise(features[index].to(device, non_blocking=True)), config,
+                     generator)
+    y = labels[index].to(device)
+    lam = mixup_weight(config, epoch=epoch, start=start)
+    partner = (torch.randperm(len(y), generator=generator, device=generator.device).to(device)
+               if config.mixup_alpha > 0 else None)
+    if partner is not None:
+        x = lam * x + (1 - lam) * x[partner]
+    return x, y, lam, partner

@@ -34,7 +34,7 @@ from pipeline.core.progress import log
 from pipeline.corpus.index import index_record, load_index
 from pipeline.corpus.store import load_store
 from pipeline.network.recipe import TrainConfig
-from pipeline.training.batches import derived_seed, mixup_weight, spec_augment
+from pipeline.training.batches import augmented_batch, derived_seed
 from pipeline.training.loss import batch_loss
 from pipeline.training.optim import optimiser_and_schedule
 from pipeline.training.run import (
@@ -226,15 +226,10 @@ class StackedStep:
         sessions, device = self.sessions, self.sessions[0].device
         inputs, losses_of = [], []
         for session, index, generator in zip(sessions, rows, draws):
-            x = spec_augment(session.model.normalise(
-                session.features[index].to(device, non_blocking=True)), session.config,
-                generator)
-            y = session.labels[index].to(device)
-            lam = mixup_weight(session.config, epoch=epoch, start=start)
-            partner = (torch.randperm(len(y), generator=generator, device=generator.device)
-                       .to(device) if session.config.mixup_alpha > 0 else None)
-            if partner is not None:
-                x = lam * x + (1 - lam) * x[partner]
+            x, y, lam, partner = augmented_batch(session.model, session.features,
+                                                 session.labels, index, session.config,
+                                                 generator, epoch=epoch, start=start,
+                                                 device=device)
             weights = (None if session.row_weights is None
                        else session.row_weights[index].to(device))
             inputs.append(x)

@@ -31,7 +31,7 @@ from pipeline.corpus.splits import Split
 from pipeline.corpus.store import load_store
 from pipeline.network.recipe import TrainConfig
 from pipeline.training import distributed
-from pipeline.training.batches import derived_seed, mixup_weight, spec_augment
+from pipeline.training.batches import augmented_batch, derived_seed
 from pipeline.training.loss import batch_loss
 from pipeline.training.run import (
     Run,
@@ -138,17 +138,12 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
     t0 = time.perf_counter()
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size].to(features.device)
-        x = spec_augment(core.normalise(features[index].to(device, non_blocking=True)),
-                         config, generator)
-        y = labels[index].to(device)
-        lam = mixup_weight(config, epoch=epoch, start=start)
-        partner = (torch.randperm(len(y), generator=generator, device=generator.device).to(device)
-                   if config.mixup_alpha > 0 else None)
-        if partner is not None:
-            x = lam * x + (1 - lam) * x[partner]
-        logits, loss = _forward(model, x, (y, None if actors is None else actors[index].to(device)),
-                                config, class_weights, lam, partner, device, autocast=autocast,
-                                row_weights=None if row_weights is None else row_weights[index].to(device))
+        x, y, lam, partner = augmented_batch(core, features, labels, index, config, generator,
+                                             epoch=epoch, start=start, device=device)
+        logits, loss = _forward(
+            model, x, (y, None if actors is None else actors[index].to(device)), config,
+            class_weights, lam, partner, device, autocast=autocast,
+            row_weights=None if row_weights is None else row_weights[index].to(device))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
@@ -160,15 +155,14 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
         faults.point("train:step")
         loss_sum += loss.detach().double() * len(y)
         correct += (logits.argmax(1) == y).sum()
-    seen = len(order)
     norms = torch.stack(grad_norms).double().cpu().numpy() if grad_norms else np.zeros(0)
     totals = {"loss": float(loss_sum), "correct": int(correct)}  # the epoch's one read
     seconds = time.perf_counter() - t0
     _check_finite(totals["loss"], epoch=epoch, config=config)
-    return {"epoch": epoch, "train_loss": totals["loss"] / seen,
-            "train_acc": totals["correct"] / seen, "lr": schedule.get_last_lr()[0],
+    return {"epoch": epoch, "train_loss": totals["loss"] / len(order),
+            "train_acc": totals["correct"] / len(order), "lr": schedule.get_last_lr()[0],
             "seconds": round(seconds, 3),  # loss and accuracy: this rank's share (rank 0's)
-            "samples_per_s": seen * (group.world_size if group else 1) / seconds,
+            "samples_per_s": len(order) * (group.world_size if group else 1) / seconds,
             **({"grad_norm_median": float(np.median(norms)),
                 "grad_norm_max": float(norms.max())} if len(norms) else {})}
 
