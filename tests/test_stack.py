@@ -22,7 +22,8 @@ TOLERANCE = 1e-4
 
 def _close(actual, expected, scale, what=""):
     """``actual`` equals ``expected`` within ``TOLERANCE * scale``."""
-    error, scale = float((actual - expected).detach().abs().max()), float(scale)
+    error = float((actual - expected).detach().abs().max())
+    scale = float(scale.detach()) if torch.is_tensor(scale) else float(scale)
     assert error <= TOLERANCE * scale, f"{what}: off by {error:.3g} at scale {scale:.3g}"
 
 
