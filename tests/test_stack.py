@@ -144,3 +144,14 @@ def test_squeeze_excite_is_refused_with_the_reason():
     assert "squeeze" in unsupported(model.config)
     with pytest.raises(ValueError, match="squeeze"):
         StackedCNN([model])
+
+
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_under_bf16_autocast_the_stack_computes_in_the_lone_models_dtype(pooling):
+    models = _models(pooling)
+    stack = StackedCNN(models).eval()
+    x = _inputs(3)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        stacked = stack(x)
+        alone = models[0].eval()(x[:, 0], normalised=True)
+    assert stacked.dtype == alone.dtype == torch.bfloat16

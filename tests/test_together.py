@@ -79,6 +79,35 @@ def test_runs_trained_together_equal_the_same_runs_trained_alone(tmp_path, float
         assert (other.run_dir / "checkpoint.pt").exists()
 
 
+def test_runs_with_other_row_counts_stack_when_their_steps_per_epoch_match(
+        tmp_path, monkeypatch, float64):
+    """Fold 1 loses 5 training rows (12 steps of 16 still, its last batch 11 rows: that
+    step is taken by each model alone), fold 2 loses 20 (11 steps: a stack of its own)."""
+    from pipeline.training import run as run_module
+
+    real = run_module._checked_split
+
+    def fewer(store, fold, config, split_seed):
+        split = real(store, fold, config, split_seed)
+        return replace(split, train=split.train[:len(split.train) - {1: 5, 2: 20}.get(fold, 0)])
+
+    monkeypatch.setattr(run_module, "_checked_split", fewer)
+    config, targets = replace(SMALL, epochs=3), [(0, 0), (1, 0), (2, 0)]
+    alone = _alone(write_store(tmp_path / "alone"), config, targets)
+    stacked = _together(write_store(tmp_path / "together"), config, targets)
+    for one, other, count in zip(alone, stacked, (2, 2, 1)):
+        mine, theirs = _weights(other.run_dir), _weights(one.run_dir)
+        for name in set(theirs) - {"attention.2.bias"}:
+            error = float((mine[name].double() - theirs[name].double()).abs().max())
+            assert error <= TOLERANCE, f"{one.run_dir.name} {name}: off by {error:.2g}"
+        assert torch.equal(mine["conv.1.num_batches_tracked"],
+                           theirs["conv.1.num_batches_tracked"])
+        records = _metrics(other.run_dir)
+        assert {r["models_in_step"] for r in records} == {count}
+        assert [r["train_loss"] for r in records] == pytest.approx(
+            [r["train_loss"] for r in _metrics(one.run_dir)], abs=1e-6)
+
+
 def test_a_seed_gives_the_same_weights_every_time(tmp_path):
     config = replace(SMALL, epochs=2)
     first = _together(write_store(tmp_path / "first"), config)
@@ -159,10 +188,17 @@ def test_a_run_that_stops_early_leaves_the_stack_and_the_others_go_on(tmp_path, 
         real_init(self, runs, **kwargs)
 
     monkeypatch.setattr(together_module.StackedStep, "__init__", init)
-    results = _together(write_store(tmp_path), config, targets=[(0, 0), (1, 0)])
+    results = _together(write_store(tmp_path / "whole"), config, targets=[(0, 0), (1, 0)])
     assert [r.epochs_run for r in results][1] == 3  # epoch 1, then two without gain
     assert sizes == [2, 1]
     assert (results[1].run_dir / "model.pt").exists()
+    # interrupted after fold 1 finished: only fold 0 is left to resume, and said so
+    real_epoch = together_module.StackedStep.epoch
+    monkeypatch.setattr(together_module.StackedStep, "epoch", _interrupt_at(5, real_epoch))
+    with pytest.raises(TrainingInterrupted) as caught:
+        _together(write_store(tmp_path / "killed"), config, targets=[(0, 0), (1, 0)])
+    assert "epochs up to 4 of fold-0 in" in str(caught.value)
+    assert "fold-1" not in str(caught.value)
 
 
 def test_recipes_that_cannot_be_stacked_train_one_run_at_a_time(tmp_path, caplog):
@@ -175,38 +211,41 @@ def test_recipes_that_cannot_be_stacked_train_one_run_at_a_time(tmp_path, caplog
         _assert_same_weights(_weights(a.run_dir), _weights(b.run_dir))
 
 
-def test_a_failing_compiler_falls_back_to_eager_mode(tmp_path, monkeypatch, caplog):
-    def broken(*args, **kwargs):
-        raise RuntimeError("no compiler here")
+class _FailsBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
 
-    monkeypatch.setattr(torch, "compile", broken)
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("the compiled backward failed")
+
+
+def _broken_compiler(where: str):
+    """A stand-in for ``torch.compile`` that fails at ``where``: compile, forward or
+    backward (AOTAutograd compiles the backward at the first ``backward()``)."""
+    def compile(network):
+        if where == "compile":
+            raise RuntimeError("no compiler here")
+
+        def compiled(x, masks):
+            if where == "forward":
+                raise RuntimeError("the compiled forward failed")
+            return _FailsBackward.apply(network(x, masks))
+        return compiled
+    return compile
+
+
+@pytest.mark.parametrize("where", ["compile", "forward", "backward"])
+def test_a_failing_compiler_falls_back_to_eager_mode(tmp_path, monkeypatch, caplog, where):
     config = replace(SMALL, epochs=2)
+    eager = _together(write_store(tmp_path / "eager"), config, compiled=False)
+    monkeypatch.setattr(torch, "compile", _broken_compiler(where))
     with caplog.at_level(logging.WARNING, logger=log.name):
-        compiled = _together(write_store(tmp_path / "a"), config, compiled=True)
-    assert "torch.compile is not available here (RuntimeError: no compiler here)" in caplog.text
-    eager = _together(write_store(tmp_path / "b"), config, compiled=False)
-    for a, b in zip(compiled, eager):
+        compiled = _together(write_store(tmp_path / "compiled"), config, compiled=True)
+    assert caplog.text.count("torch.compile failed here (RuntimeError: ") == 1
+    for a, b in zip(compiled, eager):  # the failed step redone in eager mode, same draws
         _assert_same_weights(_weights(a.run_dir), _weights(b.run_dir))
-
-
-def test_a_compiled_network_that_fails_when_run_falls_back_once(monkeypatch, caplog):
-    calls = []
-
-    def failing(x, masks):
-        calls.append("compiled")
-        raise RuntimeError("inductor failed")
-
-    monkeypatch.setattr(torch, "compile", lambda network: failing)
-
-    def stack(x, masks):
-        calls.append("eager")
-        return x
-
-    with caplog.at_level(logging.WARNING, logger=log.name):
-        network = together_module.Compiled(stack)
-        assert network(1, None) == 1 and network(2, None) == 2
-    assert calls == ["compiled", "eager", "eager"]
-    assert caplog.text.count("inductor failed") == 1
 
 
 def test_an_epochs_reads_do_not_grow_with_its_steps(tmp_path, monkeypatch):

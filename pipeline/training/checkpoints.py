@@ -39,7 +39,7 @@ def load_checkpoint(path: Path, key: str, session, *, resume: bool) -> dict:
             raise TrainingError(f"{path} is from another config, feature store or code "
                                 "version; drop --resume to start afresh")
         session.model.load_state_dict(saved["model"])
-        session.optimiser.load_state_dict(saved["optimiser"])
+        session.optimiser.load_state_dict(_steps_on_cpu(saved["optimiser"]))
         session.schedule.load_state_dict(saved["schedule"])
         if session.adversary is not None:
             session.adversary.load_state_dict(saved["adversary"])
@@ -48,3 +48,13 @@ def load_checkpoint(path: Path, key: str, session, *, resume: bool) -> dict:
     elif resume:
         log.info("no checkpoint in %s; starting from epoch 1", path.parent)
     return state
+
+
+def _steps_on_cpu(optimiser_state: dict) -> dict:
+    """The optimiser's state with its step counts on the CPU, where AdamW keeps them: a
+    checkpoint loaded onto a GPU would put them there, and a non-capturable AdamW then
+    reads them back to the host at every step."""
+    for entry in optimiser_state["state"].values():
+        if "step" in entry and hasattr(entry["step"], "cpu"):
+            entry["step"] = entry["step"].cpu()
+    return optimiser_state

@@ -137,6 +137,19 @@ class StackedCNN(nn.Module):
             g.mul_(scale.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
         return norms
 
+    def load_from(self, models: list[EmotionCNN]) -> None:
+        """Copy the weights and batch-norm statistics of ``models`` (as many, of this
+        architecture) into the stack in place (a compiled stack stays valid)."""
+        with torch.no_grad():
+            for name, stacked in zip(self.names, self.weights):
+                stacked.copy_(torch.stack([dict(m.named_parameters())[name] for m in models]))
+            for name in self.norms:
+                for stat in ("running_mean", "running_var"):
+                    getattr(self, _buffer(name, stat)).copy_(torch.stack(
+                        [dict(m.named_buffers())[f"{name}.{stat}"] for m in models]))
+        self.norm_steps = int(dict(models[0].named_buffers())[
+            f"{self.norms[0]}.num_batches_tracked"]) if self.norms else 0
+
     def unstack_into(self, models: list[EmotionCNN]) -> None:
         """Copy each model's weights and batch-norm statistics back into ``models``."""
         with torch.no_grad():
@@ -160,8 +173,10 @@ def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *, dim: i
     ``h[:, m]`` along ``dim`` (2: features before frames; -1: the last axis)."""
     weight = weight.flatten(2) if weight.dim() == 4 else weight
     if dim == 2:  # (batch, M, in, frames) -> (batch, M, out, frames)
-        return torch.einsum("bmif,moi->bmof", h, weight) + bias[None, :, :, None]
-    return torch.einsum("bmi,moi->bmo", h, weight) + bias[None]
+        out = torch.einsum("bmif,moi->bmof", h, weight)  # bf16 under autocast, as Linear's
+        return out + bias[None, :, :, None].to(out.dtype)
+    out = torch.einsum("bmi,moi->bmo", h, weight)
+    return out + bias[None].to(out.dtype)
 
 
 def stack_optimiser_state(optimisers: list) -> dict:
@@ -189,6 +204,7 @@ def unstack_optimiser_state(state: dict, optimisers: list) -> None:
 
 
 def _copy(value):
-    """A step count's own copy: torch's optimisers load a tensor step count as it is and
-    count it up in place, so two optimisers must never share one."""
-    return value.clone() if torch.is_tensor(value) else value
+    """A step count's own copy, on the CPU: torch's optimisers load a tensor step count
+    as it is and count it up in place, so two optimisers must never share one; and a
+    non-capturable AdamW reads a step count on a GPU back to the host at every step."""
+    return value.detach().to("cpu", copy=True) if torch.is_tensor(value) else value

@@ -96,11 +96,13 @@ def _epochs(run: Run, *, on_epoch=None) -> None:
         raise interrupted([run]) from None
 
 
-def _check_finite(loss: float, *, epoch: int, config: TrainConfig) -> None:
-    """Raise ``TrainingError`` naming the epoch and the fix when ``loss`` (the epoch's
-    summed loss, read once after its last step) is NaN or infinite."""
+def _check_finite(loss: float, *, epoch: int, config: TrainConfig,
+                  run: str | None = None) -> None:
+    """Raise ``TrainingError`` naming the epoch (and ``run``) and the fix when ``loss``
+    (the epoch's summed loss, read once after its last step) is NaN or infinite."""
     if not np.isfinite(loss):
-        raise TrainingError(f"loss became {loss} in epoch {epoch}: lower --lr (now "
+        raise TrainingError(f"loss became {loss} in epoch {epoch}{f' of {run}' if run else ''}"
+                            f": lower --lr (now "
                             f"{config.lr}) or check the features for NaN / inf ('ser extract "
                             "--force')")
 
