@@ -1,20 +1,21 @@
 """Training several runs at once: the ensemble members of a run and the folds of a CV
-trained as one network (``stack.StackedCNN``), so that one step does the work of all of
-them. On a GPU one model at the recipe's batch leaves the chip idle (issue 32: launch
-bound); M models cost about one model's launches.
+trained as one network (``stack.StackedCNN``; the loop: ``stacked_loop``), so that one
+step does the network work of all of them. On a GPU one model at the recipe's batch
+leaves the chip idle (issue 32: launch bound); M models stacked cost about one model's
+network launches (each model's batch preparation is still its own).
 
 Each run stays its own: it is opened, checkpointed after every epoch, booked
 (``metrics.jsonl``, early stopping) and finished through ``run`` exactly as when trained
-alone (the loop itself: ``stacked_loop``), with its own lock, seed, split, normalisation, class weights, epoch order,
+alone, with its own lock, seed, split, normalisation, class weights, epoch order,
 SpecAugment, mixup and dropout draws (from generators seeded by (its seed, epoch), as
 alone). So ``--resume`` after a kill continues every run from its own checkpoint, in
 either mode, and a model's weights equal those of training it alone up to float rounding
 (tested on the CPU; on CUDA alone-dropout draws from another stream, so there they equal
 in distribution only).
 
-Runs are stacked when their recipes differ only in the seed and they have as many
-training rows and epochs done; others train in another stack. A run that stops early
-leaves the stack, and the rest go on. Not stacked: the speaker adversary and
+Runs are stacked when their recipes differ only in the seed and they take as many steps
+per epoch and have as many epochs done; others train in another stack. A run that stops
+early leaves the stack, and the rest go on. Not stacked: the speaker adversary and
 squeeze-and-excitation (``stack.unsupported``) and torchrun, where each run trains in
 turn on every process (DDP over one model): there the processes already share each
 step's work.
