@@ -162,8 +162,7 @@ def test_a_run_checkpointed_together_resumes_alone(tmp_path, monkeypatch):
         _together(store, config, targets=[(0, 0), (1, 0)])
     (result,) = _alone(store, config, targets=[(1, 0)], resume=True)
     assert [r["epoch"] for r in _metrics(result.run_dir)] == [1, 2, 3]
-    assert "models_in_step" in _metrics(result.run_dir)[0]
-    assert "models_in_step" not in _metrics(result.run_dir)[1]
+    assert [r["models_in_step"] for r in _metrics(result.run_dir)] == [2, 1, 1]
 
 
 def test_a_run_that_stops_early_leaves_the_stack_and_the_others_go_on(tmp_path, monkeypatch):
@@ -199,6 +198,14 @@ def test_a_run_that_stops_early_leaves_the_stack_and_the_others_go_on(tmp_path, 
         _together(write_store(tmp_path / "killed"), config, targets=[(0, 0), (1, 0)])
     assert "epochs up to 4 of fold-0 in" in str(caught.value)
     assert "fold-1" not in str(caught.value)
+
+
+def test_an_interrupt_before_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch):
+    real_epoch = together_module.StackedStep.epoch
+    monkeypatch.setattr(together_module.StackedStep, "epoch", _interrupt_at(1, real_epoch))
+    with pytest.raises(TrainingInterrupted, match=r"interrupted before the first epoch of "
+                       r"fold-0, fold-1 was saved: rerun the same command"):
+        _together(write_store(tmp_path), replace(SMALL, epochs=2), targets=[(0, 0), (1, 0)])
 
 
 def test_recipes_that_cannot_be_stacked_train_one_run_at_a_time(tmp_path, caplog):

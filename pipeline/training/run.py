@@ -179,10 +179,17 @@ def after_epoch(run: Run, record: dict, on_epoch=None) -> bool:
 
 
 def interrupted(runs: list[Run]) -> TrainingInterrupted:
-    """The error for a Ctrl-C during ``runs``: where their epochs are saved, and the fix."""
-    saved = "; ".join(f"epochs up to {r.state['epoch']} of {r.name} in "
-                      f"{layout.checkpoint_file(r.artifacts_dir, r.name)}" for r in runs)
-    return TrainingInterrupted(f"interrupted; {saved}: rerun with --resume to continue")
+    """The error for a Ctrl-C during ``runs`` (those not finished): where their epochs
+    are saved, and the fix; or, when none has a first epoch saved, that nothing was."""
+    saved = [r for r in runs if r.state["epoch"] > 0]
+    if not saved:
+        return TrainingInterrupted("interrupted before the first epoch of "
+                                   f"{', '.join(r.name for r in runs)} was saved: rerun the "
+                                   "same command to start it again")
+    where = ";\n  ".join(f"epochs up to {r.state['epoch']} of {r.name} in "
+                         f"{layout.checkpoint_file(r.artifacts_dir, r.name)}" for r in saved)
+    return TrainingInterrupted(f"interrupted; saved:\n  {where}\nrerun with --resume to "
+                               "continue")
 
 
 def finish_run(run: Run) -> TrainResult:

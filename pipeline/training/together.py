@@ -108,9 +108,8 @@ def train_together(*, data_dir: Path, artifacts_dir: Path, targets: list[tuple],
                 for runs in _groups(live):
                     _train_group(runs, done, compiled=compiled, on_epoch=on_epoch,
                                  on_finished=on_finished)
-            except KeyboardInterrupt:  # the runs with epochs saved and not finished
-                raise interrupted([run for run in live if run.name not in done
-                                   and run.state["epoch"] > 0]) from None
+            except KeyboardInterrupt:  # the runs not finished
+                raise interrupted([run for run in live if run.name not in done]) from None
     return [done[run.name] if isinstance(run, Run) else run for run in opened]
 
 
@@ -131,8 +130,9 @@ def _train_group(runs: list[Run], done: dict, *, compiled: bool, on_epoch,
     """Train ``runs`` (one group) to their end, stacked; each finished as it ends, into
     ``done`` (name: ``TrainResult``)."""
     while runs:
-        log.info("training %d models in one step: %s", len(runs),
-                 ", ".join(run.name for run in runs))
+        if runs[0].state["epoch"] < runs[0].config.epochs:
+            log.info("training %d models in one step: %s", len(runs),
+                     ", ".join(run.name for run in runs))
         step = StackedStep(runs, compiled=compiled)
         stopped = []
         for epoch in range(runs[0].state["epoch"] + 1, runs[0].config.epochs + 1):

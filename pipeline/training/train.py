@@ -165,6 +165,7 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
             "train_acc": totals["correct"] / len(order), "lr": schedule.get_last_lr()[0],
             "seconds": round(seconds, 3),  # loss and accuracy: this rank's share (rank 0's)
             "samples_per_s": len(order) * (group.world_size if group else 1) / seconds,
+            "models_in_step": 1,  # (together: the models trained in each step)
             **({"grad_norm_median": float(np.median(norms)),
                 "grad_norm_max": float(norms.max())} if len(norms) else {})}
 
