@@ -101,7 +101,7 @@ def _report(device, count: int, samples: int, per_epoch: float, data_seconds: fl
 
 
 def measure_stacked(device_name: str, features, labels, rows, config: TrainConfig,
-                    epochs: int, count: int) -> None:
+                    epochs: int, count: int, bf16: bool = False) -> None:
     """``count`` models trained at once (``pipeline.training.together.StackedStep``, as
     ``ser train --stack on`` does; compiled on CUDA): samples/s of all of them together."""
     from types import SimpleNamespace
@@ -124,7 +124,7 @@ def measure_stacked(device_name: str, features, labels, rows, config: TrainConfi
         runs.append(SimpleNamespace(session=Session(
             model, model, optimiser, schedule, data, targets, labels, (), np.zeros(0), None,
             None, split, replace(config, seed=seed, epochs=epochs + 1), device,
-            accelerated=device.type == "cuda")))
+            accelerated=device.type == "cuda", bf16=bf16)))
     step = StackedStep(runs, compiled=device.type == "cuda")
     step.epoch(1)
     _sync(device)  # warm-up epoch (allocator, kernels, compiling) not counted
@@ -137,10 +137,12 @@ def measure_stacked(device_name: str, features, labels, rows, config: TrainConfi
     data_seconds = _data_seconds([r.session.model for r in runs], data, targets, rows,
                                  config, device)
     _report(device, count, count * len(rows), float(np.median(seconds)), data_seconds, epochs,
-            config, "stacked" + (", compiled" if device.type == "cuda" else ""))
+            config, "stacked" + (", compiled" if device.type == "cuda" else "")
+            + (", bf16" if bf16 else ""))
 
 
-def measure(device_name: str, features, labels, rows, config: TrainConfig, epochs: int) -> None:
+def measure(device_name: str, features, labels, rows, config: TrainConfig, epochs: int,
+            bf16: bool = False) -> None:
     import torch
 
     device = pick_device(device_name)
@@ -154,24 +156,27 @@ def measure(device_name: str, features, labels, rows, config: TrainConfig, epoch
                                                  rows=len(rows))
     split = Split(rows, np.zeros(0, int), np.zeros(0, int), (), ())
 
-    train_epoch(model, optimiser, schedule, data, targets, split, config, epoch=1, device=device)
+    train_epoch(model, optimiser, schedule, data, targets, split, config, epoch=1, device=device,
+                autocast=bf16)
     _sync(device)  # warm-up epoch (allocator, kernels) not counted
     seconds = []
     for epoch in range(2, epochs + 2):
         started = time.perf_counter()
         train_epoch(model, optimiser, schedule, data, targets, split, config, epoch=epoch,
-                    device=device)
+                    device=device, autocast=bf16)
         _sync(device)
         seconds.append(time.perf_counter() - started)
     _report(device, 1, len(rows), float(np.median(seconds)),
             _data_seconds([model], data, targets, rows, config, device), epochs, config,
-            "one model")
+            "one model" + (", bf16" if bf16 else ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", action="append", help="cpu, cuda, mps (default: cpu + any GPU)")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true",
+                        help="under bf16 autocast (off in training by default)")
     parser.add_argument("--models", type=int, default=10,
                         help="models trained at once in the stacked measurement (default 10: "
                              "the full profile's 5 folds x 2 members; 0 skips it)")
@@ -192,9 +197,10 @@ def main() -> None:
         ["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
     print(f"{'device':<6} {'models':>6} {'samples/s':>10} {'s/epoch':>9} {'data share':>11}")
     for device in devices:
-        measure(device, features, labels, rows, config, args.epochs)
+        measure(device, features, labels, rows, config, args.epochs, args.bf16)
         if args.models:
-            measure_stacked(device, features, labels, rows, config, args.epochs, args.models)
+            measure_stacked(device, features, labels, rows, config, args.epochs, args.models,
+                            args.bf16)
 
 
 if __name__ == "__main__":

@@ -474,10 +474,11 @@ def test_a_final_model_of_another_recipe_is_refused(workspace):
 
 
 def test_a_final_model_of_other_training_code_is_refused(workspace, monkeypatch):
+    from pipeline.training import run as run_module
     from pipeline.training import train as train_module
 
     data_dir, artifacts_dir = workspace
-    monkeypatch.setattr(train_module, "code_hash", lambda module: "edited-code")
+    monkeypatch.setattr(run_module, "code_hash", lambda module: "edited-code")
     train_module.train(data_dir=data_dir, artifacts_dir=artifacts_dir, fold=None,
                        config=_tiny(), device="cpu")
     with pytest.raises(BundleError, match=r"differs in train_code"):

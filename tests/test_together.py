@@ -307,3 +307,23 @@ def test_ser_train_stack_on_trains_every_run_and_member_into_its_own_folder(tmp_
     again = CliRunner().invoke(cli, [*base, "--stack", "off"])
     assert again.exit_code == 0, again.output
     assert again.output.count("(cached)") == len(names)
+
+
+def test_bf16_is_asked_for_and_keyed_apart(tmp_path, monkeypatch):
+    from pipeline.training.stack import StackedCNN
+
+    seen, real = [], StackedCNN.forward
+
+    def forward(self, x, masks=None):
+        logits = real(self, x, masks)
+        seen.append(logits.dtype)
+        return logits
+
+    monkeypatch.setattr(StackedCNN, "forward", forward)
+    store, config = write_store(tmp_path), replace(SMALL, epochs=1)
+    plain = _together(store, config, targets=[(0, 0), (1, 0)])
+    steps, key = len(seen), json.loads((plain[0].run_dir / "result.json").read_text())["key"]
+    bf16 = _together(store, config, targets=[(0, 0), (1, 0)], bf16=True)
+    assert set(seen[:steps]) == {torch.float32} and set(seen[steps:]) == {torch.bfloat16}
+    assert not any(result.cached for result in bf16)  # another key
+    assert json.loads((bf16[0].run_dir / "result.json").read_text())["key"] != key

@@ -741,8 +741,9 @@ def test_cli_reports_stale_features_in_one_line(store):
 
 
 def test_the_gpu_path_runs_on_cpu_with_resident_data_and_bf16_autocast(store, monkeypatch):
-    """What CUDA runs (every row moved to the device once, bf16 autocast), exercised here
-    on CPU: it trains, is keyed apart from the float32 run, and autocast is really on."""
+    """What CUDA runs (every row moved to the device once; bf16 autocast when asked for),
+    exercised here on CPU: it trains, is keyed apart from the float32 run, and autocast
+    is really on with bf16 and off without."""
     from pipeline.network import model as model_module
 
     seen = []
@@ -758,10 +759,12 @@ def test_the_gpu_path_runs_on_cpu_with_resident_data_and_bf16_autocast(store, mo
     config = replace(SMALL, epochs=2, val_folds=0)
     plain = _run(store, config, fold=0)
     steps = len(seen)
-    gpu_path = _run(store, config, fold=0, accelerated=True)
+    resident = _run(store, config, fold=0, accelerated=True)
+    assert not resident.cached and set(seen) == {torch.float32}  # bf16 off by default
+    gpu_path = _run(store, config, fold=0, accelerated=True, bf16=True)
     assert not gpu_path.cached  # another key: bf16 changes the arithmetic
-    assert set(seen[:steps]) == {torch.float32} and len(seen) == 2 * steps
-    assert set(seen[steps:]) == {torch.bfloat16}  # autocast really on
+    assert len(seen) == 3 * steps
+    assert set(seen[2 * steps:]) == {torch.bfloat16}  # autocast really on
     record = _metrics(gpu_path.run_dir)[-1]
     assert np.isfinite(record["train_loss"]) and record["epoch"] == 2
     assert plain.run_dir == gpu_path.run_dir and read_json(

@@ -117,11 +117,15 @@ def extract(obj: Context, jobs, copies, window_seconds, n_mels, max_failure_shar
               help="Train every run and member at once as one stacked network, each still "
                    "with its own folder, checkpoint and seed (auto: on a CUDA GPU, where one "
                    "small model leaves the chip idle) [env SER_STACK].")
+@click.option("--bf16", is_flag=True, envvar="SER_BF16",
+              help="Train under bf16 autocast (faster on a GPU; it cost 2.3 points of "
+                   "validation UA in docs/experiments.md's check, so off by default) "
+                   "[env SER_BF16].")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
 @click.option("--force", is_flag=True, help="Retrain even if a finished run matches.")
 @stage
-def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, stack, resume,
-          force):
+def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, stack, bf16,
+          resume, force):
     """Train the CNN from the feature shards (one fold, all folds, or the final model)."""
     from pipeline.core import layout
     from pipeline.core.errors import TrainingError
@@ -139,7 +143,7 @@ def train(obj: Context, fold, final, epochs, val_folds, members, device, seed, s
     config = dataclasses.replace(TrainConfig(seed=seed), **changes)
     targets = run_targets(obj, fold, final)
     trained = dict(data_dir=obj.data_dir, artifacts_dir=obj.artifacts_dir, config=config,
-                   resume=resume, force=force, device=device)
+                   resume=resume, force=force, device=device, bf16=bf16)
     with JobBar(runs=len(targets), members=config.members, epochs=config.epochs) as job:
         if stack == "on" or (stack == "auto" and chosen.type == "cuda"):
             from pipeline.training.together import train_together

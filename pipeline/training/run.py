@@ -76,16 +76,17 @@ class Run:
 
 def run_key(config: TrainConfig, *, features_key: str, fold: int | str | None,
             split: dict | None, world_size: int = 1, accelerated: bool = False,
-            labels: str | None = None) -> str:
+            labels: str | None = None, bf16: bool = False) -> str:
     """The cache key of one member's run: its recipe (``member_key``: not the member
     count), the features' key, the labels and speakers joined onto them
     (``store.labels_key``), the fold, the split that fold depends on (``split_key``), the
     training code (``TRAIN_CODE``), and, when they apply, the torchrun process count and
-    the GPU path (bf16 autocast changes the arithmetic)."""
+    the GPU path, and bf16 autocast (it changes the arithmetic)."""
     return hash_obj({"train": config.member_key(), "features": features_key, "fold": fold,
                      "split": split, "code": code_hash(TRAIN_CODE), "labels": labels,
                      **({"world_size": world_size} if world_size > 1 else {}),
-                     **({"accelerated": True} if accelerated else {})})
+                     **({"accelerated": True} if accelerated else {}),
+                     **({"bf16": True} if bf16 else {})})
 
 
 def run_device(device: str):
@@ -100,12 +101,13 @@ def run_device(device: str):
 
 def open_run(store: FeatureStore, index: dict, *, artifacts_dir: Path, config: TrainConfig,
              fold, member: int, resume: bool, force: bool, device, group,
-             accelerated: bool | None, features=None) -> "Run | TrainResult":
+             accelerated: bool | None, features=None,
+             bf16: bool = False) -> "Run | TrainResult":
     """Member ``member`` of run ``fold`` ready to train: the cached ``TrainResult`` when a
     finished run has this key (and not ``force``), else a ``Run`` with a fresh model
     initialised from the member's seed (the caller forks the global generator), resumed
     from its checkpoint with ``resume``. ``features``: the store's rows as a tensor
-    already on the right device, shared between runs."""
+    already on the right device, shared between runs; ``bf16``: bf16 autocast."""
     import torch
 
     started = time.perf_counter()
@@ -117,7 +119,8 @@ def open_run(store: FeatureStore, index: dict, *, artifacts_dir: Path, config: T
     accelerated = device.type == "cuda" if accelerated is None else accelerated
     key = run_key(config, features_key=store.manifest["key"], fold=fold, labels=labels_key(store),
                   split=split_key(store, fold, split_seed=split_seed),
-                  world_size=group.world_size if group else 1, accelerated=accelerated)
+                  world_size=group.world_size if group else 1, accelerated=accelerated,
+                  bf16=bf16)
     done = read_json(layout.run_manifest(artifacts_dir, name))
     if (done and done.get("key") == key and layout.model_file(artifacts_dir, name).exists()
             and not force):
@@ -128,7 +131,7 @@ def open_run(store: FeatureStore, index: dict, *, artifacts_dir: Path, config: T
     split = _checked_split(store, fold, config, split_seed)
     torch.manual_seed(config.seed)  # initialisation: the same on every rank
     session = Session.start(store, split, config, device, group, accelerated=accelerated,
-                            features=features)
+                            features=features, bf16=bf16)
     state = load_checkpoint(layout.checkpoint_file(artifacts_dir, name), key, session,
                             resume=resume)
     layout.run_dir(artifacts_dir, name).mkdir(parents=True, exist_ok=True)

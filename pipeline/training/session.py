@@ -37,7 +37,10 @@ class Session:
     config: TrainConfig  # this rank's (distributed.rank_config)
     device: "torch.device"
     group: distributed.Group | None = None
-    accelerated: bool = False  # the GPU path: data resident on the device, bf16 autocast
+    accelerated: bool = False  # the GPU path: data resident on the device
+    # bf16 autocast in the loop: off unless asked for (it cost 2.3 points of validation UA
+    # in docs/experiments.md's check, issue 32)
+    bf16: bool = False
     # with config.adversary: the actor head (training.adversary) and each row's actor target
     adversary: "torch.nn.Module | None" = None
     actor_targets: "torch.Tensor | None" = None
@@ -45,11 +48,12 @@ class Session:
     @classmethod
     def start(cls, store: FeatureStore, split: Split, config: TrainConfig, device,
               group: distributed.Group | None = None, *,
-              accelerated: bool | None = None, features=None) -> "Session":
+              accelerated: bool | None = None, features=None,
+              bf16: bool = False) -> "Session":
         """A fresh model (from the current torch seed) normalised with the training rows'
         statistics, its optimiser and schedule, and the store's rows as tensors.
         ``accelerated`` (default: on CUDA) takes the GPU path: every row moved to the
-        device once (~0.2 GB for RAVDESS x 3 copies) and bf16 autocast in the loop; it
+        device once (~0.2 GB for RAVDESS x 3 copies); ``bf16``: bf16 autocast in the loop; it
         runs on any device, so tests exercise it on CPU. ``features``: the store's rows as
         that tensor already (where several runs share them: ``together``)."""
         import torch
@@ -86,7 +90,7 @@ class Session:
             trainable, config, rows=distributed.rank_rows(len(split.train), group))
         return cls(model, distributed.wrap(trainable, group, device), optimiser, schedule,
                    features, labels, store.label, store.label_map, store.corpus, weights, rows,
-                   split, config, device, group, accelerated,
+                   split, config, device, group, accelerated, bf16,
                    getattr(trainable, "actor_head", None), targets)
 
     def validate(self) -> dict:

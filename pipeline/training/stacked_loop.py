@@ -142,7 +142,7 @@ class StackedStep:
         import torch
 
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
-                            enabled=self.sessions[0].accelerated):
+                            enabled=self.sessions[0].bf16):
             logits = network(x, masks)  # (batch, M, classes)
             losses = torch.stack([batch_loss(logits[:, m], y, **kw)
                                   for m, (y, kw) in enumerate(targets)])

@@ -59,7 +59,7 @@ def refused(config: TrainConfig, group) -> str | None:
 def train_together(*, data_dir: Path, artifacts_dir: Path, targets: list[tuple],
                    config: TrainConfig = TrainConfig(), resume: bool = False,
                    force: bool = False, device: str = "auto", accelerated: bool | None = None,
-                   compiled: bool | None = None, on_epoch=None,
+                   compiled: bool | None = None, bf16: bool = False, on_epoch=None,
                    on_finished=None) -> list[TrainResult]:
     """Train every ``(fold, member)`` of ``targets`` (as ``train.train`` would, one by
     one), stacked where they can be (module docstring); one ``TrainResult`` per target, in
@@ -80,7 +80,8 @@ def train_together(*, data_dir: Path, artifacts_dir: Path, targets: list[tuple],
         for fold, member in targets:
             results.append(train(data_dir=data_dir, artifacts_dir=artifacts_dir, config=config,
                                  fold=fold, member=member, resume=resume, force=force,
-                                 device=device, accelerated=accelerated, on_epoch=on_epoch))
+                                 device=device, accelerated=accelerated, bf16=bf16,
+                                 on_epoch=on_epoch))
             _call(on_finished, results[-1])
         return results
     names = [layout.member_run(layout.run_name(fold), member) for fold, member in targets]
@@ -98,7 +99,7 @@ def train_together(*, data_dir: Path, artifacts_dir: Path, targets: list[tuple],
                 opened.append(open_run(store, index, artifacts_dir=artifacts_dir, config=config,
                                        fold=fold, member=member, resume=resume, force=force,
                                        device=dev, group=None, accelerated=accelerated,
-                                       features=features))
+                                       features=features, bf16=bf16))
                 if isinstance(opened[-1], Run):  # the rows, once, for every run
                     features = opened[-1].session.features
                 else:
@@ -120,7 +121,8 @@ def _groups(runs: list[Run]) -> list[list[Run]]:
     for run in runs:
         recipe = {k: v for k, v in run.config.member_key().items() if k != "seed"}
         steps = math.ceil(len(run.session.split.train) / run.config.batch_size)
-        key = (stable_json(recipe), steps, run.state["epoch"], run.session.accelerated)
+        key = (stable_json(recipe), steps, run.state["epoch"], run.session.accelerated,
+               run.session.bf16)
         groups.setdefault(key, []).append(run)
     return list(groups.values())
 

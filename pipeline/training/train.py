@@ -51,11 +51,12 @@ __all__ = ["train", "train_epoch", "TrainResult", "TrainingInterrupted", "run_ke
 def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainConfig(),
           fold: int | str | None = 0, member: int = 0, resume: bool = False,
           force: bool = False, device: str = "auto", accelerated: bool | None = None,
-          on_epoch=None) -> TrainResult:
+          bf16: bool = False, on_epoch=None) -> TrainResult:
     """Train one member of one run (see module docstring). ``fold=None`` trains the final
     model, ``fold="random"`` the leaky clip-level contrast. Member ``member`` > 0 trains
     with seed ``config.seed + member`` into its own run folder, on the same split.
-    ``accelerated``: the GPU path (``Session.start``), by default on CUDA only.
+    ``accelerated``: the GPU path (``Session.start``), by default on CUDA only; ``bf16``:
+    bf16 autocast (off by default: docs/experiments.md, the bf16 check).
     ``on_epoch(epoch, first_epoch)`` is called after each epoch trained (``first_epoch``:
     where this call started, > 1 after ``resume``), e.g. ``progress.JobBar.epoch``.
 
@@ -72,7 +73,8 @@ def train(*, data_dir: Path, artifacts_dir: Path, config: TrainConfig = TrainCon
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             run = open_run(store, index_record(data_dir), artifacts_dir=artifacts_dir,
                            config=config, fold=fold, member=member, resume=resume,
-                           force=force, device=dev, group=group, accelerated=accelerated)
+                           force=force, device=dev, group=group, accelerated=accelerated,
+                           bf16=bf16)
             if isinstance(run, TrainResult):
                 return run
             _epochs(run, on_epoch=on_epoch)
@@ -89,7 +91,7 @@ def _epochs(run: Run, *, on_epoch=None) -> None:
                                  session.config, epoch=epoch, device=session.device,
                                  class_weights=session.class_weights,
                                  row_weights=session.row_weights, group=session.group,
-                                 autocast=session.accelerated, actors=session.actor_targets)
+                                 autocast=session.bf16, actors=session.actor_targets)
             if after_epoch(run, record, on_epoch):
                 break
     except KeyboardInterrupt:
@@ -117,7 +119,7 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
     schedule step per batch, gradients clipped at ``config.grad_clip``. ``features``
     ``(n, 2, n_mels, num_frames)`` and ``labels`` ``(n,)`` are torch tensors. Seeds the
     global torch generator (dropout) from (seed, epoch): call it inside ``fork_rng``, as
-    ``train`` does. ``autocast``: bf16 autocast (default: on CUDA). Returns the epoch's
+    ``train`` does. ``autocast``: bf16 autocast (default: off). Returns the epoch's
     ``metrics.jsonl`` record. With ``config.adversary``, ``model`` is an
     ``adversary.Adversarial`` and ``actors`` ``(n,)`` each row's actor target. Raises
     ``TrainingError`` when the loss is not finite."""
@@ -136,7 +138,7 @@ def train_epoch(model, optimiser, schedule, features, labels, split: Split, conf
     # inside the loop (a .item() per step stalled a GPU on every batch)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    grad_norms, autocast = [], device.type == "cuda" if autocast is None else autocast
+    grad_norms, autocast = [], bool(autocast)
     t0 = time.perf_counter()
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size].to(features.device)
