@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import replace
 
 import pytest
@@ -26,6 +25,7 @@ from pipeline.training.run import TrainingInterrupted
 from pipeline.training.train import train
 from pipeline.training.together import train_together
 from test_train import SMALL, _assert_same_weights, _metrics, _weights, write_store
+from test_train_sync import count_reads
 
 TARGETS = [(0, 0), (0, 1), (1, 0)]  # two members of a fold, and another fold
 TOLERANCE = 1e-5
@@ -257,27 +257,7 @@ def test_a_failing_compiler_falls_back_to_eager_mode(tmp_path, monkeypatch, capl
 
 def test_an_epochs_reads_do_not_grow_with_its_steps(tmp_path, monkeypatch):
     """No host synchronisation per step in the stacked loop either (test_train_sync)."""
-    counted = {"inside": False, "reads": 0}
-    for name in ("item", "__float__", "__int__", "__bool__", "tolist", "numpy", "cpu"):
-        real = getattr(torch.Tensor, name)
-
-        def wrapper(self, *args, _real=real, **kwargs):
-            caller = sys._getframe(1).f_globals.get("__name__", "")
-            if counted["inside"] and caller.startswith("pipeline."):
-                counted["reads"] += 1
-            return _real(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, wrapper)
-    real_epoch = together_module.StackedStep.epoch
-
-    def epoch(self, *args, **kwargs):
-        counted["inside"] = True
-        try:
-            return real_epoch(self, *args, **kwargs)
-        finally:
-            counted["inside"] = False
-
-    monkeypatch.setattr(together_module.StackedStep, "epoch", epoch)
+    counted = count_reads(monkeypatch, together_module.StackedStep, "epoch")
     store, counts = write_store(tmp_path), []
     for batch_size in (64, 8):  # then eight times the steps
         counted["reads"] = 0

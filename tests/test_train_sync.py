@@ -19,9 +19,9 @@ from test_train import SMALL, _run, write_store
 READS = ("item", "__float__", "__int__", "__bool__", "tolist", "numpy", "cpu")
 
 
-@pytest.fixture
-def reads(monkeypatch):
-    """Counts read-backs called from ``pipeline`` code while ``train_epoch`` runs."""
+def count_reads(monkeypatch, owner, attribute: str) -> dict:
+    """Counts read-backs called from ``pipeline`` code while ``owner.attribute`` (a
+    function or method: an epoch loop) runs: ``{"reads": n}``, reset by the caller."""
     counted = {"inside": False, "reads": 0}
     for name in READS:
         real = getattr(torch.Tensor, name)
@@ -33,7 +33,7 @@ def reads(monkeypatch):
             return _real(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, wrapper)
-    real_epoch = train_module.train_epoch
+    real_epoch = getattr(owner, attribute)
 
     def epoch(*args, **kwargs):
         counted["inside"] = True
@@ -42,8 +42,14 @@ def reads(monkeypatch):
         finally:
             counted["inside"] = False
 
-    monkeypatch.setattr(train_module, "train_epoch", epoch)
+    monkeypatch.setattr(owner, attribute, epoch)
     return counted
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Counts read-backs called from ``pipeline`` code while ``train_epoch`` runs."""
+    return count_reads(monkeypatch, train_module, "train_epoch")
 
 
 @pytest.mark.parametrize("mixup", [0.0, 0.4])

@@ -44,19 +44,21 @@ class StackedCNN(nn.Module):
         self.config, self.count = template.config, len(models)
         self.names = [name for name, _ in template.named_parameters()]
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.stack([dict(m.named_parameters())[name].detach()
-                                      for m in models]).clone()) for name in self.names)
+            nn.Parameter(_stacked(models, name).clone()) for name in self.names)
         self.index = {name: i for i, name in enumerate(self.names)}
         self.layers = [(f"conv.{i}", layer) for i, layer in enumerate(template.conv)]
         self.norms = [name for name, layer in self.layers if isinstance(layer, nn.BatchNorm2d)]
         for name in self.norms:
             for stat in ("running_mean", "running_var"):
-                self.register_buffer(_buffer(name, stat), torch.stack(
-                    [dict(m.named_buffers())[f"{name}.{stat}"] for m in models]).clone())
+                self.register_buffer(_buffer(name, stat),
+                                     _stacked(models, f"{name}.{stat}").clone())
         # batch-norm steps taken, kept by the caller (one per training step) outside the
         # forward, so that a compiled forward has no Python state to guard on
-        self.norm_steps = int(dict(template.named_buffers())[
-            f"{self.norms[0]}.num_batches_tracked"]) if self.norms else 0
+        self.norm_steps = self._norm_steps(template)
+
+    def _norm_steps(self, model: EmotionCNN) -> int:
+        return int(model.get_buffer(f"{self.norms[0]}.num_batches_tracked")) if self.norms \
+            else 0
 
     def weight(self, name: str) -> torch.Tensor:
         return self.weights[self.index[name]]
@@ -142,13 +144,11 @@ class StackedCNN(nn.Module):
         architecture) into the stack in place (a compiled stack stays valid)."""
         with torch.no_grad():
             for name, stacked in zip(self.names, self.weights):
-                stacked.copy_(torch.stack([dict(m.named_parameters())[name] for m in models]))
+                stacked.copy_(_stacked(models, name))
             for name in self.norms:
                 for stat in ("running_mean", "running_var"):
-                    getattr(self, _buffer(name, stat)).copy_(torch.stack(
-                        [dict(m.named_buffers())[f"{name}.{stat}"] for m in models]))
-        self.norm_steps = int(dict(models[0].named_buffers())[
-            f"{self.norms[0]}.num_batches_tracked"]) if self.norms else 0
+                    getattr(self, _buffer(name, stat)).copy_(_stacked(models, f"{name}.{stat}"))
+        self.norm_steps = self._norm_steps(models[0])
 
     def unstack_into(self, models: list[EmotionCNN]) -> None:
         """Copy each model's weights and batch-norm statistics back into ``models``."""
@@ -162,6 +162,17 @@ class StackedCNN(nn.Module):
                     for stat in ("running_mean", "running_var"):
                         buffers[f"{name}.{stat}"].copy_(getattr(self, _buffer(name, stat))[m])
                     buffers[f"{name}.num_batches_tracked"].fill_(self.norm_steps)
+
+
+def _stacked(models: list[EmotionCNN], name: str) -> torch.Tensor:
+    """Parameter or buffer ``name`` of every model, stacked along a new first axis."""
+    def member(model):
+        try:
+            return model.get_parameter(name)
+        except AttributeError:
+            return model.get_buffer(name)
+
+    return torch.stack([member(model) for model in models]).detach()
 
 
 def _buffer(name: str, stat: str) -> str:
